@@ -1,0 +1,171 @@
+// The signaling socket: one WebSocket at /ws speaking docs/protocol.md (version 1).
+// Requests are answered in order and an `error` frame answers the request in flight,
+// so a request is a promise settled by the next answer of its type or the next error.
+
+export const PROTOCOL_VERSION = 1;
+const KEEPALIVE_MS = 25_000;
+
+/** An `error` frame from the server (or a local failure), with words for the user. */
+export class ServerError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** The WebSocket URL for this page: same host, `wss:` when the page is https. */
+export function socketUrl(loc = window.location) {
+  const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${loc.host}/ws`;
+}
+
+export class Signal extends EventTarget {
+  constructor(url = socketUrl()) {
+    super();
+    this.url = url;
+    this.ws = null;
+    this.name = null;
+    this.pending = []; // [{ type, resolve, reject, timer }]
+    this.keepalive = null;
+    this.closedByUs = false;
+  }
+
+  get isOpen() {
+    return this.ws !== null && this.ws.readyState === WebSocket.OPEN && this.name !== null;
+  }
+
+  /** Open the socket and introduce ourselves; resolves with the accepted name. */
+  async open(name) {
+    if (this.isOpen) {
+      return this.name;
+    }
+    this.closedByUs = false;
+    await new Promise((resolve, reject) => {
+      const ws = new WebSocket(this.url);
+      this.ws = ws;
+      const fail = () => reject(new ServerError('unreachable', 'Could not reach the Chorus server.'));
+      ws.addEventListener('open', () => { ws.removeEventListener('error', fail); resolve(); }, { once: true });
+      ws.addEventListener('error', fail, { once: true });
+      ws.addEventListener('message', (ev) => this.onFrame(ev.data));
+      ws.addEventListener('close', (ev) => this.onClose(ws, ev));
+    });
+    const welcome = await this.request({ type: 'hello', version: PROTOCOL_VERSION, name }, 'welcome');
+    this.name = welcome.name;
+    this.keepalive = setInterval(() => this.send({ type: 'ping' }), KEEPALIVE_MS);
+    return this.name;
+  }
+
+  close() {
+    this.closedByUs = true;
+    if (this.ws) {
+      this.ws.close(1000);
+    }
+  }
+
+  send(msg) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
+      return false;
+    }
+    this.ws.send(JSON.stringify(msg));
+    return true;
+  }
+
+  /** Send `msg` and wait for the answer of type `answerType` (or an `error`). */
+  request(msg, answerType, timeoutMs = 15_000) {
+    return new Promise((resolve, reject) => {
+      const entry = { type: answerType, resolve, reject, timer: null };
+      entry.timer = setTimeout(() => {
+        this.pending = this.pending.filter((e) => e !== entry);
+        reject(new ServerError('timeout', 'The server did not answer in time.'));
+      }, timeoutMs);
+      this.pending.push(entry);
+      if (!this.send(msg)) {
+        this.settle(entry);
+        reject(new ServerError('disconnected', 'Not connected to the server.'));
+      }
+    });
+  }
+
+  settle(entry) {
+    clearTimeout(entry.timer);
+    this.pending = this.pending.filter((e) => e !== entry);
+  }
+
+  onFrame(data) {
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      console.warn('chorus: unreadable frame from server', data);
+      return;
+    }
+    if (!msg || typeof msg.type !== 'string') {
+      return;
+    }
+    if (msg.type === 'error') {
+      const err = new ServerError(msg.code || 'internal', msg.message || 'Something went wrong.');
+      const entry = this.pending[0];
+      if (entry) {
+        this.settle(entry);
+        entry.reject(err);
+      } else {
+        this.dispatchEvent(new CustomEvent('server-error', { detail: err }));
+      }
+      return;
+    }
+    const entry = this.pending.find((e) => e.type === msg.type);
+    if (entry) {
+      this.settle(entry);
+      entry.resolve(msg);
+    }
+    if (msg.type !== 'pong') {
+      this.dispatchEvent(new CustomEvent('message', { detail: msg }));
+    }
+  }
+
+  onClose(ws, ev) {
+    if (ws !== this.ws) {
+      return;
+    }
+    clearInterval(this.keepalive);
+    this.keepalive = null;
+    this.ws = null;
+    this.name = null;
+    const err = new ServerError('disconnected', 'The connection to the server was lost.');
+    for (const entry of [...this.pending]) {
+      this.settle(entry);
+      entry.reject(err);
+    }
+    this.dispatchEvent(new CustomEvent('closed', { detail: { byUs: this.closedByUs, code: ev.code } }));
+  }
+}
+
+/** Words for an error code: our own sentence for the common ones, then the server's. */
+const HINTS = {
+  room_not_found: 'Room not found: check the link, or create a new room.',
+  room_full: 'This room is full.',
+  media_unavailable: 'The media server is unavailable right now. Try again in a moment.',
+  bad_offer: 'The media server could not set up audio with this browser.',
+  unsupported_version: 'This page is out of date: reload it.',
+};
+
+export function describeError(err) {
+  const message = (err && err.message) || '';
+  const hint = HINTS[err && err.code];
+  if (!hint) {
+    return message || 'Something went wrong.';
+  }
+  return message && message !== hint ? `${hint} (${message})` : hint;
+}
+
+/** Look a room up over REST: the room, or null when there is none. */
+export async function fetchRoom(id) {
+  const res = await fetch(`/api/rooms/${encodeURIComponent(id)}`, { headers: { accept: 'application/json' } });
+  if (res.status === 404) {
+    return null;
+  }
+  if (!res.ok) {
+    throw new Error(`room lookup failed: HTTP ${res.status}`);
+  }
+  return res.json();
+}
