@@ -115,12 +115,15 @@ export function renderParticipants(people, you, levels) {
 
     const name = document.createElement('span');
     name.className = 'name';
-    name.textContent = p.name;
+    const label = document.createElement('span');
+    label.className = 'label';
+    label.textContent = p.name;
+    name.append(label);
     if (p.id === you) {
       const tag = document.createElement('span');
       tag.className = 'you';
       tag.textContent = 'you';
-      name.append(' ', tag);
+      name.append(tag);
     }
 
     const state = document.createElement('span');

@@ -1,0 +1,107 @@
+// Three Chromium pages (one a phone) join one room by its link and hear each other:
+// each page's peer connection receives Opus from the two others, with sound in it;
+// everyone sees three names; when one leaves, the other two see it go.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, createRoom } from './server.mjs';
+import { openBrowser, inboundAudio, sleep } from './browser.mjs';
+import { waitFor, listedNames, diagnostics } from './util.mjs';
+
+const PEOPLE = [
+  { name: 'Ada', device: undefined },
+  { name: 'Grace', device: undefined },
+  { name: 'Linus', device: 'Pixel 7' },
+];
+
+test('three browsers join one room by its link and hear each other', { timeout: 60_000 }, async () => {
+  const server = await startServer();
+  const browsers = [];
+  try {
+    const room = await createRoom(server.url, 'Browser test');
+    assert.match(room.link, /^\/r\/[A-Za-z0-9_-]+$/, 'RoomInfo.link is /r/<id>');
+
+    browsers.push(...await Promise.all(PEOPLE.map((p) => openBrowser({ device: p.device }))));
+    const phone = browsers[2];
+    try {
+      // Join one after another, each by the room's link, the way people arrive.
+      for (const [i, { name, device }] of PEOPLE.entries()) {
+        const { page } = browsers[i];
+        await page.goto(`${server.url}${room.link}`);
+        await page.fill('#join-name', name);
+        if (device) {
+          await page.tap('#join-btn');
+        } else {
+          await page.click('#join-btn');
+        }
+        await page.waitForSelector('#in-room', { state: 'visible', timeout: 15_000 });
+      }
+
+      // Everyone lists the three of us.
+      for (const [i, { page }] of browsers.entries()) {
+        const names = await waitFor(async () => {
+          const n = await listedNames(page);
+          return n.length === 3 ? n : null;
+        }, { timeoutMs: 10_000, what: `three names in page ${i}` });
+        assert.deepEqual([...names].sort(), PEOPLE.map((p) => p.name).sort(), `page ${i} lists everyone`);
+        assert.equal(await page.textContent('#participants .person:first-child .you'), 'you');
+      }
+
+      // Each page receives Opus from the two others, flowing and with sound in it.
+      await Promise.all(browsers.map(({ page }, i) => hearsTwoOthers(page, i)));
+
+      // The phone layout never scrolls sideways.
+      const overflow = await phone.page.evaluate(() => ({
+        scrollWidth: document.scrollingElement.scrollWidth,
+        innerWidth: window.innerWidth,
+      }));
+      assert.ok(overflow.scrollWidth <= overflow.innerWidth,
+        `no horizontal overflow on the phone: ${JSON.stringify(overflow)}`);
+
+      // Ada leaves; Grace and Linus see her go; Ada sees that she left.
+      await browsers[0].page.click('#leave-btn');
+      await browsers[0].page.waitForSelector('#join-btn', { state: 'visible', timeout: 5_000 });
+      assert.equal((await browsers[0].page.textContent('#join-btn')).trim(), 'Rejoin');
+      assert.equal(await browsers[0].page.evaluate(() => window.chorus.pc), null, 'peer connection closed');
+      for (const i of [1, 2]) {
+        const names = await waitFor(async () => {
+          const n = await listedNames(browsers[i].page);
+          return n.length === 2 ? n : null;
+        }, { timeoutMs: 10_000, what: `Ada gone from page ${i}` });
+        assert.ok(!names.includes('Ada'), `page ${i} no longer lists Ada: ${names}`);
+      }
+    } catch (e) {
+      e.message += `\n${diagnostics(server, browsers)}`;
+      throw e;
+    }
+  } finally {
+    await Promise.all(browsers.map((b) => b.close()));
+    await server.stop();
+  }
+});
+
+/**
+ * At least two inbound audio streams, codec Opus, whose packetsReceived grows between two
+ * samples ~1 s apart and whose audioLevel has been above 0 (the fake mic beeps, so poll).
+ */
+async function hearsTwoOthers(page, i) {
+  const deadline = Date.now() + 15_000;
+  const maxLevel = new Map();
+  let prev = new Map((await inboundAudio(page)).map((s) => [s.id, s]));
+  let last = [];
+  while (Date.now() < deadline) {
+    await sleep(1000);
+    const now = await inboundAudio(page);
+    last = now.map((s) => ({ ...s, grew: s.packetsReceived - (prev.get(s.id)?.packetsReceived ?? 0) }));
+    for (const s of now) {
+      maxLevel.set(s.id, Math.max(maxLevel.get(s.id) || 0, s.audioLevel));
+    }
+    const good = last.filter((s) => s.grew > 0 && maxLevel.get(s.id) > 0 && s.mimeType === 'audio/opus');
+    if (good.length >= 2) {
+      return good;
+    }
+    prev = new Map(now.map((s) => [s.id, s]));
+  }
+  assert.fail(`page ${i} did not receive audible Opus from two others within 15 s; `
+    + `streams: ${JSON.stringify(last.map((s) => ({ ...s, maxLevel: maxLevel.get(s.id) })))}`);
+}

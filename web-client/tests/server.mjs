@@ -1,0 +1,98 @@
+// Starts the real all-in-one Chorus server (signaling + embedded SFU) for browser tests,
+// on 127.0.0.1 with ephemeral ports and a fresh data dir, and stops it afterwards.
+
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const webClientDir = path.resolve(here, '..');
+const READY = /Chorus is running: open (https?:\/\/\S+?)\/?\s*$/;
+const START_TIMEOUT_MS = 30_000;
+
+/** Path of the server binary: $CHORUS_BIN, else ../target/debug/chorus beside web-client/. */
+export function chorusBin() {
+  const bin = process.env.CHORUS_BIN || '../target/debug/chorus';
+  return path.resolve(webClientDir, bin);
+}
+
+/**
+ * Start the server; resolves with { url, stop, output } once it prints its ready line.
+ * `url` has no trailing slash, e.g. http://127.0.0.1:41234.
+ */
+export async function startServer({ extraArgs = [] } = {}) {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'chorus-web-test-'));
+  const bin = chorusBin();
+  const args = ['--listen', '127.0.0.1:0', '--udp-port', '0', '--data-dir', dataDir, ...extraArgs];
+  const child = spawn(bin, args, {
+    cwd: webClientDir,
+    env: { RUST_LOG: 'info', ...process.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+
+  let stdout = '';
+  let stderr = '';
+  const cap = (s) => (s.length > 64 * 1024 ? s.slice(-64 * 1024) : s);
+  const output = () => `--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`;
+
+  const url = await new Promise((resolve, reject) => {
+    let buffered = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${bin} did not print "Chorus is running: open http://…" within `
+        + `${START_TIMEOUT_MS / 1000} s\n${output()}`));
+    }, START_TIMEOUT_MS);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new Error(`could not start ${bin}: ${e.message} (build it with `
+        + '`cargo build -p chorus-signaling --bin chorus`, or set CHORUS_BIN)'));
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${bin} exited early (code ${code}, signal ${signal})\n${output()}`));
+    });
+    child.stderr.on('data', (d) => { stderr = cap(stderr + d); });
+    child.stdout.on('data', (d) => {
+      stdout = cap(stdout + d);
+      buffered += d;
+      const lines = buffered.split('\n');
+      buffered = lines.pop();
+      for (const line of lines) {
+        const m = READY.exec(line);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      }
+    });
+  });
+
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(t);
+    }
+    await rm(dataDir, { recursive: true, force: true });
+  };
+
+  return { url: url.replace(/\/$/, ''), stop, output };
+}
+
+/** Create a room over REST; resolves with its RoomInfo. */
+export async function createRoom(baseUrl, name) {
+  const res = await fetch(`${baseUrl}/api/rooms`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name }),
+  });
+  const body = await res.text();
+  if (res.status !== 201 && res.status !== 200) {
+    throw new Error(`POST /api/rooms answered ${res.status}: ${body}`);
+  }
+  return JSON.parse(body);
+}
