@@ -58,6 +58,22 @@ test('three browsers join one room by its link and hear each other', { timeout: 
       assert.ok(overflow.scrollWidth <= overflow.innerWidth,
         `no horizontal overflow on the phone: ${JSON.stringify(overflow)}`);
 
+      // Grace mutes: her track stops sending sound, and the others see her muted.
+      await browsers[1].page.click('#mute-btn');
+      assert.equal(await browsers[1].page.getAttribute('#mute-btn', 'aria-pressed'), 'true');
+      assert.equal(await browsers[1].page.evaluate(
+        () => window.chorus.pc.getSenders().every((s) => !s.track || !s.track.enabled)), true,
+      'muting disables the microphone track');
+      for (const i of [0, 2]) {
+        await waitFor(() => mutedNames(browsers[i].page).then((m) => m.includes('Grace')),
+          { timeoutMs: 5_000, what: `Grace shown muted in page ${i}` });
+      }
+      await browsers[1].page.click('#mute-btn');
+      for (const i of [0, 2]) {
+        await waitFor(() => mutedNames(browsers[i].page).then((m) => !m.includes('Grace')),
+          { timeoutMs: 5_000, what: `Grace shown unmuted in page ${i}` });
+      }
+
       // Ada leaves; Grace and Linus see her go; Ada sees that she left.
       await browsers[0].page.click('#leave-btn');
       await browsers[0].page.waitForSelector('#join-btn', { state: 'visible', timeout: 5_000 });
@@ -79,6 +95,13 @@ test('three browsers join one room by its link and hear each other', { timeout: 
     await server.stop();
   }
 });
+
+/** Names shown with the muted icon. */
+function mutedNames(page) {
+  return page.$$eval('#participants .person', (els) => els
+    .filter((e) => e.querySelector('.mic-off'))
+    .map((e) => e.querySelector('.name .label').textContent.trim()));
+}
 
 /**
  * At least two inbound audio streams, codec Opus, whose packetsReceived grows between two
