@@ -34,7 +34,7 @@ test('three browsers join one room by its link and hear each other', { timeout: 
         } else {
           await page.click('#join-btn');
         }
-        await page.waitForSelector('#in-room', { state: 'visible', timeout: 15_000 });
+        await waitInRoom(page, name);
       }
 
       // Everyone lists the three of us.
@@ -95,6 +95,17 @@ test('three browsers join one room by its link and hear each other', { timeout: 
     await server.stop();
   }
 });
+
+/** Wait until the page is in the room; fail at once with the user's alert if one shows. */
+async function waitInRoom(page, name) {
+  const outcome = await page.waitForFunction(() => {
+    if (!document.getElementById('in-room').hidden) return 'in';
+    const toast = document.getElementById('toast');
+    return toast.hidden ? null : `alert: ${document.getElementById('toast-text').textContent.trim()}`;
+  }, null, { timeout: 15_000, polling: 100 });
+  const what = await outcome.jsonValue();
+  assert.equal(what, 'in', `${name} could not join: ${what}`);
+}
 
 /** Names shown with the muted icon. */
 function mutedNames(page) {
