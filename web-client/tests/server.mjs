@@ -28,7 +28,8 @@ export async function startServer({ extraArgs = [] } = {}) {
   const args = ['--listen', '127.0.0.1:0', '--udp-port', '0', '--data-dir', dataDir, ...extraArgs];
   const child = spawn(bin, args, {
     cwd: webClientDir,
-    env: { RUST_LOG: 'info', ...process.env },
+    // Serve this checkout's web client, whatever folder the binary was built in.
+    env: { RUST_LOG: 'info', CHORUS_WEB_DIR: webClientDir, ...process.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 
@@ -72,7 +73,7 @@ export async function startServer({ extraArgs = [] } = {}) {
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
+      child.kill('SIGINT'); // the server stops cleanly on Ctrl-C
       const t = setTimeout(() => child.kill('SIGKILL'), 3000);
       await exited;
       clearTimeout(t);
