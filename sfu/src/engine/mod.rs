@@ -1,0 +1,761 @@
+//! The sans-IO core: rooms, participants (one str0m `Rtc` each, ICE-lite), forwarding and
+//! speaker levels. Datagrams and instants go in; transmits, events and the next deadline
+//! come out of [`Engine::poll_output`]. No sockets, threads or tokio in here, so tests
+//! drive it on a simulated clock and the I/O shell stays thin.
+
+mod slots;
+mod stun;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use chorus_proto::token::{Grants, RoomClaims};
+use chorus_proto::{ParticipantId, RoomId};
+use str0m::change::SdpOffer;
+use str0m::ice::IceCreds;
+use str0m::media::{Direction, MediaData, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Rtc, RtcConfig};
+
+use crate::auth::Revocations;
+use crate::error::SfuError;
+use crate::metrics::{DropReason, Metrics};
+use slots::{Slot, SlotChoice, choose_slot};
+
+/// Largest SDP offer accepted (a browser's audio offer is 2–6 KiB).
+pub const MAX_OFFER_BYTES: usize = 64 * 1024;
+/// Cadence of housekeeping: timeouts, lost connections and speaking levels.
+const TICK: Duration = Duration::from_millis(250);
+/// ICE reported disconnected and not back within this long: the connection is lost.
+const ICE_GRACE: Duration = Duration::from_secs(3);
+/// Nothing at all received (browsers send consent checks every few seconds and RTCP
+/// reports more often) for this long: the connection is lost. Faster than waiting for
+/// the ICE-lite agent, which gives up only after 15 s without a binding request.
+const SILENCE_TIMEOUT: Duration = Duration::from_secs(8);
+/// A level older than this is not "speaking now".
+const LEVEL_FRESH: Duration = Duration::from_millis(300);
+/// Loudness counted as audible in speaking events: −50 dBov.
+const AUDIBLE: f32 = 0.003_16;
+/// Weight of a new frame's level in the per-speaker moving average (20 ms frames:
+/// a time constant of ≈ 60 ms, quick enough for indicators, smooth enough for slots).
+const LEVEL_SMOOTHING: f32 = 0.3;
+/// Audio frames kept per outgoing stream for retransmission. Audio is rarely NACKed and
+/// each `Rtc` is per listener: a small buffer keeps the working set small.
+const SEND_BUFFER_AUDIO: usize = 16;
+
+/// What the engine needs to know about its node.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The media socket addresses, announced as ICE host candidates. A datagram's
+    /// `destination` must be one of these.
+    pub local_addrs: Vec<SocketAddr>,
+    /// Most audio slots used per participant.
+    pub audio_slots: usize,
+    /// Admitted but not connected after this long: removed.
+    pub connect_timeout: Duration,
+}
+
+/// Why a participant left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaveReason {
+    /// Removed on request.
+    Removed,
+    /// ICE/DTLS failed or went silent.
+    ConnectionLost,
+    /// Its room was closed.
+    RoomClosed,
+    /// Never connected within the connect timeout.
+    ConnectTimeout,
+}
+
+/// Something signaling should hear about.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum EngineEvent {
+    /// ICE and DTLS are up: media flows.
+    Connected {
+        /// The room.
+        room: RoomId,
+        /// Who connected.
+        participant: ParticipantId,
+    },
+    /// A participant is gone from this node.
+    Left {
+        /// The room.
+        room: RoomId,
+        /// Who left.
+        participant: ParticipantId,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// Who is audible in a room now, loudness 0..1.
+    Speaking {
+        /// The room.
+        room: RoomId,
+        /// Audible participants and their loudness.
+        levels: Vec<(ParticipantId, f32)>,
+    },
+}
+
+/// A datagram to send.
+#[derive(Debug)]
+pub struct Transmit {
+    /// Local socket address to send from (one of [`EngineConfig::local_addrs`]).
+    pub source: SocketAddr,
+    /// Where to.
+    pub destination: SocketAddr,
+    /// The datagram.
+    pub bytes: Vec<u8>,
+}
+
+/// What [`Engine::poll_output`] yields; drain until `Timeout`.
+#[derive(Debug)]
+pub enum Output {
+    /// Send this datagram.
+    Transmit(Transmit),
+    /// Tell signaling.
+    Event(EngineEvent),
+    /// Call [`Engine::handle_timeout`] at this instant (or on the next datagram).
+    Timeout(Instant),
+}
+
+/// Load and counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineStats {
+    /// Rooms with at least one participant.
+    pub rooms: usize,
+    /// Participants admitted and not yet gone.
+    pub participants: usize,
+    /// Packet counters.
+    pub metrics: Metrics,
+}
+
+struct Participant {
+    room_key: u64,
+    room: RoomId,
+    id: ParticipantId,
+    grants: Grants,
+    muted: bool,
+    token_exp: u64,
+    rtc: Rtc,
+    ufrag: String,
+    /// Remote addresses routed to this participant (to clean the map on removal).
+    sources: Vec<SocketAddr>,
+    /// The media line it sends its microphone on.
+    publish_mid: Option<Mid>,
+    slots: Vec<Slot>,
+    admitted_at: Instant,
+    connected: bool,
+    ice_down_since: Option<Instant>,
+    last_rx: Instant,
+    next_timeout: Instant,
+    /// Smoothed loudness 0..1 and when it was last updated.
+    level: f32,
+    level_at: Option<Instant>,
+    /// The `Rtc` returned an error: remove at the next tick.
+    failed: bool,
+}
+
+struct Room {
+    id: RoomId,
+    members: Vec<u64>,
+}
+
+/// The SFU's state machine. See the module docs for the contract.
+pub struct Engine {
+    config: EngineConfig,
+    rtc_config: RtcConfig,
+    next_key: u64,
+    participants: HashMap<u64, Participant>,
+    by_pair: HashMap<(RoomId, ParticipantId), u64>,
+    rooms: HashMap<u64, Room>,
+    room_keys: HashMap<RoomId, u64>,
+    by_source: HashMap<SocketAddr, u64>,
+    by_ufrag: HashMap<String, u64>,
+    revoked: Revocations,
+    outputs: VecDeque<Output>,
+    /// Frames received and not yet forwarded; kept to reuse its allocation.
+    media: Vec<(u64, MediaData)>,
+    next_tick: Instant,
+    metrics: Metrics,
+}
+
+/// Install str0m's crypto provider (aws-lc-rs) for the process. Idempotent.
+pub fn install_crypto_provider() {
+    str0m::crypto::from_feature_flags().install_process_default();
+}
+
+impl Engine {
+    /// A new engine. Generates the node's DTLS certificate once: every participant's
+    /// `Rtc` shares it, which saves ≈ 2 ms of CPU per admission.
+    pub fn new(config: EngineConfig, now: Instant) -> Result<Self, SfuError> {
+        install_crypto_provider();
+        if config.local_addrs.is_empty() {
+            return Err(SfuError::Config("no media address to announce".into()));
+        }
+        let cert = str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate()
+            .ok_or_else(|| SfuError::Media("could not generate a DTLS certificate".into()))?;
+        let rtc_config = Rtc::builder()
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .set_dtls_cert(cert)
+            .set_send_buffer_audio(SEND_BUFFER_AUDIO);
+        Ok(Self {
+            config,
+            rtc_config,
+            next_key: 1,
+            participants: HashMap::new(),
+            by_pair: HashMap::new(),
+            rooms: HashMap::new(),
+            room_keys: HashMap::new(),
+            by_source: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            revoked: Revocations::default(),
+            outputs: VecDeque::new(),
+            media: Vec::new(),
+            next_tick: now + TICK,
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// Admit the participant of verified `claims` with its SDP offer; returns the answer.
+    ///
+    /// The offer's first audio m-line that we can receive is the participant's microphone;
+    /// the following receive-only audio m-lines are its audio slots.
+    pub fn admit(&mut self, claims: RoomClaims, offer_sdp: &str, now: Instant) -> Result<String, SfuError> {
+        if offer_sdp.len() > MAX_OFFER_BYTES {
+            return Err(SfuError::BadOffer(format!(
+                "the offer is {} bytes, more than the {MAX_OFFER_BYTES} allowed",
+                offer_sdp.len()
+            )));
+        }
+        if self.revoked.is_revoked(&claims.room, &claims.sub) {
+            return Err(SfuError::Revoked {
+                room: claims.room.to_string(),
+                participant: claims.sub.to_string(),
+            });
+        }
+        let pair = (claims.room.clone(), claims.sub.clone());
+        if self.by_pair.contains_key(&pair) {
+            return Err(SfuError::AlreadyAdmitted {
+                room: claims.room.to_string(),
+                participant: claims.sub.to_string(),
+            });
+        }
+        let offer = SdpOffer::from_sdp_string(offer_sdp)
+            .map_err(|e| SfuError::BadOffer(format!("not a valid SDP offer: {e}")))?;
+
+        let creds = IceCreds::new();
+        if self.by_ufrag.contains_key(&creds.ufrag) {
+            // 16 random characters: practically never; the caller may simply retry.
+            return Err(SfuError::Media("ICE credential collision, retry".into()));
+        }
+        let ufrag = creds.ufrag.clone();
+        let mut rtc = self.rtc_config.clone().set_local_ice_credentials(creds).build(now);
+        for addr in &self.config.local_addrs {
+            let candidate = Candidate::host(*addr, "udp")
+                .map_err(|e| SfuError::Config(format!("cannot announce {addr}: {e}")))?;
+            rtc.add_local_candidate(candidate);
+        }
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| SfuError::BadOffer(e.to_string()))?;
+
+        // Which media line is which: str0m reports each remote m-line as MediaAdded, in
+        // offer order, with the direction seen from our side.
+        let mut publish_mid = None;
+        let mut slot_mids = Vec::new();
+        let mut early = Vec::new();
+        let next_timeout = loop {
+            match rtc.poll_output() {
+                Ok(str0m::Output::Timeout(t)) => break t,
+                Ok(str0m::Output::Transmit(t)) => early.push(t),
+                Ok(str0m::Output::Event(Event::MediaAdded(m))) if m.kind == MediaKind::Audio => {
+                    match m.direction {
+                        Direction::RecvOnly | Direction::SendRecv
+                            if publish_mid.is_none() && slot_mids.is_empty() =>
+                        {
+                            publish_mid = Some(m.mid)
+                        }
+                        Direction::SendOnly => slot_mids.push(m.mid),
+                        _ => {}
+                    }
+                }
+                Ok(str0m::Output::Event(_)) => {}
+                Err(e) => return Err(SfuError::BadOffer(e.to_string())),
+            }
+        };
+        if publish_mid.is_none() && slot_mids.is_empty() {
+            return Err(SfuError::BadOffer(
+                "the offer holds no audio m-line (one to send, then receive-only slots)".into(),
+            ));
+        }
+        slot_mids.truncate(self.config.audio_slots);
+
+        let key = self.next_key;
+        self.next_key += 1;
+        let room_key = match self.room_keys.get(&claims.room) {
+            Some(k) => *k,
+            None => {
+                let k = key; // participant and room keys share one counter: never equal twice
+                self.room_keys.insert(claims.room.clone(), k);
+                self.rooms.insert(k, Room { id: claims.room.clone(), members: Vec::new() });
+                k
+            }
+        };
+        if let Some(room) = self.rooms.get_mut(&room_key) {
+            room.members.push(key);
+        }
+        for t in early {
+            self.push_transmit(t);
+        }
+        self.by_pair.insert(pair, key);
+        self.by_ufrag.insert(ufrag.clone(), key);
+        self.participants.insert(
+            key,
+            Participant {
+                room_key,
+                room: claims.room,
+                id: claims.sub,
+                grants: claims.grants,
+                muted: false,
+                token_exp: claims.exp,
+                rtc,
+                ufrag,
+                sources: Vec::new(),
+                publish_mid,
+                slots: slot_mids.into_iter().map(|mid| Slot::new(mid, now)).collect(),
+                admitted_at: now,
+                connected: false,
+                ice_down_since: None,
+                last_rx: now,
+                next_timeout,
+                level: 0.0,
+                level_at: None,
+                failed: false,
+            },
+        );
+        Ok(answer.to_sdp_string())
+    }
+
+    /// A datagram arrived on the media socket `destination` from `source`.
+    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, bytes: &[u8]) {
+        self.metrics.packets_in += 1;
+        self.metrics.bytes_in += bytes.len() as u64;
+
+        // STUN (first byte 0..=3) may come from a new address, or from a reused one:
+        // route it by our ufrag. Everything else goes by the source address map, which
+        // is filled only after str0m verified a STUN check's integrity.
+        let by_ufrag = if bytes.first().is_some_and(|b| *b < 4) {
+            stun::local_ufrag(bytes).and_then(|u| self.by_ufrag.get(u).copied())
+        } else {
+            None
+        };
+        let Some(key) = by_ufrag.or_else(|| self.by_source.get(&source).copied()) else {
+            self.metrics.drop_packet(DropReason::UnknownSource);
+            return;
+        };
+        let Ok(receive) = Receive::new(Protocol::Udp, source, destination, bytes) else {
+            self.metrics.drop_packet(DropReason::Malformed);
+            return;
+        };
+        let input = Input::Receive(now, receive);
+        let Some(p) = self.participants.get_mut(&key) else {
+            self.metrics.drop_packet(DropReason::UnknownSource);
+            return;
+        };
+        if !p.rtc.accepts(&input) {
+            self.metrics.drop_packet(DropReason::UnknownSource);
+            return;
+        }
+        if !p.sources.contains(&source) {
+            p.sources.push(source);
+            if let Some(old) = self.by_source.insert(source, key)
+                && old != key
+                && let Some(o) = self.participants.get_mut(&old)
+            {
+                o.sources.retain(|s| *s != source);
+            }
+        }
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        p.last_rx = now;
+        if let Err(e) = p.rtc.handle_input(input) {
+            // A packet that fails SRTP or parsing is the client's problem, not a reason
+            // to drop the participant.
+            tracing::debug!(participant = %p.id, error = %e, "datagram refused");
+            self.metrics.drop_packet(DropReason::Malformed);
+        }
+        drain(key, p, now, &mut self.outputs, &mut self.media, &mut self.metrics);
+        self.forward_pending(now);
+    }
+
+    /// Time has come (see [`Output::Timeout`]); safe to call early.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Engine { participants, outputs, media, metrics, .. } = self;
+        for (key, p) in participants.iter_mut() {
+            if p.next_timeout <= now {
+                if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                    tracing::debug!(participant = %p.id, error = %e, "rtc failed");
+                    p.failed = true;
+                }
+                drain(*key, p, now, outputs, media, metrics);
+            }
+        }
+        self.forward_pending(now);
+        if now >= self.next_tick {
+            self.next_tick = now + TICK;
+            self.housekeeping(now);
+        }
+    }
+
+    /// Next thing to do: a transmit, an event, or the deadline to call `handle_timeout`.
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(o) = self.outputs.pop_front() {
+            return o;
+        }
+        // A scan, not a heap: cheap at the hundreds of participants a core serves, and
+        // deadlines move on every packet.
+        let t = self.participants.values().fold(self.next_tick, |t, p| t.min(p.next_timeout));
+        Output::Timeout(t)
+    }
+
+    /// Change what a participant may do; applies from the next packet.
+    pub fn update_grants(
+        &mut self,
+        room: &RoomId,
+        participant: &ParticipantId,
+        grants: Grants,
+        muted: bool,
+    ) -> Result<(), SfuError> {
+        let key = self.key_of(room, participant)?;
+        let Some(p) = self.participants.get_mut(&key) else {
+            return Err(SfuError::NotFound(format!("participant {participant}")));
+        };
+        p.grants = grants;
+        p.muted = muted;
+        if !grants.publish || muted {
+            // Free its slots at once rather than after the idle timeout.
+            p.level = 0.0;
+            p.level_at = None;
+            let room_key = p.room_key;
+            self.release_slots_of(room_key, key);
+        }
+        Ok(())
+    }
+
+    /// Disconnect a participant (reason `Removed`). False if it is not here.
+    pub fn remove(&mut self, room: &RoomId, participant: &ParticipantId, now: Instant) -> bool {
+        match self.key_of(room, participant) {
+            Ok(key) => {
+                self.remove_key(key, LeaveReason::Removed, now);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Disconnect everyone in a room; returns how many.
+    pub fn close_room(&mut self, room: &RoomId, now: Instant) -> u32 {
+        let Some(members) = self
+            .room_keys
+            .get(room)
+            .and_then(|k| self.rooms.get(k))
+            .map(|r| r.members.clone())
+        else {
+            return 0;
+        };
+        for key in &members {
+            self.remove_key(*key, LeaveReason::RoomClosed, now);
+        }
+        u32::try_from(members.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Load and counters.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            rooms: self.rooms.len(),
+            participants: self.participants.len(),
+            metrics: self.metrics,
+        }
+    }
+
+    /// The I/O shell could not send a datagram.
+    pub fn record_send_failure(&mut self) {
+        self.metrics.drop_packet(DropReason::SendFailed);
+    }
+
+    /// The local addresses (ICE host candidates) of this engine.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.config.local_addrs
+    }
+
+    fn key_of(&self, room: &RoomId, participant: &ParticipantId) -> Result<u64, SfuError> {
+        self.by_pair
+            .get(&(room.clone(), participant.clone()))
+            .copied()
+            .ok_or_else(|| SfuError::NotFound(format!("participant {participant} in room {room}")))
+    }
+
+    fn push_transmit(&mut self, t: str0m::net::Transmit) {
+        push_transmit(&mut self.outputs, &mut self.metrics, t);
+    }
+
+    fn forward_pending(&mut self, now: Instant) {
+        while !self.media.is_empty() {
+            let mut batch = std::mem::take(&mut self.media);
+            for (key, data) in batch.drain(..) {
+                self.forward(key, &data, now);
+            }
+            if self.media.is_empty() {
+                self.media = batch; // keep the allocation
+            }
+        }
+    }
+
+    /// One received frame of `key`: check grants on this very packet, update its level,
+    /// write it into a slot of every subscriber of the room.
+    fn forward(&mut self, key: u64, data: &MediaData, now: Instant) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        if p.publish_mid != Some(data.mid) {
+            self.metrics.drop_packet(DropReason::WrongMediaLine);
+            return;
+        }
+        if !p.grants.publish {
+            self.metrics.drop_packet(DropReason::NotPublisher);
+            return;
+        }
+        if p.muted {
+            self.metrics.drop_packet(DropReason::Muted);
+            return;
+        }
+        let level = data.ext_vals.audio_level.map(dbov_to_loudness).unwrap_or(0.0);
+        p.level = match p.level_at {
+            Some(_) => p.level + LEVEL_SMOOTHING * (level - p.level),
+            None => level,
+        };
+        p.level_at = Some(now);
+        let speaker_level = p.level;
+        let room_key = p.room_key;
+
+        // Take the member list out so subscribers can be borrowed mutably; put it back.
+        let Some(members) = self.rooms.get_mut(&room_key).map(|r| std::mem::take(&mut r.members)) else {
+            return;
+        };
+        let rate = data.time.denom();
+        let in_ts = data.time.numer();
+        for &s_key in &members {
+            if s_key == key {
+                continue;
+            }
+            let Some(s) = self.participants.get_mut(&s_key) else {
+                continue;
+            };
+            if !s.grants.subscribe || !s.connected || s.slots.is_empty() {
+                continue;
+            }
+            let index = match choose_slot(&mut s.slots, key, speaker_level, now) {
+                SlotChoice::Use(i) => i,
+                SlotChoice::Drop => {
+                    self.metrics.drop_packet(DropReason::NoFreeSlot);
+                    continue;
+                }
+            };
+            let Some(slot) = s.slots.get_mut(index) else {
+                continue;
+            };
+            // Frame mode (`writer`), not RTP mode: str0m then owns each slot's SSRC and
+            // sequence numbers, so a speaker change needs only the timestamp offset
+            // below; PERFORMANCE.md puts the cost at ≈ 0.15 µs more per packet.
+            let Some(writer) = s.rtc.writer(slot.mid) else {
+                continue;
+            };
+            let Some(pt) = writer.match_params(data.params) else {
+                self.metrics.drop_packet(DropReason::CodecMismatch);
+                continue;
+            };
+            let out_ts = slot.map_timestamp(in_ts, rate, now, speaker_level);
+            let writer = match data.ext_vals.audio_level {
+                Some(l) => writer.audio_level(l, data.ext_vals.voice_activity.unwrap_or(false)),
+                None => writer,
+            };
+            match writer.write(pt, now, MediaTime::new(out_ts, data.time.frequency()), data.data.clone()) {
+                Ok(()) => self.metrics.packets_forwarded += 1,
+                Err(e) => {
+                    tracing::debug!(participant = %s.id, error = %e, "write failed");
+                    self.metrics.drop_packet(DropReason::CodecMismatch);
+                    continue;
+                }
+            }
+            drain(s_key, s, now, &mut self.outputs, &mut self.media, &mut self.metrics);
+        }
+        if let Some(room) = self.rooms.get_mut(&room_key) {
+            room.members = members;
+        }
+    }
+
+    fn release_slots_of(&mut self, room_key: u64, speaker: u64) {
+        let Some(room) = self.rooms.get(&room_key) else {
+            return;
+        };
+        for key in &room.members {
+            if let Some(s) = self.participants.get_mut(key) {
+                for slot in s.slots.iter_mut().filter(|slot| slot.speaker == Some(speaker)) {
+                    slot.release();
+                }
+            }
+        }
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        self.revoked.expire(now);
+        let connect_timeout = self.config.connect_timeout;
+        let gone: Vec<(u64, LeaveReason)> = self
+            .participants
+            .iter()
+            .filter_map(|(key, p)| {
+                let reason = if p.failed || !p.rtc.is_alive() {
+                    LeaveReason::ConnectionLost
+                } else if !p.connected {
+                    if now.saturating_duration_since(p.admitted_at) < connect_timeout {
+                        return None;
+                    }
+                    LeaveReason::ConnectTimeout
+                } else if p.ice_down_since.is_some_and(|t| now.saturating_duration_since(t) >= ICE_GRACE)
+                    || now.saturating_duration_since(p.last_rx) >= SILENCE_TIMEOUT
+                {
+                    LeaveReason::ConnectionLost
+                } else {
+                    return None;
+                };
+                Some((*key, reason))
+            })
+            .collect();
+        for (key, reason) in gone {
+            self.remove_key(key, reason, now);
+        }
+
+        for room in self.rooms.values() {
+            let levels: Vec<(ParticipantId, f32)> = room
+                .members
+                .iter()
+                .filter_map(|k| self.participants.get(k))
+                .filter(|p| p.grants.publish && !p.muted)
+                .filter(|p| p.level_at.is_some_and(|t| now.saturating_duration_since(t) <= LEVEL_FRESH))
+                .filter(|p| p.level >= AUDIBLE)
+                .map(|p| (p.id.clone(), p.level.clamp(0.0, 1.0)))
+                .collect();
+            if !levels.is_empty() {
+                self.outputs.push_back(Output::Event(EngineEvent::Speaking { room: room.id.clone(), levels }));
+            }
+        }
+    }
+
+    fn remove_key(&mut self, key: u64, reason: LeaveReason, now: Instant) {
+        let Some(mut p) = self.participants.remove(&key) else {
+            return;
+        };
+        // Say goodbye (DTLS close_notify, RTCP BYE) so the browser learns at once.
+        if p.rtc.close().is_ok() {
+            let mut ignored = Vec::new();
+            drain(key, &mut p, now, &mut self.outputs, &mut ignored, &mut self.metrics);
+        }
+        for s in &p.sources {
+            if self.by_source.get(s) == Some(&key) {
+                self.by_source.remove(s);
+            }
+        }
+        self.by_ufrag.remove(&p.ufrag);
+        self.by_pair.remove(&(p.room.clone(), p.id.clone()));
+        self.release_slots_of(p.room_key, key);
+        if let Some(room) = self.rooms.get_mut(&p.room_key) {
+            room.members.retain(|k| *k != key);
+            if room.members.is_empty() {
+                self.rooms.remove(&p.room_key);
+                self.room_keys.remove(&p.room);
+            }
+        }
+        tracing::info!(room = %p.room, participant = %p.id, ?reason, "participant left");
+        self.revoked.revoke(p.room.clone(), p.id.clone(), p.token_exp, now);
+        self.outputs.push_back(Output::Event(EngineEvent::Left { room: p.room, participant: p.id, reason }));
+    }
+}
+
+/// Loudness 0..1 from an RFC 6464 level (str0m gives −dBov, 0 = loudest, −127 = silence).
+fn dbov_to_loudness(level: i8) -> f32 {
+    10f32.powf(f32::from(level.min(0)) / 20.0).clamp(0.0, 1.0)
+}
+
+fn push_transmit(outputs: &mut VecDeque<Output>, metrics: &mut Metrics, t: str0m::net::Transmit) {
+    metrics.packets_out += 1;
+    metrics.bytes_out += t.contents.len() as u64;
+    outputs.push_back(Output::Transmit(Transmit {
+        source: t.source,
+        destination: t.destination,
+        bytes: t.contents.into(),
+    }));
+}
+
+/// Poll one participant's `Rtc` until it gives its next deadline: transmits go out,
+/// received frames are queued for forwarding, state changes become events.
+fn drain(
+    key: u64,
+    p: &mut Participant,
+    now: Instant,
+    outputs: &mut VecDeque<Output>,
+    media: &mut Vec<(u64, MediaData)>,
+    metrics: &mut Metrics,
+) {
+    loop {
+        if !p.rtc.is_alive() {
+            // Removed at the next tick; nothing to wait for until then.
+            p.next_timeout = now + TICK;
+            return;
+        }
+        match p.rtc.poll_output() {
+            Ok(str0m::Output::Timeout(t)) => {
+                p.next_timeout = t;
+                return;
+            }
+            Ok(str0m::Output::Transmit(t)) => push_transmit(outputs, metrics, t),
+            Ok(str0m::Output::Event(e)) => match e {
+                Event::Connected => {
+                    if !p.connected {
+                        p.connected = true;
+                        tracing::info!(room = %p.room, participant = %p.id, "participant connected");
+                        outputs.push_back(Output::Event(EngineEvent::Connected {
+                            room: p.room.clone(),
+                            participant: p.id.clone(),
+                        }));
+                    }
+                }
+                Event::IceConnectionStateChange(state) => match state {
+                    IceConnectionState::Disconnected => {
+                        p.ice_down_since.get_or_insert(now);
+                    }
+                    IceConnectionState::Connected | IceConnectionState::Completed => {
+                        p.ice_down_since = None;
+                    }
+                    _ => {}
+                },
+                Event::MediaData(data) => media.push((key, data)),
+                _ => {}
+            },
+            Err(e) => {
+                tracing::debug!(participant = %p.id, error = %e, "rtc failed");
+                p.failed = true;
+                p.next_timeout = now + TICK;
+                return;
+            }
+        }
+    }
+}
