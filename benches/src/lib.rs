@@ -1,0 +1,10 @@
+//! Chorus synthetic peers and measurement tools.
+//!
+//! - [`tone`]: sine tones as Opus, and a detector telling which tones a listener hears.
+//! - [`webrtc_peer`]: a participant on the `webrtc` crate (independent of our str0m SFU)
+//!   that joins through the real signaling, publishes a tone and reports what it hears.
+//! - [`rest`]: the REST calls the tools need (creating rooms).
+
+pub mod rest;
+pub mod tone;
+pub mod webrtc_peer;
