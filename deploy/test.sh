@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The whole Chorus test suite, from a fresh Debian machine with the Rust toolchain:
+# installs what the tests need (idempotently), lints, runs the browser tests and the
+# Rust tests. The Rust test runner's summary closes the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+# System packages: cmake builds the bundled libopus of the test peers; Chromium is the
+# browser the web-client tests drive.
+need=()
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+if ((${#need[@]})); then
+  log "installing ${need[*]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+log "npm ci (playwright-core, no browser download)"
+(cd web-client && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "building the chorus binary for the browser tests"
+cargo build --locked -p chorus-signaling --bin chorus
+
+status=0
+log "browser tests (headless Chromium)"
+(cd web-client && CHORUS_BIN="$PWD/../target/debug/chorus" npm test) || status=1
+
+log "Rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast || status=1
+else
+  cargo test --workspace --locked --no-fail-fast || status=1
+fi
+exit $status

@@ -1,0 +1,18 @@
+//! Chorus wire contracts, in one place.
+//!
+//! - [`sfu`]: the `SfuControl` gRPC service that signaling uses to drive SFU nodes.
+//! - [`signal`]: the JSON messages between a browser and signaling (see `docs/protocol.md`).
+//! - [`token`]: the Ed25519-signed room token that signaling mints and the SFU verifies.
+//! - [`ids`]: newtype ids shared by all of the above.
+
+pub mod ids;
+pub mod signal;
+pub mod token;
+
+/// Generated `SfuControl` client, server and messages (package `chorus.sfu.v1`).
+#[allow(clippy::all, missing_docs)]
+pub mod sfu {
+    tonic::include_proto!("chorus.sfu.v1");
+}
+
+pub use ids::{GroupId, IdError, NodeId, ParticipantId, RoomId};

@@ -1,0 +1,340 @@
+//! Room tokens: short-lived Ed25519-signed JWTs.
+//!
+//! Signaling holds the private key and mints a token for every admission; an SFU holds
+//! only the public key and verifies the token itself, so a compromised SFU cannot mint
+//! admissions and a client cannot forge or widen its grants.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ParticipantId, RoomId};
+
+/// Issuer written into every token and required when verifying.
+pub const ISSUER: &str = "chorus";
+/// Longest token accepted; anything larger is refused before it is parsed.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// What a participant may do in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Grants {
+    /// May send audio that others hear (holds a mic seat).
+    pub publish: bool,
+    /// May receive the room's audio.
+    pub subscribe: bool,
+    /// May moderate the room.
+    pub admin: bool,
+}
+
+impl Grants {
+    /// A speaker: publishes and listens.
+    pub const SPEAKER: Grants = Grants {
+        publish: true,
+        subscribe: true,
+        admin: false,
+    };
+    /// A listener: only listens.
+    pub const LISTENER: Grants = Grants {
+        publish: false,
+        subscribe: true,
+        admin: false,
+    };
+}
+
+/// The claims of a room token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomClaims {
+    /// The participant this token admits.
+    pub sub: ParticipantId,
+    /// The room it admits into.
+    pub room: RoomId,
+    /// Display name, shown to the others.
+    pub name: String,
+    /// What the participant may do.
+    pub grants: Grants,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: u64,
+    /// Expires at, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Always [`ISSUER`].
+    pub iss: String,
+}
+
+/// Why a token was refused. The texts are shown to users.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The token is larger than [`MAX_TOKEN_LEN`].
+    #[error("the room token is too large")]
+    TooLarge,
+    /// The token's time is up.
+    #[error("the room token has expired")]
+    Expired,
+    /// The signature does not match: forged, or signed by another deployment.
+    #[error("the room token is not signed by this server")]
+    BadSignature,
+    /// The token admits into another room than the one asked for.
+    #[error("the room token is for another room")]
+    WrongRoom,
+    /// Not a JWT, or its claims are missing or malformed.
+    #[error("the room token is malformed: {0}")]
+    Malformed(String),
+    /// The key material could not be used.
+    #[error("the token key is unusable: {0}")]
+    Key(String),
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Mints room tokens. Held by signaling only.
+pub struct TokenIssuer {
+    encoding: EncodingKey,
+    public_key: Vec<u8>,
+}
+
+impl TokenIssuer {
+    /// A fresh random key pair (the embedded default: the SFU runs in the same process
+    /// and receives the public key directly).
+    pub fn generate() -> Result<Self, TokenError> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 =
+            Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| TokenError::Key(e.to_string()))?;
+        Self::from_pkcs8_der(pkcs8.as_ref())
+    }
+
+    /// A key pair from a PKCS#8 DER document (as written by [`TokenIssuer::pkcs8_pem`]).
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, TokenError> {
+        let pair = Ed25519KeyPair::from_pkcs8(der).map_err(|e| TokenError::Key(e.to_string()))?;
+        Ok(Self {
+            encoding: EncodingKey::from_ed_der(der),
+            public_key: pair.public_key().as_ref().to_vec(),
+        })
+    }
+
+    /// A key pair from a PEM file holding a PKCS#8 Ed25519 private key.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, TokenError> {
+        let text = std::str::from_utf8(pem).map_err(|_| TokenError::Key("not PEM text".into()))?;
+        let der = pem_body(text, "PRIVATE KEY")?;
+        Self::from_pkcs8_der(&der)
+    }
+
+    /// The raw 32-byte public key, for [`TokenVerifier::from_public_key`].
+    pub fn public_key(&self) -> &[u8] {
+        &self.public_key
+    }
+
+    /// Mint a token valid for `ttl`.
+    pub fn mint(
+        &self,
+        room: &RoomId,
+        participant: &ParticipantId,
+        name: &str,
+        grants: Grants,
+        ttl: Duration,
+    ) -> Result<String, TokenError> {
+        let iat = now_secs();
+        let claims = RoomClaims {
+            sub: participant.clone(),
+            room: room.clone(),
+            name: name.to_owned(),
+            grants,
+            iat,
+            exp: iat + ttl.as_secs().max(1),
+            iss: ISSUER.to_owned(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)
+            .map_err(|e| TokenError::Key(e.to_string()))
+    }
+}
+
+/// Verifies room tokens. Held by every SFU.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl TokenVerifier {
+    /// From the raw 32-byte Ed25519 public key.
+    pub fn from_public_key(raw: &[u8]) -> Result<Self, TokenError> {
+        if raw.len() != 32 {
+            return Err(TokenError::Key(format!(
+                "an Ed25519 public key has 32 bytes, not {}",
+                raw.len()
+            )));
+        }
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = 5;
+        Ok(Self {
+            decoding: DecodingKey::from_ed_der(raw),
+            validation,
+        })
+    }
+
+    /// Check signature, issuer and expiry; return the claims.
+    pub fn verify(&self, token: &str) -> Result<RoomClaims, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::TooLarge);
+        }
+        use jsonwebtoken::errors::ErrorKind;
+        jsonwebtoken::decode::<RoomClaims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                _ => TokenError::Malformed(e.to_string()),
+            })
+    }
+
+    /// [`TokenVerifier::verify`], and the token must be for `room`.
+    pub fn verify_for_room(&self, token: &str, room: &RoomId) -> Result<RoomClaims, TokenError> {
+        let claims = self.verify(token)?;
+        if &claims.room != room {
+            return Err(TokenError::WrongRoom);
+        }
+        Ok(claims)
+    }
+}
+
+/// Hex text of a raw public key, the form used on command lines and in config files.
+pub fn public_key_hex(raw: &[u8]) -> String {
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parse the hex form written by [`public_key_hex`].
+pub fn public_key_from_hex(hex: &str) -> Result<Vec<u8>, TokenError> {
+    let hex = hex.trim();
+    if hex.len() % 2 != 0 || !hex.is_ascii() {
+        return Err(TokenError::Key("the public key must be hex digits".into()));
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&hex[i..i + 2], 16)
+                .map_err(|_| TokenError::Key("the public key must be hex digits".into()))
+        })
+        .collect()
+}
+
+fn pem_body(text: &str, label: &str) -> Result<Vec<u8>, TokenError> {
+    use base64::Engine;
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = text
+        .find(&begin)
+        .ok_or_else(|| TokenError::Key(format!("no '{begin}' line")))?;
+    let rest = &text[start + begin.len()..];
+    let stop = rest
+        .find(&end)
+        .ok_or_else(|| TokenError::Key(format!("no '{end}' line")))?;
+    let b64: String = rest[..stop]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| TokenError::Key(format!("bad PEM body: {e}")))
+}
+
+/// PEM text of a PKCS#8 private key document.
+pub fn pkcs8_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str("-----END PRIVATE KEY-----\n");
+    out
+}
+
+/// A fresh PKCS#8 Ed25519 private key document (for `chorus-signaling keygen`).
+pub fn generate_pkcs8() -> Result<Vec<u8>, TokenError> {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    Ed25519KeyPair::generate_pkcs8(&rng)
+        .map(|doc| doc.as_ref().to_vec())
+        .map_err(|e| TokenError::Key(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> (RoomId, ParticipantId) {
+        (RoomId::random(), ParticipantId::random())
+    }
+
+    #[test]
+    fn mint_then_verify() {
+        let issuer = TokenIssuer::generate().unwrap();
+        let verifier = TokenVerifier::from_public_key(issuer.public_key()).unwrap();
+        let (room, p) = ids();
+        let token = issuer
+            .mint(&room, &p, "Ada", Grants::SPEAKER, Duration::from_secs(60))
+            .unwrap();
+        let claims = verifier.verify_for_room(&token, &room).unwrap();
+        assert_eq!(claims.sub, p);
+        assert_eq!(claims.grants, Grants::SPEAKER);
+        assert_eq!(claims.name, "Ada");
+    }
+
+    #[test]
+    fn forged_other_room_and_expired_are_refused() {
+        let issuer = TokenIssuer::generate().unwrap();
+        let other = TokenIssuer::generate().unwrap();
+        let verifier = TokenVerifier::from_public_key(issuer.public_key()).unwrap();
+        let (room, p) = ids();
+        let forged = other
+            .mint(&room, &p, "Eve", Grants::SPEAKER, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(verifier.verify(&forged), Err(TokenError::BadSignature));
+
+        let token = issuer
+            .mint(&room, &p, "Ada", Grants::SPEAKER, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            verifier.verify_for_room(&token, &RoomId::random()),
+            Err(TokenError::WrongRoom)
+        );
+
+        let claims = RoomClaims {
+            sub: p,
+            room,
+            name: "Old".into(),
+            grants: Grants::SPEAKER,
+            iat: 1,
+            exp: 2,
+            iss: ISSUER.into(),
+        };
+        let expired =
+            jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &issuer.encoding)
+                .unwrap();
+        assert_eq!(verifier.verify(&expired), Err(TokenError::Expired));
+        assert!(matches!(
+            verifier.verify("not.a.token"),
+            Err(TokenError::Malformed(_))
+        ));
+        assert_eq!(
+            verifier.verify(&"a".repeat(5000)),
+            Err(TokenError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn pem_round_trip() {
+        let der = generate_pkcs8().unwrap();
+        let issuer = TokenIssuer::from_pem(pkcs8_pem(&der).as_bytes()).unwrap();
+        let hex = public_key_hex(issuer.public_key());
+        assert_eq!(public_key_from_hex(&hex).unwrap(), issuer.public_key());
+    }
+}

@@ -1,0 +1,75 @@
+//! Signaling configuration: one struct with defaults, filled by the binaries from flags
+//! and environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the HTTP listener is secured. Browsers allow the microphone only in a secure
+/// context: plain HTTP is fine on loopback, a phone on the LAN needs HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain HTTP.
+    Off,
+    /// HTTPS with the given PEM certificate chain and private key.
+    Files {
+        /// Certificate chain (PEM).
+        cert: PathBuf,
+        /// Private key (PEM).
+        key: PathBuf,
+    },
+    /// HTTPS with a self-signed certificate kept in the data directory (made on first use).
+    SelfSigned,
+}
+
+impl TlsMode {
+    /// The default for a listen address: given files win; otherwise loopback gets plain
+    /// HTTP and any other address a self-signed certificate.
+    pub fn choose(listen: SocketAddr, cert: Option<PathBuf>, key: Option<PathBuf>) -> Self {
+        match (cert, key) {
+            (Some(cert), Some(key)) => TlsMode::Files { cert, key },
+            _ if listen.ip().is_loopback() => TlsMode::Off,
+            _ => TlsMode::SelfSigned,
+        }
+    }
+}
+
+/// Everything signaling needs to run.
+#[derive(Debug, Clone)]
+pub struct SignalingConfig {
+    /// HTTP(S) and WebSocket listen address; port 0 picks one.
+    pub listen: SocketAddr,
+    /// HTTPS or not.
+    pub tls: TlsMode,
+    /// gRPC address of the SFU node, e.g. `http://127.0.0.1:7881`.
+    pub sfu_url: String,
+    /// Folder holding the web client (index.html, src/, style.css).
+    pub web_dir: PathBuf,
+    /// Folder for durable data (and the self-signed certificate).
+    pub data_dir: PathBuf,
+    /// How long a minted room token stays valid. It is only needed to enter.
+    pub token_ttl: Duration,
+    /// Most participants one room holds.
+    pub max_room_participants: usize,
+}
+
+impl SignalingConfig {
+    /// Defaults for everything but the SFU address.
+    pub fn new(sfu_url: impl Into<String>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7880)),
+            tls: TlsMode::Off,
+            sfu_url: sfu_url.into(),
+            web_dir: default_web_dir(),
+            data_dir: PathBuf::from("chorus-data"),
+            token_ttl: Duration::from_secs(120),
+            max_room_participants: 100,
+        }
+    }
+}
+
+/// The web client beside the workspace this binary was built from; overridden with
+/// `--web-dir` when the binary is installed elsewhere.
+pub fn default_web_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../web-client"))
+}

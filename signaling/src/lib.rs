@@ -1,0 +1,195 @@
+//! Chorus signaling: the service browsers talk to.
+//!
+//! It serves the web client, holds client sessions over WebSocket (`docs/protocol.md`),
+//! keeps rooms and their members, mints room tokens and admits participants into rooms
+//! on an SFU node over gRPC. Media never passes through it.
+//!
+//! [`start`] runs one node; the `chorus` binary runs it together with an in-process SFU
+//! (the embedded default), `chorus-signaling` alone against a separate SFU.
+
+mod app;
+mod config;
+mod error;
+mod http;
+mod net;
+mod rooms;
+mod sfu_client;
+mod tls;
+mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chorus_proto::token::TokenIssuer;
+
+pub use config::{SignalingConfig, TlsMode, default_web_dir};
+pub use error::SignalingError;
+pub use net::primary_ip;
+
+/// A running signaling node.
+pub struct SignalingHandle {
+    local_addr: SocketAddr,
+    url: String,
+    server: axum_server::Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SignalingHandle {
+    /// The address the HTTP(S) listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address a person opens in a browser.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Stop accepting, give open sessions a moment to finish, and return.
+    pub async fn shutdown(self) {
+        self.server.graceful_shutdown(Some(Duration::from_secs(2)));
+        let _ = self.task.await;
+    }
+
+    /// Run until the server stops by itself.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Start a signaling node: check the SFU is reachable, bind, serve.
+pub async fn start(
+    config: SignalingConfig,
+    tokens: TokenIssuer,
+) -> Result<SignalingHandle, SignalingError> {
+    if !config.web_dir.join("index.html").is_file() {
+        return Err(SignalingError::WebDirMissing(config.web_dir.clone()));
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| SignalingError::Io {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+
+    let sfu = sfu_client::SfuClient::connect_lazy(&config.sfu_url)?;
+    let rooms = Arc::new(rooms::RoomRegistry::new(config.max_room_participants));
+    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+    rooms::sfu_events::spawn(sfu.clone(), rooms.clone(), subscribed_tx);
+    match tokio::time::timeout(Duration::from_secs(10), subscribed).await {
+        Ok(Ok(())) => {}
+        _ => {
+            return Err(SignalingError::SfuUnreachable {
+                url: config.sfu_url.clone(),
+                reason: "no event stream within 10 s".into(),
+            });
+        }
+    }
+
+    let state = Arc::new(app::AppState {
+        rooms,
+        sfu,
+        tokens,
+        token_ttl: config.token_ttl,
+    });
+    let app = http::router(state, &config.web_dir);
+
+    let listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| SignalingError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| SignalingError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| SignalingError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+
+    let host_ip = if local_addr.ip().is_unspecified() {
+        primary_ip().unwrap_or(local_addr.ip())
+    } else {
+        local_addr.ip()
+    };
+    let tls = tls::rustls_config(&config.tls, &config.data_dir, &[host_ip]).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!(
+        "{scheme}://{}/",
+        SocketAddr::new(host_ip, local_addr.port())
+    );
+
+    let server = axum_server::Handle::new();
+    let service = app.into_make_service();
+    let bind_error = |source| SignalingError::Bind {
+        addr: config.listen,
+        source,
+    };
+    let task = match tls {
+        Some(tls) => {
+            let server_fut = axum_server::from_tcp_rustls(listener, tls)
+                .map_err(bind_error)?
+                .handle(server.clone())
+                .serve(service);
+            tokio::spawn(async move {
+                if let Err(e) = server_fut.await {
+                    tracing::error!(error = %e, "HTTPS server stopped");
+                }
+            })
+        }
+        None => {
+            let server_fut = axum_server::from_tcp(listener)
+                .map_err(bind_error)?
+                .handle(server.clone())
+                .serve(service);
+            tokio::spawn(async move {
+                if let Err(e) = server_fut.await {
+                    tracing::error!(error = %e, "HTTP server stopped");
+                }
+            })
+        }
+    };
+    tracing::info!(%url, sfu = %config.sfu_url, "signaling is serving");
+    Ok(SignalingHandle {
+        local_addr,
+        url,
+        server,
+        task,
+    })
+}
+
+/// Read the room-token signing key from `path`, or make one there (mode 0600) if the
+/// file does not exist yet.
+pub fn load_or_create_token_key(path: &std::path::Path) -> Result<TokenIssuer, SignalingError> {
+    let io = |source| SignalingError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::read(path) {
+        Ok(pem) => Ok(TokenIssuer::from_pem(&pem)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+            let der = chorus_proto::token::generate_pkcs8()?;
+            write_private(path, chorus_proto::token::pkcs8_pem(&der).as_bytes()).map_err(io)?;
+            Ok(TokenIssuer::from_pkcs8_der(&der)?)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
+}
