@@ -48,7 +48,13 @@ pub struct Revocations {
 
 impl Revocations {
     /// Remember that `participant` left `room`; its token expires at `token_exp` (Unix s).
-    pub fn revoke(&mut self, room: RoomId, participant: ParticipantId, token_exp: u64, now: Instant) {
+    pub fn revoke(
+        &mut self,
+        room: RoomId,
+        participant: ParticipantId,
+        token_exp: u64,
+        now: Instant,
+    ) {
         let remaining = Duration::from_secs(token_exp.saturating_sub(unix_now()))
             // The verifier allows 5 s of leeway past exp: remember past it.
             .saturating_add(Duration::from_secs(10))
@@ -69,7 +75,11 @@ impl Revocations {
 
     /// Forget departures whose tokens have expired.
     pub fn expire(&mut self, now: Instant) {
-        while self.order.front().is_some_and(|(deadline, _, _)| *deadline <= now) {
+        while self
+            .order
+            .front()
+            .is_some_and(|(deadline, _, _)| *deadline <= now)
+        {
             self.pop_front();
         }
     }

@@ -17,7 +17,9 @@ pub enum SfuError {
     #[error("{0}")]
     Token(#[from] TokenError),
     /// The participant was removed (or left) earlier: its token is not accepted again.
-    #[error("participant {participant} already left room {room}; this room token is no longer accepted")]
+    #[error(
+        "participant {participant} already left room {room}; this room token is no longer accepted"
+    )]
     Revoked {
         /// The room of the token.
         room: String,

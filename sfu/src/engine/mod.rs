@@ -14,7 +14,7 @@ use chorus_proto::token::{Grants, RoomClaims};
 use chorus_proto::{ParticipantId, RoomId};
 use str0m::change::SdpOffer;
 use str0m::ice::IceCreds;
-use str0m::media::{Direction, MediaData, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, MediaData, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Rtc, RtcConfig};
 
@@ -227,7 +227,12 @@ impl Engine {
     ///
     /// The offer's first audio m-line that we can receive is the participant's microphone;
     /// the following receive-only audio m-lines are its audio slots.
-    pub fn admit(&mut self, claims: RoomClaims, offer_sdp: &str, now: Instant) -> Result<String, SfuError> {
+    pub fn admit(
+        &mut self,
+        claims: RoomClaims,
+        offer_sdp: &str,
+        now: Instant,
+    ) -> Result<String, SfuError> {
         if offer_sdp.len() > MAX_OFFER_BYTES {
             return Err(SfuError::BadOffer(format!(
                 "the offer is {} bytes, more than the {MAX_OFFER_BYTES} allowed",
@@ -256,7 +261,11 @@ impl Engine {
             return Err(SfuError::Media("ICE credential collision, retry".into()));
         }
         let ufrag = creds.ufrag.clone();
-        let mut rtc = self.rtc_config.clone().set_local_ice_credentials(creds).build(now);
+        let mut rtc = self
+            .rtc_config
+            .clone()
+            .set_local_ice_credentials(creds)
+            .build(now);
         for addr in &self.config.local_addrs {
             let candidate = Candidate::host(*addr, "udp")
                 .map_err(|e| SfuError::Config(format!("cannot announce {addr}: {e}")))?;
@@ -267,26 +276,29 @@ impl Engine {
             .accept_offer(offer)
             .map_err(|e| SfuError::BadOffer(e.to_string()))?;
 
-        // Which media line is which: str0m reports each remote m-line as MediaAdded, in
-        // offer order, with the direction seen from our side.
+        // Which media line is which: the audio m-lines in offer order (read from the
+        // SDP text: str0m's `Media` has no order), with the direction seen from our side.
         let mut publish_mid = None;
         let mut slot_mids = Vec::new();
+        for mid in audio_mids(offer_sdp) {
+            let Some(media) = rtc.media(mid) else {
+                continue;
+            };
+            match media.direction() {
+                Direction::RecvOnly | Direction::SendRecv
+                    if publish_mid.is_none() && slot_mids.is_empty() =>
+                {
+                    publish_mid = Some(mid)
+                }
+                Direction::SendOnly => slot_mids.push(mid),
+                _ => {}
+            }
+        }
         let mut early = Vec::new();
         let next_timeout = loop {
             match rtc.poll_output() {
                 Ok(str0m::Output::Timeout(t)) => break t,
                 Ok(str0m::Output::Transmit(t)) => early.push(t),
-                Ok(str0m::Output::Event(Event::MediaAdded(m))) if m.kind == MediaKind::Audio => {
-                    match m.direction {
-                        Direction::RecvOnly | Direction::SendRecv
-                            if publish_mid.is_none() && slot_mids.is_empty() =>
-                        {
-                            publish_mid = Some(m.mid)
-                        }
-                        Direction::SendOnly => slot_mids.push(m.mid),
-                        _ => {}
-                    }
-                }
                 Ok(str0m::Output::Event(_)) => {}
                 Err(e) => return Err(SfuError::BadOffer(e.to_string())),
             }
@@ -305,7 +317,13 @@ impl Engine {
             None => {
                 let k = key; // participant and room keys share one counter: never equal twice
                 self.room_keys.insert(claims.room.clone(), k);
-                self.rooms.insert(k, Room { id: claims.room.clone(), members: Vec::new() });
+                self.rooms.insert(
+                    k,
+                    Room {
+                        id: claims.room.clone(),
+                        members: Vec::new(),
+                    },
+                );
                 k
             }
         };
@@ -330,7 +348,10 @@ impl Engine {
                 ufrag,
                 sources: Vec::new(),
                 publish_mid,
-                slots: slot_mids.into_iter().map(|mid| Slot::new(mid, now)).collect(),
+                slots: slot_mids
+                    .into_iter()
+                    .map(|mid| Slot::new(mid, now))
+                    .collect(),
                 admitted_at: now,
                 connected: false,
                 ice_down_since: None,
@@ -345,7 +366,13 @@ impl Engine {
     }
 
     /// A datagram arrived on the media socket `destination` from `source`.
-    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, bytes: &[u8]) {
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        bytes: &[u8],
+    ) {
         self.metrics.packets_in += 1;
         self.metrics.bytes_in += bytes.len() as u64;
 
@@ -393,13 +420,26 @@ impl Engine {
             tracing::debug!(participant = %p.id, error = %e, "datagram refused");
             self.metrics.drop_packet(DropReason::Malformed);
         }
-        drain(key, p, now, &mut self.outputs, &mut self.media, &mut self.metrics);
+        drain(
+            key,
+            p,
+            now,
+            &mut self.outputs,
+            &mut self.media,
+            &mut self.metrics,
+        );
         self.forward_pending(now);
     }
 
     /// Time has come (see [`Output::Timeout`]); safe to call early.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Engine { participants, outputs, media, metrics, .. } = self;
+        let Engine {
+            participants,
+            outputs,
+            media,
+            metrics,
+            ..
+        } = self;
         for (key, p) in participants.iter_mut() {
             if p.next_timeout <= now {
                 if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
@@ -423,7 +463,10 @@ impl Engine {
         }
         // A scan, not a heap: cheap at the hundreds of participants a core serves, and
         // deadlines move on every packet.
-        let t = self.participants.values().fold(self.next_tick, |t, p| t.min(p.next_timeout));
+        let t = self
+            .participants
+            .values()
+            .fold(self.next_tick, |t, p| t.min(p.next_timeout));
         Output::Timeout(t)
     }
 
@@ -538,7 +581,11 @@ impl Engine {
             self.metrics.drop_packet(DropReason::Muted);
             return;
         }
-        let level = data.ext_vals.audio_level.map(dbov_to_loudness).unwrap_or(0.0);
+        let level = data
+            .ext_vals
+            .audio_level
+            .map(dbov_to_loudness)
+            .unwrap_or(0.0);
         p.level = match p.level_at {
             Some(_) => p.level + LEVEL_SMOOTHING * (level - p.level),
             None => level,
@@ -548,7 +595,11 @@ impl Engine {
         let room_key = p.room_key;
 
         // Take the member list out so subscribers can be borrowed mutably; put it back.
-        let Some(members) = self.rooms.get_mut(&room_key).map(|r| std::mem::take(&mut r.members)) else {
+        let Some(members) = self
+            .rooms
+            .get_mut(&room_key)
+            .map(|r| std::mem::take(&mut r.members))
+        else {
             return;
         };
         let rate = data.time.denom();
@@ -588,7 +639,12 @@ impl Engine {
                 Some(l) => writer.audio_level(l, data.ext_vals.voice_activity.unwrap_or(false)),
                 None => writer,
             };
-            match writer.write(pt, now, MediaTime::new(out_ts, data.time.frequency()), data.data.clone()) {
+            match writer.write(
+                pt,
+                now,
+                MediaTime::new(out_ts, data.time.frequency()),
+                data.data.clone(),
+            ) {
                 Ok(()) => self.metrics.packets_forwarded += 1,
                 Err(e) => {
                     tracing::debug!(participant = %s.id, error = %e, "write failed");
@@ -596,7 +652,14 @@ impl Engine {
                     continue;
                 }
             }
-            drain(s_key, s, now, &mut self.outputs, &mut self.media, &mut self.metrics);
+            drain(
+                s_key,
+                s,
+                now,
+                &mut self.outputs,
+                &mut self.media,
+                &mut self.metrics,
+            );
         }
         if let Some(room) = self.rooms.get_mut(&room_key) {
             room.members = members;
@@ -609,7 +672,11 @@ impl Engine {
         };
         for key in &room.members {
             if let Some(s) = self.participants.get_mut(key) {
-                for slot in s.slots.iter_mut().filter(|slot| slot.speaker == Some(speaker)) {
+                for slot in s
+                    .slots
+                    .iter_mut()
+                    .filter(|slot| slot.speaker == Some(speaker))
+                {
                     slot.release();
                 }
             }
@@ -630,7 +697,9 @@ impl Engine {
                         return None;
                     }
                     LeaveReason::ConnectTimeout
-                } else if p.ice_down_since.is_some_and(|t| now.saturating_duration_since(t) >= ICE_GRACE)
+                } else if p
+                    .ice_down_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= ICE_GRACE)
                     || now.saturating_duration_since(p.last_rx) >= SILENCE_TIMEOUT
                 {
                     LeaveReason::ConnectionLost
@@ -650,12 +719,18 @@ impl Engine {
                 .iter()
                 .filter_map(|k| self.participants.get(k))
                 .filter(|p| p.grants.publish && !p.muted)
-                .filter(|p| p.level_at.is_some_and(|t| now.saturating_duration_since(t) <= LEVEL_FRESH))
+                .filter(|p| {
+                    p.level_at
+                        .is_some_and(|t| now.saturating_duration_since(t) <= LEVEL_FRESH)
+                })
                 .filter(|p| p.level >= AUDIBLE)
                 .map(|p| (p.id.clone(), p.level.clamp(0.0, 1.0)))
                 .collect();
             if !levels.is_empty() {
-                self.outputs.push_back(Output::Event(EngineEvent::Speaking { room: room.id.clone(), levels }));
+                self.outputs.push_back(Output::Event(EngineEvent::Speaking {
+                    room: room.id.clone(),
+                    levels,
+                }));
             }
         }
     }
@@ -667,7 +742,14 @@ impl Engine {
         // Say goodbye (DTLS close_notify, RTCP BYE) so the browser learns at once.
         if p.rtc.close().is_ok() {
             let mut ignored = Vec::new();
-            drain(key, &mut p, now, &mut self.outputs, &mut ignored, &mut self.metrics);
+            drain(
+                key,
+                &mut p,
+                now,
+                &mut self.outputs,
+                &mut ignored,
+                &mut self.metrics,
+            );
         }
         for s in &p.sources {
             if self.by_source.get(s) == Some(&key) {
@@ -685,9 +767,27 @@ impl Engine {
             }
         }
         tracing::info!(room = %p.room, participant = %p.id, ?reason, "participant left");
-        self.revoked.revoke(p.room.clone(), p.id.clone(), p.token_exp, now);
-        self.outputs.push_back(Output::Event(EngineEvent::Left { room: p.room, participant: p.id, reason }));
+        self.revoked
+            .revoke(p.room.clone(), p.id.clone(), p.token_exp, now);
+        self.outputs.push_back(Output::Event(EngineEvent::Left {
+            room: p.room,
+            participant: p.id,
+            reason,
+        }));
     }
+}
+
+/// The mids of the audio m-lines of an SDP text, in order.
+fn audio_mids(sdp: &str) -> impl Iterator<Item = Mid> + '_ {
+    sdp.split("\nm=")
+        .skip(1)
+        .filter(|section| section.starts_with("audio "))
+        .filter_map(|section| {
+            section
+                .lines()
+                .find_map(|l| l.trim_end().strip_prefix("a=mid:"))
+                .map(Mid::from)
+        })
 }
 
 /// Loudness 0..1 from an RFC 6464 level (str0m gives −dBov, 0 = loudest, −127 = silence).

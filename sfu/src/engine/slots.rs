@@ -110,7 +110,12 @@ pub(crate) enum SlotChoice {
 /// Pick the slot for `speaker` (current loudness `level`) among `slots`, reassigning one
 /// if the rules allow: keep an existing slot; else a free or idle slot; else replace the
 /// quietest slot if the newcomer is clearly louder and the slot was held long enough.
-pub(crate) fn choose_slot(slots: &mut [Slot], speaker: u64, level: f32, now: Instant) -> SlotChoice {
+pub(crate) fn choose_slot(
+    slots: &mut [Slot],
+    speaker: u64,
+    level: f32,
+    now: Instant,
+) -> SlotChoice {
     if let Some(i) = slots.iter().position(|s| s.speaker == Some(speaker)) {
         return SlotChoice::Use(i);
     }
@@ -137,7 +142,9 @@ mod tests {
     use super::*;
 
     fn slots(n: usize, now: Instant) -> Vec<Slot> {
-        (0..n).map(|i| Slot::new(Mid::from(format!("{i}").as_str()), now)).collect()
+        (0..n)
+            .map(|i| Slot::new(Mid::from(format!("{i}").as_str()), now))
+            .collect()
     }
 
     #[test]
