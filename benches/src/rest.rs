@@ -64,7 +64,7 @@ fn host_port(http_base: &str) -> Result<&str, RestError> {
 }
 
 /// One request on a fresh connection (`Connection: close`); returns status and body.
-async fn request(
+pub async fn request(
     http_base: &str,
     method: &str,
     path: &str,

@@ -47,7 +47,7 @@ async fn a_peer_hears_the_tone_of_another() {
     }
     .await;
     let heard = listener.heard();
-    let sent = speaker.sent();
+    let sent = speaker.sent().await;
     speaker.close().await;
     listener.close().await;
     let connected = result.unwrap();
@@ -61,4 +61,5 @@ async fn a_peer_hears_the_tone_of_another() {
     assert!(heard.packets >= 75, "{heard:?}");
     assert_eq!(heard.undecodable, 0, "{heard:?}");
     assert!(heard.lost <= 2, "{heard:?}");
+    assert!(sent.rtp_packets >= heard.packets, "{sent:?}");
 }

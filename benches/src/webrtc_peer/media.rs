@@ -26,7 +26,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
     RTCConfigurationBuilder, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
-    Registry, SettingEngineBuilder, register_default_interceptors,
+    Registry, SettingEngineBuilder, StatsSelector, register_default_interceptors,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
@@ -108,6 +108,9 @@ pub struct SendReport {
     pub frames: u64,
     /// Frames the connection refused.
     pub errors: u64,
+    /// RTP packets the connection reports sent (its outbound-rtp statistics): proof that
+    /// media left, not only that it was handed over.
+    pub rtp_packets: u64,
 }
 
 #[derive(Debug, Default)]
@@ -484,8 +487,16 @@ impl MediaPeer {
     }
 
     /// Everything published so far.
-    pub fn sent(&self) -> SendReport {
-        *lock(&self.sent)
+    pub async fn sent(&self) -> SendReport {
+        let stats = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
+        let rtp_packets = stats
+            .outbound_rtp_streams()
+            .map(|s| s.sent_rtp_stream_stats.packets_sent)
+            .sum();
+        SendReport {
+            rtp_packets,
+            ..*lock(&self.sent)
+        }
     }
 
     /// Close the connection and stop its tasks. Idempotent. Dropping an unclosed peer

@@ -202,8 +202,8 @@ impl WebrtcPeer {
     }
 
     /// What has been published so far.
-    pub fn sent(&self) -> SendReport {
-        self.media.sent()
+    pub async fn sent(&self) -> SendReport {
+        self.media.sent().await
     }
 
     /// Everyone in the room as the server has described it (this peer included).
