@@ -7,9 +7,12 @@
 
 mod auth;
 mod config;
+mod control;
 mod engine;
 mod error;
 mod metrics;
+mod net;
+mod server;
 
 pub use auth::{Authenticator, Revocations};
 pub use config::{DEFAULT_AUDIO_SLOTS, DEFAULT_CONNECT_TIMEOUT, SfuConfig};
@@ -19,3 +22,4 @@ pub use engine::{
 };
 pub use error::SfuError;
 pub use metrics::{DropReason, Metrics};
+pub use server::{SfuHandle, start};

@@ -1,1 +1,123 @@
-fn main() {}
+//! `chorus-sfu`: run one SFU node. Signaling drives it over gRPC; browsers send media to
+//! its UDP socket(s). Every flag has an environment override (see `--help`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chorus_proto::NodeId;
+use chorus_proto::token::public_key_from_hex;
+use chorus_sfu::{SfuConfig, start};
+use clap::Parser;
+
+/// Chorus SFU node: terminates ICE/DTLS-SRTP from browsers and forwards Opus between the
+/// members of voice rooms. Signaling admits participants over gRPC (SfuControl).
+///
+/// Logs go to stderr and follow RUST_LOG (default: info).
+#[derive(Parser, Debug)]
+#[command(name = "chorus-sfu", version, about, long_about)]
+struct Args {
+    /// gRPC listen address for signaling (port 0 picks one).
+    #[arg(long, env = "CHORUS_SFU_GRPC", default_value = "127.0.0.1:50051")]
+    grpc: SocketAddr,
+
+    /// Media (UDP) listen address. With 0.0.0.0, one socket is bound per announced IP.
+    #[arg(long, env = "CHORUS_SFU_UDP", default_value = "0.0.0.0:3478")]
+    udp: SocketAddr,
+
+    /// IP to announce as ICE host candidate; repeat or comma-separate for several.
+    /// Default: the listen IP, or 127.0.0.1 plus the host's primary IP.
+    #[arg(
+        long = "public-ip",
+        env = "CHORUS_SFU_PUBLIC_IP",
+        value_delimiter = ','
+    )]
+    public_ips: Vec<IpAddr>,
+
+    /// Ed25519 public key that verifies room tokens, as hex (what
+    /// `chorus_proto::token::public_key_hex` prints).
+    #[arg(
+        long,
+        env = "CHORUS_SFU_TOKEN_PUBLIC_KEY",
+        conflicts_with = "token_public_key_file"
+    )]
+    token_public_key: Option<String>,
+
+    /// File holding the token public key as hex.
+    #[arg(long, env = "CHORUS_SFU_TOKEN_PUBLIC_KEY_FILE")]
+    token_public_key_file: Option<PathBuf>,
+
+    /// This node's id (default: random).
+    #[arg(long, env = "CHORUS_SFU_NODE_ID")]
+    node_id: Option<String>,
+
+    /// Audio slots per participant: how many speakers each one hears at once.
+    #[arg(long, env = "CHORUS_SFU_AUDIO_SLOTS", default_value_t = chorus_sfu::DEFAULT_AUDIO_SLOTS)]
+    audio_slots: usize,
+
+    /// Seconds an admitted participant may take to connect its media.
+    #[arg(long, env = "CHORUS_SFU_CONNECT_TIMEOUT", default_value_t = 15)]
+    connect_timeout_secs: u64,
+}
+
+fn config(args: Args) -> Result<SfuConfig, String> {
+    let hex = match (args.token_public_key, args.token_public_key_file) {
+        (Some(hex), _) => hex,
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        (None, None) => {
+            return Err("a token public key is required: --token-public-key HEX, \
+                        --token-public-key-file PATH or CHORUS_SFU_TOKEN_PUBLIC_KEY"
+                .into());
+        }
+    };
+    let key = public_key_from_hex(&hex).map_err(|e| format!("token public key: {e}"))?;
+    let mut config = SfuConfig::new(key);
+    if let Some(id) = args.node_id {
+        config.node_id = NodeId::parse(id).map_err(|e| format!("node id: {e}"))?;
+    }
+    config.grpc_listen = args.grpc;
+    config.udp_listen = args.udp;
+    config.public_ips = args.public_ips;
+    config.audio_slots = args.audio_slots;
+    config.connect_timeout = Duration::from_secs(args.connect_timeout_secs);
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match config(Args::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("chorus-sfu: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let node = config.node_id.clone();
+    let handle = match start(config).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("chorus-sfu: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("chorus-sfu {node}");
+    println!("grpc {}", handle.grpc_addr());
+    for addr in handle.udp_addrs() {
+        println!("udp {addr}");
+    }
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("chorus-sfu: cannot wait for Ctrl-C: {e}");
+    }
+    tracing::info!("shutting down");
+    handle.shutdown().await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,254 @@
+//! The gRPC face of the node: `SfuControl` over the engine loop. Each call checks and
+//! parses its input at the edge (sizes, ids, token), sends one command to the loop and
+//! waits for its oneshot reply. Events are a broadcast: a slow watcher loses old events
+//! (logged), it never stalls the engine.
+
+use std::pin::Pin;
+
+use chorus_proto::sfu::sfu_control_server::SfuControl;
+use chorus_proto::sfu::{
+    AdmitRequest, AdmitResponse, CloseRoomRequest, CloseRoomResponse, EventsRequest,
+    LeaveReason as ProtoLeaveReason, NodeStatsRequest, NodeStatsResponse, ParticipantConnected,
+    ParticipantLeft, ParticipantLevel, RemoveParticipantRequest, RemoveParticipantResponse,
+    RoomEvent, SpeakingLevels, UpdateGrantsRequest, UpdateGrantsResponse, room_event,
+};
+use chorus_proto::token::{Grants, TokenError};
+use chorus_proto::{NodeId, ParticipantId, RoomId};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use crate::auth::Authenticator;
+use crate::engine::{EngineEvent, LeaveReason, MAX_OFFER_BYTES};
+use crate::error::SfuError;
+use crate::net::Command;
+
+/// The `SfuControl` implementation.
+pub(crate) struct ControlService {
+    pub node_id: NodeId,
+    pub auth: Authenticator,
+    pub commands: mpsc::Sender<Command>,
+    pub events: broadcast::Sender<EngineEvent>,
+}
+
+impl ControlService {
+    /// Send a command built around a fresh reply channel and await the reply.
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| to_status(SfuError::ShuttingDown))?;
+        rx.await.map_err(|_| to_status(SfuError::ShuttingDown))
+    }
+}
+
+fn to_status(e: SfuError) -> Status {
+    let message = e.to_string();
+    match e {
+        SfuError::Token(TokenError::TooLarge) => Status::invalid_argument(message),
+        SfuError::Token(_) => Status::unauthenticated(message),
+        SfuError::Revoked { .. } => Status::permission_denied(message),
+        SfuError::AlreadyAdmitted { .. } => Status::already_exists(message),
+        SfuError::BadOffer(_) | SfuError::InvalidArgument(_) => Status::invalid_argument(message),
+        SfuError::NotFound(_) => Status::not_found(message),
+        SfuError::ShuttingDown => Status::unavailable(message),
+        _ => Status::internal(message),
+    }
+}
+
+fn parse_room(s: String) -> Result<RoomId, Status> {
+    RoomId::parse(s).map_err(|e| Status::invalid_argument(format!("room_id: {e}")))
+}
+
+fn parse_participant(s: String) -> Result<ParticipantId, Status> {
+    ParticipantId::parse(s).map_err(|e| Status::invalid_argument(format!("participant_id: {e}")))
+}
+
+fn to_proto(event: EngineEvent) -> Option<RoomEvent> {
+    let (room, kind) = match event {
+        EngineEvent::Connected { room, participant } => (
+            room,
+            room_event::Kind::Connected(ParticipantConnected {
+                participant_id: participant.into(),
+            }),
+        ),
+        EngineEvent::Left {
+            room,
+            participant,
+            reason,
+        } => {
+            let reason = match reason {
+                LeaveReason::Removed => ProtoLeaveReason::Removed,
+                LeaveReason::ConnectionLost => ProtoLeaveReason::ConnectionLost,
+                LeaveReason::RoomClosed => ProtoLeaveReason::RoomClosed,
+                LeaveReason::ConnectTimeout => ProtoLeaveReason::ConnectTimeout,
+            };
+            (
+                room,
+                room_event::Kind::Left(ParticipantLeft {
+                    participant_id: participant.into(),
+                    reason: reason.into(),
+                }),
+            )
+        }
+        EngineEvent::Speaking { room, levels } => (
+            room,
+            room_event::Kind::Speaking(SpeakingLevels {
+                levels: levels
+                    .into_iter()
+                    .map(|(p, level)| ParticipantLevel {
+                        participant_id: p.into(),
+                        level,
+                    })
+                    .collect(),
+            }),
+        ),
+        #[allow(unreachable_patterns)]
+        _ => return None,
+    };
+    Some(RoomEvent {
+        room_id: room.into(),
+        kind: Some(kind),
+    })
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<RoomEvent, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl SfuControl for ControlService {
+    async fn admit(
+        &self,
+        request: Request<AdmitRequest>,
+    ) -> Result<Response<AdmitResponse>, Status> {
+        let AdmitRequest {
+            room_token,
+            sdp_offer,
+        } = request.into_inner();
+        if sdp_offer.len() > MAX_OFFER_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "sdp_offer is {} bytes, more than the {MAX_OFFER_BYTES} allowed",
+                sdp_offer.len()
+            )));
+        }
+        if sdp_offer.trim().is_empty() {
+            return Err(Status::invalid_argument("sdp_offer is empty"));
+        }
+        if room_token.is_empty() {
+            return Err(Status::unauthenticated("room_token is missing"));
+        }
+        // The room and participant come from the verified claims, never from the caller.
+        let claims = self.auth.verify(&room_token).map_err(to_status)?;
+        let (room, participant) = (claims.room.clone(), claims.sub.clone());
+        let answer = self
+            .call(|reply| Command::Admit {
+                claims,
+                offer: sdp_offer,
+                reply,
+            })
+            .await?
+            .map_err(to_status)?;
+        Ok(Response::new(AdmitResponse {
+            sdp_answer: answer,
+            room_id: room.into(),
+            participant_id: participant.into(),
+        }))
+    }
+
+    async fn update_grants(
+        &self,
+        request: Request<UpdateGrantsRequest>,
+    ) -> Result<Response<UpdateGrantsResponse>, Status> {
+        let r = request.into_inner();
+        let room = parse_room(r.room_id)?;
+        let participant = parse_participant(r.participant_id)?;
+        let g = r
+            .grants
+            .ok_or_else(|| Status::invalid_argument("grants is required"))?;
+        let grants = Grants {
+            publish: g.publish,
+            subscribe: g.subscribe,
+            admin: g.admin,
+        };
+        self.call(|reply| Command::UpdateGrants {
+            room,
+            participant,
+            grants,
+            muted: r.muted,
+            reply,
+        })
+        .await?
+        .map_err(to_status)?;
+        Ok(Response::new(UpdateGrantsResponse {}))
+    }
+
+    async fn remove_participant(
+        &self,
+        request: Request<RemoveParticipantRequest>,
+    ) -> Result<Response<RemoveParticipantResponse>, Status> {
+        let r = request.into_inner();
+        let room = parse_room(r.room_id)?;
+        let participant = parse_participant(r.participant_id)?;
+        let removed = self
+            .call(|reply| Command::Remove {
+                room,
+                participant,
+                reply,
+            })
+            .await?;
+        Ok(Response::new(RemoveParticipantResponse { removed }))
+    }
+
+    async fn close_room(
+        &self,
+        request: Request<CloseRoomRequest>,
+    ) -> Result<Response<CloseRoomResponse>, Status> {
+        let room = parse_room(request.into_inner().room_id)?;
+        let participants_removed = self
+            .call(|reply| Command::CloseRoom { room, reply })
+            .await?;
+        Ok(Response::new(CloseRoomResponse {
+            participants_removed,
+        }))
+    }
+
+    type EventsStream = EventStream;
+
+    async fn events(
+        &self,
+        _request: Request<EventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
+        let stream = BroadcastStream::new(self.events.subscribe()).filter_map(|item| match item {
+            Ok(event) => to_proto(event).map(Ok),
+            Err(BroadcastStreamRecvError::Lagged(n)) => {
+                tracing::warn!(
+                    missed = n,
+                    "an Events watcher is too slow; events were dropped"
+                );
+                None
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn node_stats(
+        &self,
+        _request: Request<NodeStatsRequest>,
+    ) -> Result<Response<NodeStatsResponse>, Status> {
+        let s = self.call(|reply| Command::Stats { reply }).await?;
+        let m = s.metrics;
+        Ok(Response::new(NodeStatsResponse {
+            node_id: self.node_id.to_string(),
+            rooms: u32::try_from(s.rooms).unwrap_or(u32::MAX),
+            participants: u32::try_from(s.participants).unwrap_or(u32::MAX),
+            packets_in: m.packets_in,
+            packets_out: m.packets_out,
+            packets_forwarded: m.packets_forwarded,
+            packets_dropped: m.packets_dropped,
+            bytes_in: m.bytes_in,
+            bytes_out: m.bytes_out,
+        }))
+    }
+}

@@ -1,0 +1,95 @@
+//! Starting and stopping a node: bind the media sockets and the gRPC listener, start the
+//! engine loop thread and the tonic server, and hand back a handle.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use chorus_proto::sfu::sfu_control_server::SfuControlServer;
+use tokio::sync::{broadcast, oneshot};
+
+use crate::auth::Authenticator;
+use crate::config::SfuConfig;
+use crate::control::ControlService;
+use crate::engine::{Engine, EngineConfig};
+use crate::error::SfuError;
+use crate::net::{MediaLoop, bind_media};
+
+/// Room events kept for slow watchers before the oldest are dropped.
+const EVENT_BUFFER: usize = 4096;
+
+/// A running SFU node. Dropping it leaves the node running until the process ends; call
+/// [`SfuHandle::shutdown`] to stop it.
+#[must_use = "keep the handle to stop the node with shutdown()"]
+pub struct SfuHandle {
+    grpc_addr: SocketAddr,
+    media: MediaLoop,
+    stop_grpc: oneshot::Sender<()>,
+    grpc_task: tokio::task::JoinHandle<()>,
+}
+
+impl SfuHandle {
+    /// Where the gRPC server listens.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The media sockets' announced addresses (ICE host candidates).
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.media.udp_addrs.clone()
+    }
+
+    /// Stop the gRPC server (open streams end), then the media loop.
+    pub async fn shutdown(self) {
+        let _ = self.stop_grpc.send(());
+        let _ = self.grpc_task.await;
+        self.media.shutdown().await;
+    }
+}
+
+/// Start a node; returns once it listens. Call inside a tokio runtime.
+pub async fn start(config: SfuConfig) -> Result<SfuHandle, SfuError> {
+    let auth = Authenticator::new(&config.token_public_key)?;
+    if config.audio_slots == 0 {
+        return Err(SfuError::Config("audio_slots must be at least 1".into()));
+    }
+    let sockets = bind_media(config.udp_listen, &config.public_ips)?;
+    let engine = Engine::new(
+        EngineConfig {
+            local_addrs: sockets.iter().map(|s| s.announced).collect(),
+            audio_slots: config.audio_slots,
+            connect_timeout: config.connect_timeout,
+        },
+        Instant::now(),
+    )?;
+    let (events, _) = broadcast::channel(EVENT_BUFFER);
+    let media = MediaLoop::spawn(engine, sockets, events.clone())?;
+
+    let listener = tokio::net::TcpListener::bind(config.grpc_listen).await?;
+    let grpc_addr = listener.local_addr()?;
+    let service = ControlService {
+        node_id: config.node_id.clone(),
+        auth,
+        commands: media.commands.clone(),
+        events,
+    };
+    let (stop_grpc, stopped) = oneshot::channel::<()>();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let grpc_task = tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .add_service(SfuControlServer::new(service))
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "gRPC server failed");
+        }
+    });
+    tracing::info!(node = %config.node_id, grpc = %grpc_addr, udp = ?media.udp_addrs, "SFU listening");
+    Ok(SfuHandle {
+        grpc_addr,
+        media,
+        stop_grpc,
+        grpc_task,
+    })
+}
