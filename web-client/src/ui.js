@@ -3,6 +3,10 @@
 
 const $ = (id) => document.getElementById(id);
 
+// The server lists room noise too (levels around 0.004 for a quiet mic); below about
+// -40 dBFS nobody reads it as talking, so the indicator ignores it.
+const SPEAKING_FLOOR = 0.01;
+
 export const el = {
   landing: $('view-landing'),
   room: $('view-room'),
@@ -103,10 +107,10 @@ export function renderParticipants(people, you, levels) {
     li.className = 'person';
     li.dataset.id = p.id;
     const level = levels.get(p.id) || 0;
-    const speaking = level > 0 && !p.muted;
+    const speaking = level >= SPEAKING_FLOOR && !p.muted;
     li.classList.toggle('speaking', speaking);
     li.classList.toggle('muted', Boolean(p.muted));
-    li.style.setProperty('--level', speaking ? String(Math.min(1, 0.35 + level)) : '0');
+    li.style.setProperty('--level', speaking ? String(Math.min(1, 0.4 + 3 * level)) : '0');
 
     const avatar = document.createElement('span');
     avatar.className = 'avatar';

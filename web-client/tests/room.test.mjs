@@ -86,6 +86,14 @@ test('three browsers join one room by its link and hear each other', { timeout: 
         }, { timeoutMs: 10_000, what: `Ada gone from page ${i}` });
         assert.ok(!names.includes('Ada'), `page ${i} no longer lists Ada: ${names}`);
       }
+
+      // Ada rejoins on the same page: the others list three people again.
+      await browsers[0].page.click('#join-btn');
+      await waitInRoom(browsers[0].page, 'Ada (rejoining)');
+      for (const [i, { page }] of browsers.entries()) {
+        await waitFor(async () => (await listedNames(page)).length === 3,
+          { timeoutMs: 10_000, what: `three names again in page ${i}` });
+      }
     } catch (e) {
       e.message += `\n${diagnostics(server, browsers)}`;
       throw e;
