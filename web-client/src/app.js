@@ -289,6 +289,9 @@ function onServerMessage(msg) {
   switch (msg.type) {
     case 'participant_updated':
       if (state.phase === 'in') {
+        if (!state.people.has(msg.participant.id)) {
+          ui.announce(`${msg.participant.name} joined`);
+        }
         state.people.set(msg.participant.id, msg.participant);
         if (msg.participant.id === state.you && msg.participant.muted !== state.muted) {
           // The server is the authority on what others see; keep the button honest.
@@ -298,7 +301,13 @@ function onServerMessage(msg) {
       }
       break;
     case 'participant_left':
-      if (state.phase === 'in') {
+      if (state.phase === 'in' && msg.participant === state.you) {
+        leaveLocally(leftReasonWords(msg.reason));
+      } else if (state.phase === 'in') {
+        const gone = state.people.get(msg.participant);
+        if (gone) {
+          ui.announce(`${gone.name} left`);
+        }
         state.people.delete(msg.participant);
         state.levels.delete(msg.participant);
         render();

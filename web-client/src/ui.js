@@ -33,6 +33,7 @@ export const el = {
   toastText: $('toast-text'),
   toastClose: $('toast-close'),
   audioSink: $('audio-sink'),
+  announcer: $('announcer'),
 };
 
 el.toastClose.addEventListener('click', hideToast);
@@ -54,6 +55,11 @@ export function hideToast() {
   el.toast.hidden = true;
   el.toastText.textContent = '';
   el.toast.dataset.code = '';
+}
+
+/** Say something to screen-reader users without moving focus. */
+export function announce(text) {
+  el.announcer.textContent = text;
 }
 
 export function setNetStatus(text, state) {
