@@ -1,0 +1,83 @@
+//! Test support: the real `chorus` binary as a child process, on loopback ports it picks.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// A running `chorus` (signaling + in-process SFU), killed on drop.
+pub struct ChorusServer {
+    child: Child,
+    /// `http://127.0.0.1:PORT/`
+    pub url: String,
+    /// `ws://127.0.0.1:PORT/ws`
+    pub ws_url: String,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+    data_dir: PathBuf,
+}
+
+impl ChorusServer {
+    /// Start the binary with fresh data and wait for its "open <url>" line.
+    pub fn spawn() -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let data_dir = std::env::temp_dir().join(format!(
+            "chorus-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let stderr = std::fs::File::create(data_dir.join("stderr.log")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chorus"))
+            .args(["--listen", "127.0.0.1:0", "--udp-port", "0", "--data-dir"])
+            .arg(&data_dir)
+            .env("RUST_LOG", "info,str0m=warn")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start the chorus binary");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("Chorus is running: open ") {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(data_dir.join("stderr.log")).unwrap_or_default();
+                panic!("chorus did not print its address within 30 s; its stderr:\n{log}");
+            }
+        };
+        let addr = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let ws_url = format!("ws://{addr}/ws");
+        Self { child, url, ws_url, addr, data_dir }
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for ChorusServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
+    }
+}
