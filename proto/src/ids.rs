@@ -125,6 +125,10 @@ id_type!(
     NodeId, "n_", 8
 );
 id_type!(
+    /// A user account (a guest with a display name, for now).
+    UserId, "u_", 12
+);
+id_type!(
     /// A group chat (a room belongs to one).
     GroupId, "g_", 10
 );

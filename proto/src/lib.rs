@@ -15,4 +15,4 @@ pub mod sfu {
     tonic::include_proto!("chorus.sfu.v1");
 }
 
-pub use ids::{GroupId, IdError, NodeId, ParticipantId, RoomId};
+pub use ids::{GroupId, IdError, NodeId, ParticipantId, RoomId, UserId};

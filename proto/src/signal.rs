@@ -193,6 +193,8 @@ pub enum ErrorCode {
     Unauthorized,
     /// Not allowed for this participant.
     Forbidden,
+    /// Every mic seat is taken.
+    NoFreeSeat,
     /// The SDP offer was refused by the media server.
     BadOffer,
     /// The media server cannot be reached.
