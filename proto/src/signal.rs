@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ParticipantId, RoomId};
+use crate::ids::{ParticipantId, RoomId, UserId};
 
 /// The version a client names in `hello`. Bumped only for changes that break clients.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -28,11 +28,29 @@ pub enum ClientMessage {
         version: u32,
         /// Display name shown to others (1..=40 characters).
         name: String,
+        /// The `user_token` of an earlier `welcome`: the same user again (keeps roles).
+        /// Absent or no longer valid: a new guest user.
+        #[serde(default)]
+        user_token: Option<String>,
     },
-    /// Create a voice room; answered by [`ServerMessage::RoomCreated`].
+    /// Create a voice room and enter it: answered by [`ServerMessage::Joined`] with the
+    /// room `pending`; it becomes `active` (its link works) once this client's media
+    /// connects, and is rolled back if it never does.
     CreateRoom {
         /// Room title shown on its page (1..=40 characters).
         name: String,
+        /// Most members (2..=10000; default 50).
+        #[serde(default)]
+        capacity: Option<i64>,
+        /// Most speakers at once (1..=50, at most `capacity`; default 5).
+        #[serde(default)]
+        seats: Option<i64>,
+        /// Whether listeners may take a free seat themselves (`open`) or raise a hand
+        /// and wait for a moderator (`moderated`, the default).
+        #[serde(default)]
+        seat_mode: SeatMode,
+        /// The creator's SDP offer, as for `join`.
+        offer: String,
     },
     /// Join a room with an SDP offer (gathering complete, no trickle); answered by
     /// [`ServerMessage::Joined`] carrying the SFU's SDP answer.
@@ -41,10 +59,47 @@ pub enum ClientMessage {
         room: RoomId,
         /// The browser's offer: one send audio m-line, then receive-only audio m-lines.
         offer: String,
-        /// Join as a listener: without a mic seat, audio is only received.
+        /// Ignored since seats: the room decides (a member without a seat listens).
         #[serde(default)]
         listener: bool,
     },
+    /// Ask to speak: takes a free seat in an `open` room, else raises a hand.
+    RequestSeat,
+    /// Lower a raised hand.
+    LowerHand,
+    /// Give up this participant's own seat.
+    LeaveSeat,
+    /// Moderators: seat a participant (if a seat is free).
+    GrantSeat {
+        /// Who.
+        participant: ParticipantId,
+    },
+    /// Moderators: take a participant's seat.
+    RevokeSeat {
+        /// Who.
+        participant: ParticipantId,
+    },
+    /// Moderators: mute or unmute a participant at the media server.
+    Mute {
+        /// Who.
+        participant: ParticipantId,
+        /// Muted or not.
+        muted: bool,
+    },
+    /// Moderators: remove a participant from the room for good.
+    Remove {
+        /// Who.
+        participant: ParticipantId,
+    },
+    /// Owner: make a participant a moderator, or not.
+    SetModerator {
+        /// Who.
+        participant: ParticipantId,
+        /// Moderator or not.
+        moderator: bool,
+    },
+    /// Moderators: end the room for everyone.
+    EndRoom,
     /// Leave the room; answered by [`ServerMessage::Left`].
     Leave,
     /// Tell the others whether this participant's microphone is muted.
@@ -66,11 +121,10 @@ pub enum ServerMessage {
         version: u32,
         /// The display name as accepted (trimmed).
         name: String,
-    },
-    /// A room was created; share `link`.
-    RoomCreated {
-        /// The new room.
-        room: RoomInfo,
+        /// This user.
+        user: UserId,
+        /// Keep it (e.g. in localStorage) and send it in the next `hello` to stay this user.
+        user_token: String,
     },
     /// This session is in the room; apply `answer` to the peer connection.
     Joined {
@@ -83,7 +137,12 @@ pub enum ServerMessage {
         /// Everyone in the room, this participant included.
         participants: Vec<ParticipantInfo>,
     },
-    /// Someone entered the room (or changed: muted, connected).
+    /// The room changed: became active, settings.
+    RoomUpdated {
+        /// The room as it is now.
+        room: RoomInfo,
+    },
+    /// Someone entered the room (or changed: muted, connected, seat, hand, role).
     ParticipantUpdated {
         /// The participant as it is now.
         participant: ParticipantInfo,
@@ -125,6 +184,56 @@ pub struct RoomInfo {
     pub name: String,
     /// Path of the room's link, relative to the server: `/r/<id>`.
     pub link: String,
+    /// Most members.
+    pub capacity: u32,
+    /// Most speakers at once.
+    pub seats: u32,
+    /// How listeners get a seat.
+    pub seat_mode: SeatMode,
+    /// Where the room is in its life.
+    pub state: RoomState,
+}
+
+/// How listeners get a mic seat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeatMode {
+    /// A listener raises a hand; a moderator grants the seat.
+    #[default]
+    Moderated,
+    /// A listener takes a free seat; when none is free, the hand is raised.
+    Open,
+}
+
+/// Where a room is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomState {
+    /// Waiting for the creator's media; the link does not work yet.
+    Pending,
+    /// Live.
+    Active,
+    /// Ended.
+    Ended,
+}
+
+/// What a participant may do in its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Speaks when seated, listens otherwise.
+    Member,
+    /// Grants and revokes seats, mutes, removes.
+    Moderator,
+    /// Created the room; names moderators.
+    Owner,
+}
+
+impl Role {
+    /// May moderate: grant and revoke seats, mute, remove, end the room.
+    pub fn moderates(self) -> bool {
+        self >= Role::Moderator
+    }
 }
 
 /// A participant as clients see it.
@@ -132,14 +241,22 @@ pub struct RoomInfo {
 pub struct ParticipantInfo {
     /// Participant id.
     pub id: ParticipantId,
+    /// The user behind it.
+    pub user: UserId,
     /// Display name.
     pub name: String,
     /// Muted by its own user.
     pub muted: bool,
-    /// May publish audio (holds a mic seat).
+    /// Holds a mic seat: may publish audio.
     pub speaker: bool,
     /// Media is connected to the SFU.
     pub connected: bool,
+    /// Owner, moderator or member.
+    pub role: Role,
+    /// Asked for a seat.
+    pub hand_raised: bool,
+    /// Muted by a moderator: its audio is dropped at the media server.
+    pub muted_by_moderator: bool,
 }
 
 /// One participant's loudness.

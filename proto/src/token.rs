@@ -10,7 +10,7 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ParticipantId, RoomId};
+use crate::ids::{ParticipantId, RoomId, UserId};
 
 /// Issuer written into every token and required when verifying.
 pub const ISSUER: &str = "chorus";
@@ -62,6 +62,32 @@ pub struct RoomClaims {
     pub iss: String,
 }
 
+/// The claims of a user token: who a returning client is. Signaling mints it in
+/// `welcome`; the client keeps it and presents it in its next `hello`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserClaims {
+    /// The user.
+    pub sub: UserId,
+    /// Display name when minted.
+    pub name: String,
+    /// Always [`TokenKind::User`]: a room token is never taken for a user token.
+    pub kind: TokenKind,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: u64,
+    /// Expires at, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Always [`ISSUER`].
+    pub iss: String,
+}
+
+/// Which kind of token a token is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// A user token.
+    User,
+}
+
 /// Why a token was refused. The texts are shown to users.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -94,6 +120,7 @@ fn now_secs() -> u64 {
 }
 
 /// Mints room tokens. Held by signaling only.
+#[derive(Clone)]
 pub struct TokenIssuer {
     encoding: EncodingKey,
     public_key: Vec<u8>,
@@ -154,6 +181,33 @@ impl TokenIssuer {
     }
 }
 
+impl TokenIssuer {
+    /// Mint a user token valid for `ttl`.
+    pub fn mint_user(
+        &self,
+        user: &UserId,
+        name: &str,
+        ttl: Duration,
+    ) -> Result<String, TokenError> {
+        let iat = now_secs();
+        let claims = UserClaims {
+            sub: user.clone(),
+            name: name.to_owned(),
+            kind: TokenKind::User,
+            iat,
+            exp: iat + ttl.as_secs().max(1),
+            iss: ISSUER.to_owned(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)
+            .map_err(|e| TokenError::Key(e.to_string()))
+    }
+
+    /// A verifier for the tokens this issuer mints.
+    pub fn verifier(&self) -> Result<TokenVerifier, TokenError> {
+        TokenVerifier::from_public_key(&self.public_key)
+    }
+}
+
 /// Verifies room tokens. Held by every SFU.
 #[derive(Clone)]
 pub struct TokenVerifier {
@@ -187,6 +241,21 @@ impl TokenVerifier {
         }
         use jsonwebtoken::errors::ErrorKind;
         jsonwebtoken::decode::<RoomClaims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                _ => TokenError::Malformed(e.to_string()),
+            })
+    }
+
+    /// Check a user token: signature, issuer, expiry and kind.
+    pub fn verify_user(&self, token: &str) -> Result<UserClaims, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::TooLarge);
+        }
+        use jsonwebtoken::errors::ErrorKind;
+        jsonwebtoken::decode::<UserClaims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -327,6 +396,29 @@ mod tests {
         assert_eq!(
             verifier.verify(&"a".repeat(5000)),
             Err(TokenError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn user_tokens_are_not_room_tokens() {
+        let issuer = TokenIssuer::generate().unwrap();
+        let verifier = issuer.verifier().unwrap();
+        let user = UserId::random();
+        let token = issuer
+            .mint_user(&user, "Ada", Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(verifier.verify_user(&token).unwrap().sub, user);
+        assert!(
+            verifier.verify(&token).is_err(),
+            "a user token must not admit into a room"
+        );
+        let (room, p) = ids();
+        let room_token = issuer
+            .mint(&room, &p, "Ada", Grants::SPEAKER, Duration::from_secs(60))
+            .unwrap();
+        assert!(
+            verifier.verify_user(&room_token).is_err(),
+            "a room token is not a user token"
         );
     }
 

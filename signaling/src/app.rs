@@ -1,21 +1,17 @@
 //! Shared state of one signaling node.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use chorus_proto::token::TokenIssuer;
+use chorus_proto::token::{TokenIssuer, TokenVerifier};
 
-use crate::rooms::RoomRegistry;
-use crate::sfu_client::SfuClient;
+use crate::rooms::service::RoomService;
 
 /// What every request handler and session can reach.
 pub struct AppState {
-    /// Rooms and their members.
-    pub rooms: Arc<RoomRegistry>,
-    /// The SFU node that carries this node's rooms.
-    pub sfu: SfuClient,
-    /// Mints room tokens.
+    /// Rooms: store, SFU and presences together.
+    pub rooms: Arc<RoomService>,
+    /// Mints user tokens.
     pub tokens: TokenIssuer,
-    /// Lifetime of a minted token.
-    pub token_ttl: Duration,
+    /// Checks user tokens.
+    pub users: TokenVerifier,
 }

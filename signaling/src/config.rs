@@ -3,7 +3,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+
+use crate::rooms::service::RoomTimeouts;
 
 /// How the HTTP listener is secured. Browsers allow the microphone only in a secure
 /// context: plain HTTP is fine on loopback, a phone on the LAN needs HTTPS.
@@ -47,10 +48,8 @@ pub struct SignalingConfig {
     pub web_dir: PathBuf,
     /// Folder for durable data (and the self-signed certificate).
     pub data_dir: PathBuf,
-    /// How long a minted room token stays valid. It is only needed to enter.
-    pub token_ttl: Duration,
-    /// Most participants one room holds.
-    pub max_room_participants: usize,
+    /// Bounds of a room's lifecycle (pending creation, held places, token lifetime).
+    pub timeouts: RoomTimeouts,
 }
 
 impl SignalingConfig {
@@ -62,8 +61,7 @@ impl SignalingConfig {
             sfu_url: sfu_url.into(),
             web_dir: default_web_dir(),
             data_dir: PathBuf::from("chorus-data"),
-            token_ttl: Duration::from_secs(120),
-            max_room_participants: 100,
+            timeouts: RoomTimeouts::default(),
         }
     }
 }

@@ -42,6 +42,9 @@ pub enum SignalingError {
     /// The room token key is unusable.
     #[error(transparent)]
     Token(#[from] chorus_proto::token::TokenError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// The in-process SFU failed (embedded mode).
     #[error("the embedded SFU failed: {0}")]
     EmbeddedSfu(String),

@@ -14,6 +14,7 @@ mod http;
 mod net;
 mod rooms;
 mod sfu_client;
+mod store;
 mod tls;
 mod ws;
 
@@ -26,6 +27,7 @@ use chorus_proto::token::TokenIssuer;
 pub use config::{SignalingConfig, TlsMode, default_web_dir};
 pub use error::SignalingError;
 pub use net::primary_ip;
+pub use rooms::service::RoomTimeouts;
 
 /// A running signaling node.
 pub struct SignalingHandle {
@@ -71,8 +73,13 @@ pub async fn start(
         source,
     })?;
 
+    let store: store::SharedStore = Arc::new(store::EmbeddedStore::open(
+        &config.data_dir.join("chorus.redb"),
+    )?);
     let sfu = sfu_client::SfuClient::connect_lazy(&config.sfu_url)?;
-    let rooms = Arc::new(rooms::RoomRegistry::new(config.max_room_participants));
+    let users = tokens.verifier()?;
+    let rooms =
+        rooms::service::RoomService::new(store, sfu.clone(), tokens.clone(), config.timeouts);
     let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
     rooms::sfu_events::spawn(sfu.clone(), rooms.clone(), subscribed_tx);
     match tokio::time::timeout(Duration::from_secs(10), subscribed).await {
@@ -87,9 +94,8 @@ pub async fn start(
 
     let state = Arc::new(app::AppState {
         rooms,
-        sfu,
         tokens,
-        token_ttl: config.token_ttl,
+        users,
     });
     let app = http::router(state, &config.web_dir);
 

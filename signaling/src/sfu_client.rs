@@ -1,8 +1,12 @@
 //! The gRPC client of an SFU node, with its errors turned into words for the user.
 
 use chorus_proto::sfu::sfu_control_client::SfuControlClient;
-use chorus_proto::sfu::{AdmitRequest, EventsRequest, RemoveParticipantRequest, RoomEvent};
+use chorus_proto::sfu::{
+    AdmitRequest, CloseRoomRequest, EventsRequest, Grants as ProtoGrants, RemoveParticipantRequest,
+    RoomEvent, UpdateGrantsRequest,
+};
 use chorus_proto::signal::ErrorCode;
+use chorus_proto::token::Grants;
 use chorus_proto::{ParticipantId, RoomId};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
@@ -50,6 +54,46 @@ impl SfuClient {
             .await
             .map(|r| r.into_inner().sdp_answer)
             .map_err(|status| user_error(&status))
+    }
+
+    /// Change a participant's grants and server-side mute; effective on the next packet.
+    pub async fn update_grants(
+        &self,
+        room: &RoomId,
+        participant: &ParticipantId,
+        grants: Grants,
+        muted: bool,
+    ) -> Result<(), (ErrorCode, String)> {
+        let request = UpdateGrantsRequest {
+            room_id: room.to_string(),
+            participant_id: participant.to_string(),
+            grants: Some(ProtoGrants {
+                publish: grants.publish,
+                subscribe: grants.subscribe,
+                admin: grants.admin,
+            }),
+            muted,
+        };
+        self.client
+            .clone()
+            .update_grants(request)
+            .await
+            .map(|_| ())
+            .map_err(|s| user_error(&s))
+    }
+
+    /// Disconnect everyone in a room.
+    pub async fn close_room(&self, room: &RoomId) -> Result<u32, Status> {
+        let request = CloseRoomRequest {
+            room_id: room.to_string(),
+        };
+        Ok(self
+            .client
+            .clone()
+            .close_room(request)
+            .await?
+            .into_inner()
+            .participants_removed)
     }
 
     /// Disconnect a participant from its room.

@@ -11,10 +11,13 @@ use common::ChorusServer;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(server: &ChorusServer) -> Ws {
-    let (ws, _) = tokio_tungstenite::connect_async(&server.ws_url).await.unwrap();
+    let (ws, _) = tokio_tungstenite::connect_async(&server.ws_url)
+        .await
+        .unwrap();
     ws
 }
 
@@ -49,13 +52,20 @@ async fn expect_error(ws: &mut Ws, code: ErrorCode) -> String {
 
 async fn still_alive(ws: &mut Ws) {
     send(ws, r#"{"type":"ping"}"#).await;
-    assert_eq!(next(ws).await, Some(ServerMessage::Pong), "the session must carry on");
+    assert_eq!(
+        next(ws).await,
+        Some(ServerMessage::Pong),
+        "the session must carry on"
+    );
 }
 
 async fn hello(ws: &mut Ws, name: &str) {
     let frame = serde_json::json!({"type": "hello", "version": PROTOCOL_VERSION, "name": name});
     send(ws, &frame.to_string()).await;
-    assert!(matches!(next(ws).await, Some(ServerMessage::Welcome { .. })));
+    assert!(matches!(
+        next(ws).await,
+        Some(ServerMessage::Welcome { .. })
+    ));
 }
 
 #[tokio::test]
@@ -73,17 +83,30 @@ async fn bad_frames_get_errors_and_the_session_carries_on() {
     expect_error(&mut ws, ErrorCode::Malformed).await;
     send(&mut ws, r#"{"type":"teleport"}"#).await;
     expect_error(&mut ws, ErrorCode::Malformed).await;
-    send(&mut ws, r#"{"type":"join","room":"../../etc","offer":"v=0"}"#).await;
+    send(
+        &mut ws,
+        r#"{"type":"join","room":"../../etc","offer":"v=0"}"#,
+    )
+    .await;
     expect_error(&mut ws, ErrorCode::Malformed).await;
-    ws.send(Message::Binary(vec![0u8, 1, 2].into())).await.unwrap();
+    ws.send(Message::Binary(vec![0u8, 1, 2].into()))
+        .await
+        .unwrap();
     expect_error(&mut ws, ErrorCode::Malformed).await;
-    let big = format!(r#"{{"type":"create_room","name":"{}"}}"#, "a".repeat(MAX_FRAME_BYTES + 10));
+    let big = format!(
+        r#"{{"type":"create_room","name":"{}"}}"#,
+        "a".repeat(MAX_FRAME_BYTES + 10)
+    );
     send(&mut ws, &big).await;
     let message = expect_error(&mut ws, ErrorCode::FrameTooLarge).await;
     assert!(message.contains("at most"), "{message}");
     send(&mut ws, r#"{"type":"create_room","name":"   "}"#).await;
     expect_error(&mut ws, ErrorCode::InvalidInput).await;
-    send(&mut ws, r#"{"type":"join","room":"nosuchroom","offer":"v=0"}"#).await;
+    send(
+        &mut ws,
+        r#"{"type":"join","room":"nosuchroom","offer":"v=0"}"#,
+    )
+    .await;
     let message = expect_error(&mut ws, ErrorCode::RoomNotFound).await;
     assert!(message.contains("nosuchroom"), "{message}");
     send(&mut ws, r#"{"type":"leave"}"#).await;
@@ -93,7 +116,11 @@ async fn bad_frames_get_errors_and_the_session_carries_on() {
     // A frame beyond the hard limit closes that one connection; nobody else notices.
     let huge = "x".repeat(2 << 20);
     let _ = ws.send(Message::Text(huge.into())).await;
-    assert_eq!(next(&mut ws).await, None, "an enormous frame closes its connection");
+    assert_eq!(
+        next(&mut ws).await,
+        None,
+        "an enormous frame closes its connection"
+    );
     still_alive(&mut bystander).await;
     assert!(server.is_running(), "the server must survive bad input");
 }
@@ -105,13 +132,19 @@ async fn wrong_protocol_version_is_refused_in_words() {
     send(&mut ws, r#"{"type":"hello","version":99,"name":"Future"}"#).await;
     let message = expect_error(&mut ws, ErrorCode::UnsupportedVersion).await;
     assert!(message.contains("version"), "{message}");
-    assert_eq!(next(&mut ws).await, None, "the session is closed after a version mismatch");
+    assert_eq!(
+        next(&mut ws).await,
+        None,
+        "the session is closed after a version mismatch"
+    );
 }
 
 #[tokio::test]
 async fn a_refused_offer_leaves_the_room_as_it_was() {
     let server = ChorusServer::spawn();
-    let room = chorus_bench::rest::create_room(&server.url, "Offers").await.unwrap();
+    let room = chorus_bench::rest::create_room(&server.url, "Offers")
+        .await
+        .unwrap();
     let mut other = connect(&server).await;
     hello(&mut other, "Other").await;
     let mut ws = connect(&server).await;
@@ -120,10 +153,15 @@ async fn a_refused_offer_leaves_the_room_as_it_was() {
     send(&mut ws, &join.to_string()).await;
     expect_error(&mut ws, ErrorCode::BadOffer).await;
     let path = format!("/api/rooms/{}", room.id);
-    let (status, body) = chorus_bench::rest::request(&server.url, "GET", &path, None).await.unwrap();
+    let (status, body) = chorus_bench::rest::request(&server.url, "GET", &path, None)
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(body["participants"], 0, "the refused join must not hold a place: {body}");
+    assert_eq!(
+        body["participants"], 0,
+        "the refused join must not hold a place: {body}"
+    );
     still_alive(&mut ws).await;
     still_alive(&mut other).await;
 }
@@ -133,7 +171,11 @@ async fn rest_api_refuses_bad_requests_clearly() {
     let server = ChorusServer::spawn();
     let request = |method: &'static str, path: &'static str, body: Option<&'static str>| {
         let url = server.url.clone();
-        async move { chorus_bench::rest::request(&url, method, path, body).await.unwrap() }
+        async move {
+            chorus_bench::rest::request(&url, method, path, body)
+                .await
+                .unwrap()
+        }
     };
     let (status, body) = request("POST", "/api/rooms", Some("{oops")).await;
     assert!((400..500).contains(&status), "{status} {body}");

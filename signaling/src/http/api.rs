@@ -1,31 +1,26 @@
-//! The REST API: create and look up rooms. Errors come back as
+//! The public REST API: look up a room (its page shows the title before joining). Errors come back as
 //! `{"code": ..., "message": ...}` with the same codes as the WebSocket protocol.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chorus_proto::RoomId;
-use chorus_proto::signal::{self, ErrorCode, RoomInfo};
-use serde::{Deserialize, Serialize};
+use chorus_proto::signal::{ErrorCode, RoomInfo};
+use serde::Serialize;
 
 use crate::app::AppState;
-
-/// Body of `POST /api/rooms`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateRoom {
-    name: String,
-}
 
 /// Answer of `GET /api/rooms/{room}`.
 #[derive(Debug, Serialize)]
 pub struct RoomStatus {
     room: RoomInfo,
+    /// Present in the room now.
     participants: usize,
+    /// Members of its group chat.
+    members: usize,
 }
 
 /// A REST error.
@@ -36,18 +31,6 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({ "code": self.1, "message": self.2 });
         (self.0, Json(body)).into_response()
     }
-}
-
-pub async fn create_room(
-    State(state): State<Arc<AppState>>,
-    body: Result<Json<CreateRoom>, JsonRejection>,
-) -> Result<(StatusCode, Json<RoomInfo>), ApiError> {
-    let Json(body) = body.map_err(|e| ApiError(e.status(), ErrorCode::Malformed, e.body_text()))?;
-    let name = signal::clean_name(&body.name)
-        .map_err(|(code, msg)| ApiError(StatusCode::BAD_REQUEST, code, msg))?;
-    let room = state.rooms.create(name);
-    tracing::info!(room = %room.id, "room created over REST");
-    Ok((StatusCode::CREATED, Json(room)))
 }
 
 pub async fn get_room(
@@ -62,6 +45,18 @@ pub async fn get_room(
         )
     };
     let id = RoomId::parse(room).map_err(|_| not_found())?;
-    let (room, participants) = state.rooms.get(&id).ok_or_else(not_found)?;
-    Ok(Json(RoomStatus { room, participants }))
+    let group = state
+        .rooms
+        .resolve(&id)
+        .await
+        .map_err(|(code, message)| match code {
+            ErrorCode::RoomNotFound => not_found(),
+            _ => ApiError(StatusCode::INTERNAL_SERVER_ERROR, code, message),
+        })?;
+    let participants = state.rooms.registry.participants(&id).len();
+    Ok(Json(RoomStatus {
+        room: crate::rooms::room_info(&group),
+        participants,
+        members: group.members.len(),
+    }))
 }

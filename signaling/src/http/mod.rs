@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
-use axum::routing::{get, post};
+use axum::routing::get;
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -29,7 +29,6 @@ pub fn router(state: Arc<AppState>, web_dir: &Path) -> Router {
         .route("/ws", get(crate::ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
-        .route("/api/rooms", post(api::create_room))
         .route("/api/rooms/{room}", get(api::get_room))
         .route_service("/r/{room}", index)
         .fallback_service(ServeDir::new(web_dir))
@@ -40,7 +39,7 @@ pub fn router(state: Arc<AppState>, web_dir: &Path) -> Router {
 
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> String {
-    let (rooms, participants) = state.rooms.counts();
+    let (rooms, participants) = state.rooms.registry.counts();
     format!(
         "# HELP chorus_signaling_rooms Rooms on this signaling node.\n\
          # TYPE chorus_signaling_rooms gauge\n\

@@ -1,257 +1,263 @@
-//! Voice rooms as signaling knows them: who is in which room, and telling every member
-//! when that changes. The SFU holds the media side of the same rooms.
+//! Voice rooms: who is in which room right now, and telling every member when that
+//! changes. Membership, seats and roles are durable and live in the room's group chat
+//! record (`group_chat`, saved by the store); this module keeps a copy of that record per
+//! live room together with the presences (participants) of this node.
+
+pub mod group_chat;
+pub mod service;
+pub mod sfu_events;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use chorus_proto::signal::{
-    ErrorCode, LeftReason, ParticipantInfo, RoomInfo, ServerMessage, SpeakerLevel,
+    LeftReason, ParticipantInfo, Role, RoomInfo, ServerMessage, SpeakerLevel,
 };
-use chorus_proto::{ParticipantId, RoomId};
+use chorus_proto::{ParticipantId, RoomId, UserId};
 
+use crate::rooms::group_chat::GroupChat;
 use crate::ws::outbox::Outbox;
 
-pub mod sfu_events;
-
-/// Why a participant could not be placed in a room.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum JoinError {
-    /// No such room.
-    #[error("there is no room '{0}'; check the link")]
-    NotFound(RoomId),
-    /// The room is at capacity.
-    #[error("the room is full ({0} people)")]
-    Full(usize),
+/// One participant's presence in a live room.
+pub struct Presence {
+    /// The user behind it.
+    pub user: UserId,
+    /// Display name.
+    pub name: String,
+    /// Muted by its own user.
+    pub self_muted: bool,
+    /// Media connected to the SFU.
+    pub connected: bool,
+    /// The session's frame queue.
+    pub outbox: Outbox,
 }
 
-impl JoinError {
-    /// The protocol's error code for this error.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            JoinError::NotFound(_) => ErrorCode::RoomNotFound,
-            JoinError::Full(_) => ErrorCode::RoomFull,
+struct LiveRoom {
+    group: GroupChat,
+    presences: HashMap<ParticipantId, Presence>,
+}
+
+/// A room as clients see it.
+pub fn room_info(group: &GroupChat) -> RoomInfo {
+    RoomInfo {
+        id: group.room.clone(),
+        name: group.name.clone(),
+        link: group.link(),
+        capacity: group.capacity,
+        seats: group.seats,
+        seat_mode: group.seat_mode,
+        state: group.state,
+    }
+}
+
+fn participant_info(id: &ParticipantId, p: &Presence, group: &GroupChat) -> ParticipantInfo {
+    let member = group.member(&p.user);
+    ParticipantInfo {
+        id: id.clone(),
+        user: p.user.clone(),
+        name: p.name.clone(),
+        muted: p.self_muted,
+        speaker: member.is_some_and(|m| m.seated),
+        connected: p.connected,
+        role: member.map_or(Role::Member, |m| m.role),
+        hand_raised: member.is_some_and(|m| m.hand_raised),
+        muted_by_moderator: member.is_some_and(|m| m.muted_by_moderator),
+    }
+}
+
+impl LiveRoom {
+    fn broadcast(&self, message: &ServerMessage) {
+        for p in self.presences.values() {
+            p.outbox.send(message.clone());
+        }
+    }
+
+    fn info(&self, id: &ParticipantId) -> Option<ParticipantInfo> {
+        self.presences
+            .get(id)
+            .map(|p| participant_info(id, p, &self.group))
+    }
+
+    fn announce(&self, id: &ParticipantId) {
+        if let Some(participant) = self.info(id) {
+            self.broadcast(&ServerMessage::ParticipantUpdated { participant });
         }
     }
 }
 
-struct Member {
-    info: ParticipantInfo,
-    outbox: Outbox,
-}
-
-struct Room {
-    info: RoomInfo,
-    members: HashMap<ParticipantId, Member>,
-}
-
-impl Room {
-    fn broadcast(&self, message: &ServerMessage, except: Option<&ParticipantId>) {
-        for (id, member) in &self.members {
-            if Some(id) != except {
-                member.outbox.send(message.clone());
-            }
-        }
-    }
-}
-
-/// All rooms of this signaling node.
+/// The live rooms of this signaling node.
+#[derive(Default)]
 pub struct RoomRegistry {
-    rooms: Mutex<HashMap<RoomId, Room>>,
-    max_participants: usize,
+    rooms: Mutex<HashMap<RoomId, LiveRoom>>,
 }
 
 impl RoomRegistry {
-    /// An empty registry whose rooms hold at most `max_participants` each.
-    pub fn new(max_participants: usize) -> Self {
-        Self {
-            rooms: Mutex::new(HashMap::new()),
-            max_participants,
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, Room>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, LiveRoom>> {
         // A panic while holding this lock would be a bug in this module; keep serving.
         self.rooms
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Create a room with a fresh id.
-    pub fn create(&self, name: String) -> RoomInfo {
-        let id = RoomId::random();
-        let info = RoomInfo {
-            link: format!("/r/{id}"),
-            id: id.clone(),
-            name,
-        };
-        self.lock().insert(
-            id,
-            Room {
-                info: info.clone(),
-                members: HashMap::new(),
-            },
-        );
-        info
+    /// The cached group chat of a live room.
+    pub fn group(&self, room: &RoomId) -> Option<GroupChat> {
+        self.lock().get(room).map(|r| r.group.clone())
     }
 
-    /// A room and how many are in it.
-    pub fn get(&self, id: &RoomId) -> Option<(RoomInfo, usize)> {
-        self.lock()
-            .get(id)
-            .map(|room| (room.info.clone(), room.members.len()))
-    }
-
-    /// Place a participant in a room (not yet connected), checking capacity under the
-    /// same lock so two joins can never overfill it.
-    pub fn reserve(
-        &self,
-        room: &RoomId,
-        info: ParticipantInfo,
-        outbox: Outbox,
-    ) -> Result<RoomInfo, JoinError> {
+    /// Take a group chat record as it now is (opening its live room if needed) and tell
+    /// the room's participants whatever changed for them.
+    pub fn apply_group(&self, group: GroupChat) {
         let mut rooms = self.lock();
-        let entry = rooms
-            .get_mut(room)
-            .ok_or_else(|| JoinError::NotFound(room.clone()))?;
-        if entry.members.len() >= self.max_participants {
-            return Err(JoinError::Full(self.max_participants));
+        let room = rooms.entry(group.room.clone()).or_insert_with(|| LiveRoom {
+            group: group.clone(),
+            presences: HashMap::new(),
+        });
+        let before: Vec<(ParticipantId, ParticipantInfo)> = room
+            .presences
+            .iter()
+            .map(|(id, p)| (id.clone(), participant_info(id, p, &room.group)))
+            .collect();
+        let room_changed = room_info(&room.group) != room_info(&group);
+        room.group = group;
+        if room_changed {
+            room.broadcast(&ServerMessage::RoomUpdated {
+                room: room_info(&room.group),
+            });
         }
-        entry
-            .members
-            .insert(info.id.clone(), Member { info, outbox });
-        Ok(entry.info.clone())
+        for (id, old) in before {
+            if room.info(&id).is_some_and(|new| new != old) {
+                room.announce(&id);
+            }
+        }
     }
 
-    /// Everyone in a room.
+    /// Add a presence to a room, opening it live with `group` if it is not.
+    pub fn add(&self, group: &GroupChat, id: ParticipantId, presence: Presence) {
+        let mut rooms = self.lock();
+        let live = rooms.entry(group.room.clone()).or_insert_with(|| LiveRoom {
+            group: group.clone(),
+            presences: HashMap::new(),
+        });
+        live.presences.insert(id.clone(), presence);
+        live.announce(&id);
+    }
+
+    /// Everyone present in a room.
     pub fn participants(&self, room: &RoomId) -> Vec<ParticipantInfo> {
         self.lock()
             .get(room)
-            .map(|r| r.members.values().map(|m| m.info.clone()).collect())
+            .map(|r| r.presences.keys().filter_map(|id| r.info(id)).collect())
             .unwrap_or_default()
     }
 
-    /// Whether a participant is (still) in a room.
-    pub fn contains(&self, room: &RoomId, participant: &ParticipantId) -> bool {
+    /// The user behind a participant, and its display name.
+    pub fn user_of(&self, room: &RoomId, id: &ParticipantId) -> Option<(UserId, String)> {
         self.lock()
             .get(room)
-            .is_some_and(|r| r.members.contains_key(participant))
+            .and_then(|r| r.presences.get(id))
+            .map(|p| (p.user.clone(), p.name.clone()))
     }
 
-    /// Tell the others about a participant as it is now.
-    pub fn announce(&self, room: &RoomId, participant: &ParticipantId) {
-        self.update(room, participant, |_| {});
+    /// The participants of a user in a room (one, unless a join is replacing another).
+    pub fn presences_of(&self, room: &RoomId, user: &UserId) -> Vec<ParticipantId> {
+        self.lock()
+            .get(room)
+            .map(|r| {
+                r.presences
+                    .iter()
+                    .filter(|(_, p)| &p.user == user)
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
-    /// Change a participant and tell everyone (it included).
-    pub fn update(
+    /// A participant's frame queue.
+    pub fn outbox_of(&self, room: &RoomId, id: &ParticipantId) -> Option<Outbox> {
+        self.lock()
+            .get(room)
+            .and_then(|r| r.presences.get(id))
+            .map(|p| p.outbox.clone())
+    }
+
+    /// Whether a participant is (still) present.
+    pub fn contains(&self, room: &RoomId, id: &ParticipantId) -> bool {
+        self.lock()
+            .get(room)
+            .is_some_and(|r| r.presences.contains_key(id))
+    }
+
+    /// Change a presence and tell everyone.
+    pub fn update_presence(
         &self,
         room: &RoomId,
-        participant: &ParticipantId,
-        change: impl FnOnce(&mut ParticipantInfo),
+        id: &ParticipantId,
+        change: impl FnOnce(&mut Presence),
     ) {
         let mut rooms = self.lock();
-        let Some(entry) = rooms.get_mut(room) else {
+        let Some(live) = rooms.get_mut(room) else {
             return;
         };
-        let Some(member) = entry.members.get_mut(participant) else {
+        let Some(presence) = live.presences.get_mut(id) else {
             return;
         };
-        change(&mut member.info);
-        let message = ServerMessage::ParticipantUpdated {
-            participant: member.info.clone(),
-        };
-        entry.broadcast(&message, None);
+        change(presence);
+        live.announce(id);
     }
 
-    /// Take a participant out of its room and tell the others why. The participant's own
-    /// session is sent `left` when `tell_self` (it did not ask to leave itself).
-    /// Returns false when it was not there.
+    /// Take a participant out and tell the others why; its own session is sent `left`
+    /// when `tell_self` (it did not ask to leave). The user, when it was there.
     pub fn remove(
         &self,
         room: &RoomId,
-        participant: &ParticipantId,
+        id: &ParticipantId,
         reason: LeftReason,
         tell_self: bool,
-    ) -> bool {
+    ) -> Option<UserId> {
         let mut rooms = self.lock();
-        let Some(entry) = rooms.get_mut(room) else {
-            return false;
-        };
-        let Some(member) = entry.members.remove(participant) else {
-            return false;
-        };
+        let live = rooms.get_mut(room)?;
+        let presence = live.presences.remove(id)?;
         if tell_self {
-            member.outbox.send(ServerMessage::Left { reason });
+            presence.outbox.send(ServerMessage::Left { reason });
         }
-        let message = ServerMessage::ParticipantLeft {
-            participant: participant.clone(),
+        live.broadcast(&ServerMessage::ParticipantLeft {
+            participant: id.clone(),
             reason,
-        };
-        entry.broadcast(&message, None);
-        true
+        });
+        // A room nobody is in need not be kept: the store has its record.
+        if live.presences.is_empty() {
+            rooms.remove(room);
+        }
+        Some(presence.user)
     }
 
-    /// Pass the SFU's speaking levels on to a room's members.
+    /// Close a live room: every presence is told `left` with `reason`.
+    pub fn close(&self, room: &RoomId, reason: LeftReason) {
+        let Some(live) = self.lock().remove(room) else {
+            return;
+        };
+        for presence in live.presences.values() {
+            presence.outbox.send(ServerMessage::Left { reason });
+        }
+    }
+
+    /// Pass the SFU's speaking levels on to a room's participants.
     pub fn speaking(&self, room: &RoomId, levels: Vec<SpeakerLevel>) {
         let rooms = self.lock();
-        let Some(entry) = rooms.get(room) else { return };
+        let Some(live) = rooms.get(room) else { return };
         let levels: Vec<SpeakerLevel> = levels
             .into_iter()
-            .filter(|l| entry.members.contains_key(&l.participant))
+            .filter(|l| live.presences.contains_key(&l.participant))
             .collect();
         let message = ServerMessage::Speaking { levels };
-        for member in entry.members.values() {
-            member.outbox.send_lossy(message.clone());
+        for p in live.presences.values() {
+            p.outbox.send_lossy(message.clone());
         }
     }
 
-    /// Number of rooms and of participants, for metrics and logs.
+    /// Number of live rooms and of participants, for metrics.
     pub fn counts(&self) -> (usize, usize) {
         let rooms = self.lock();
-        (rooms.len(), rooms.values().map(|r| r.members.len()).sum())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn member(name: &str) -> ParticipantInfo {
-        ParticipantInfo {
-            id: ParticipantId::random(),
-            name: name.into(),
-            muted: false,
-            speaker: true,
-            connected: false,
-        }
-    }
-
-    #[test]
-    fn capacity_is_enforced_and_leaving_frees_a_place() {
-        let registry = RoomRegistry::new(2);
-        let room = registry.create("Test".into()).id;
-        let (outbox, mut rx, _) = Outbox::new();
-        let a = member("a");
-        registry.reserve(&room, a.clone(), outbox.clone()).unwrap();
-        registry
-            .reserve(&room, member("b"), outbox.clone())
-            .unwrap();
-        assert_eq!(
-            registry.reserve(&room, member("c"), outbox.clone()),
-            Err(JoinError::Full(2))
-        );
-        assert!(registry.remove(&room, &a.id, LeftReason::Left, false));
-        assert!(!registry.remove(&room, &a.id, LeftReason::Left, false));
-        registry.reserve(&room, member("c"), outbox).unwrap();
-        assert!(matches!(
-            rx.try_recv(),
-            Ok(ServerMessage::ParticipantLeft { .. })
-        ));
-        let unknown = RoomId::random();
-        assert_eq!(
-            registry.reserve(&unknown, member("d"), Outbox::new().0),
-            Err(JoinError::NotFound(unknown))
-        );
+        (rooms.len(), rooms.values().map(|r| r.presences.len()).sum())
     }
 }

@@ -10,12 +10,12 @@ use chorus_proto::signal::{LeftReason, SpeakerLevel};
 use chorus_proto::{ParticipantId, RoomId};
 use tokio::sync::oneshot;
 
-use crate::rooms::RoomRegistry;
+use crate::rooms::service::RoomService;
 use crate::sfu_client::SfuClient;
 
 /// Follow the SFU's events for as long as the process lives. `subscribed` fires once the
 /// first subscription stands, so that no event of an early join is missed.
-pub fn spawn(sfu: SfuClient, rooms: Arc<RoomRegistry>, subscribed: oneshot::Sender<()>) {
+pub fn spawn(sfu: SfuClient, rooms: Arc<RoomService>, subscribed: oneshot::Sender<()>) {
     tokio::spawn(async move {
         let mut subscribed = Some(subscribed);
         loop {
@@ -27,7 +27,7 @@ pub fn spawn(sfu: SfuClient, rooms: Arc<RoomRegistry>, subscribed: oneshot::Send
                     tracing::info!(sfu = sfu.url(), "following SFU events");
                     loop {
                         match stream.message().await {
-                            Ok(Some(event)) => apply(&rooms, event),
+                            Ok(Some(event)) => apply(&rooms, event).await,
                             Ok(None) => break,
                             Err(status) => {
                                 tracing::warn!(sfu = sfu.url(), error = %status.message(), "SFU event stream broke");
@@ -45,14 +45,14 @@ pub fn spawn(sfu: SfuClient, rooms: Arc<RoomRegistry>, subscribed: oneshot::Send
     });
 }
 
-fn apply(rooms: &RoomRegistry, event: RoomEvent) {
+async fn apply(rooms: &RoomService, event: RoomEvent) {
     let Ok(room) = RoomId::parse(event.room_id) else {
         return;
     };
     match event.kind {
         Some(Kind::Connected(c)) => {
             if let Ok(p) = ParticipantId::parse(c.participant_id) {
-                rooms.update(&room, &p, |info| info.connected = true);
+                rooms.on_connected(&room, &p).await;
             }
         }
         Some(Kind::Left(left)) => {
@@ -62,7 +62,7 @@ fn apply(rooms: &RoomRegistry, event: RoomEvent) {
                 _ => LeftReason::ConnectionLost,
             };
             if let Ok(p) = ParticipantId::parse(left.participant_id) {
-                rooms.remove(&room, &p, reason, true);
+                rooms.on_left(&room, &p, reason).await;
             }
         }
         Some(Kind::Speaking(speaking)) => {
@@ -77,7 +77,7 @@ fn apply(rooms: &RoomRegistry, event: RoomEvent) {
                     })
                 })
                 .collect();
-            rooms.speaking(&room, levels);
+            rooms.registry.speaking(&room, levels);
         }
         None => {}
     }

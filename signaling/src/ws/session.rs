@@ -6,17 +6,15 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use chorus_proto::signal::{
-    self, ClientMessage, ErrorCode, LeftReason, PROTOCOL_VERSION, ParticipantInfo, ServerMessage,
+    self, ClientMessage, ErrorCode, LeftReason, PROTOCOL_VERSION, ServerMessage,
 };
-use chorus_proto::token::Grants;
-use chorus_proto::{ParticipantId, RoomId};
+use chorus_proto::{ParticipantId, RoomId, UserId};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::app::AppState;
+use crate::rooms::service::{Entered, Failure, NewRoom, Visitor};
 use crate::ws::outbox::Outbox;
-
-type Failure = (ErrorCode, String);
 
 /// Whether the session goes on after a frame.
 #[derive(PartialEq, Eq)]
@@ -25,10 +23,13 @@ enum Flow {
     Close,
 }
 
+/// How long a user token lets a browser come back as the same user.
+const USER_TOKEN_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+
 struct Session {
     state: Arc<AppState>,
     outbox: Outbox,
-    name: Option<String>,
+    user: Option<(UserId, String)>,
     current: Option<(RoomId, ParticipantId)>,
 }
 
@@ -39,7 +40,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>) {
     let mut session = Session {
         state,
         outbox,
-        name: None,
+        user: None,
         current: None,
     };
 
@@ -114,11 +115,20 @@ impl Session {
     }
 
     async fn handle(&mut self, message: ClientMessage) -> Result<Flow, Failure> {
-        let name = match (&message, &self.name) {
-            (ClientMessage::Hello { version, name }, _) => {
-                return self.hello(*version, name).map(|()| Flow::Continue);
+        let (user, name) = match (&message, &self.user) {
+            (
+                ClientMessage::Hello {
+                    version,
+                    name,
+                    user_token,
+                },
+                _,
+            ) => {
+                return self
+                    .hello(*version, name, user_token.as_deref())
+                    .map(|()| Flow::Continue);
             }
-            (_, Some(name)) => name.clone(),
+            (_, Some(who)) => who.clone(),
             (_, None) => {
                 return Err((
                     ErrorCode::HelloFirst,
@@ -126,37 +136,109 @@ impl Session {
                 ));
             }
         };
+        let rooms = self.state.rooms.clone();
         match message {
             ClientMessage::Hello { .. } => {} // answered above
-            ClientMessage::CreateRoom { name: title } => {
+            ClientMessage::CreateRoom {
+                name: title,
+                capacity,
+                seats,
+                seat_mode,
+                offer,
+            } => {
+                self.not_in_room()?;
                 let title = signal::clean_name(&title)?;
-                let room = self.state.rooms.create(title);
-                tracing::info!(room = %room.id, by = %name, "room created");
-                self.outbox.send(ServerMessage::RoomCreated { room });
+                let visitor = Visitor {
+                    user: &user,
+                    name: &name,
+                    outbox: &self.outbox,
+                };
+                let settings = NewRoom {
+                    title,
+                    capacity,
+                    seats,
+                    seat_mode,
+                };
+                let entered = rooms.create(visitor, settings, offer).await?;
+                self.entered(entered);
             }
             ClientMessage::Join {
                 room,
                 offer,
-                listener,
-            } => self.join(name, room, offer, listener).await?,
+                listener: _,
+            } => {
+                self.not_in_room()?;
+                let visitor = Visitor {
+                    user: &user,
+                    name: &name,
+                    outbox: &self.outbox,
+                };
+                let entered = rooms.join(visitor, &room, offer).await?;
+                self.entered(entered);
+            }
             ClientMessage::Leave => {
-                if !self.leave(LeftReason::Left).await {
-                    return Err((ErrorCode::NotInRoom, "you are not in a room".into()));
-                }
+                let (room, me) = self.in_room()?;
+                self.current = None;
+                rooms.leave(&room, &me, LeftReason::Left).await;
                 self.outbox.send(ServerMessage::Left {
                     reason: LeftReason::Left,
                 });
             }
             ClientMessage::SetMuted { muted } => {
                 let (room, me) = self.in_room()?;
-                self.state.rooms.update(&room, &me, |p| p.muted = muted);
+                rooms.set_self_muted(&room, &me, muted);
+            }
+            ClientMessage::RequestSeat => {
+                let (room, me) = self.in_room()?;
+                rooms.request_seat(&room, &me).await?;
+            }
+            ClientMessage::LowerHand => {
+                let (room, me) = self.in_room()?;
+                rooms.lower_hand(&room, &me).await?;
+            }
+            ClientMessage::LeaveSeat => {
+                let (room, me) = self.in_room()?;
+                rooms.set_seat(&room, &me, &me, false).await?;
+            }
+            ClientMessage::GrantSeat { participant } => {
+                let (room, me) = self.in_room()?;
+                rooms.set_seat(&room, &me, &participant, true).await?;
+            }
+            ClientMessage::RevokeSeat { participant } => {
+                let (room, me) = self.in_room()?;
+                rooms.set_seat(&room, &me, &participant, false).await?;
+            }
+            ClientMessage::Mute { participant, muted } => {
+                let (room, me) = self.in_room()?;
+                rooms.mute(&room, &me, &participant, muted).await?;
+            }
+            ClientMessage::Remove { participant } => {
+                let (room, me) = self.in_room()?;
+                if participant == me {
+                    return Err((ErrorCode::InvalidInput, "to leave, use leave".into()));
+                }
+                rooms.remove(&room, &me, &participant).await?;
+            }
+            ClientMessage::SetModerator {
+                participant,
+                moderator,
+            } => {
+                let (room, me) = self.in_room()?;
+                rooms
+                    .set_moderator(&room, &me, &participant, moderator)
+                    .await?;
+            }
+            ClientMessage::EndRoom => {
+                let (room, me) = self.in_room()?;
+                rooms.end(&room, &me).await?;
+                self.current = None;
             }
             ClientMessage::Ping => self.outbox.send(ServerMessage::Pong),
         }
         Ok(Flow::Continue)
     }
 
-    fn hello(&mut self, version: u32, name: &str) -> Result<(), Failure> {
+    fn hello(&mut self, version: u32, name: &str, user_token: Option<&str>) -> Result<(), Failure> {
         if version != PROTOCOL_VERSION {
             return Err((
                 ErrorCode::UnsupportedVersion,
@@ -166,19 +248,63 @@ impl Session {
             ));
         }
         let name = signal::clean_name(name)?;
+        // A returning user keeps its id (and so its roles); a bad or old token just
+        // means a new guest, never an error: the token is the client's convenience.
+        let user = user_token
+            .and_then(|t| self.state.users.verify_user(t).ok())
+            .map(|claims| claims.sub)
+            .unwrap_or_else(UserId::random);
+        let user_token = self
+            .state
+            .tokens
+            .mint_user(&user, &name, USER_TOKEN_TTL)
+            .map_err(|e| {
+                (
+                    ErrorCode::Internal,
+                    format!("cannot issue a user token: {e}"),
+                )
+            })?;
         self.outbox.send(ServerMessage::Welcome {
             version: PROTOCOL_VERSION,
             name: name.clone(),
+            user: user.clone(),
+            user_token,
         });
-        self.name = Some(name);
+        self.user = Some((user, name));
         Ok(())
     }
 
-    /// The room this session is in, if the registry still has it there (the SFU may
-    /// have dropped its connection meanwhile).
+    fn entered(&mut self, entered: Entered) {
+        let Entered {
+            room,
+            you,
+            answer,
+            participants,
+        } = entered;
+        self.current = Some((room.id.clone(), you.clone()));
+        self.outbox.send(ServerMessage::Joined {
+            room,
+            you,
+            answer,
+            participants,
+        });
+    }
+
+    fn not_in_room(&mut self) -> Result<(), Failure> {
+        match self.in_room() {
+            Ok(_) => Err((
+                ErrorCode::AlreadyInRoom,
+                "you are already in a room; leave it first".into(),
+            )),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// The room this session is in, if it is still there (the SFU may have dropped its
+    /// connection, or a moderator removed it, meanwhile).
     fn in_room(&mut self) -> Result<(RoomId, ParticipantId), Failure> {
         match &self.current {
-            Some((room, me)) if self.state.rooms.contains(room, me) => {
+            Some((room, me)) if self.state.rooms.registry.contains(room, me) => {
                 Ok((room.clone(), me.clone()))
             }
             _ => {
@@ -188,77 +314,10 @@ impl Session {
         }
     }
 
-    async fn join(
-        &mut self,
-        name: String,
-        room: RoomId,
-        offer: String,
-        listener: bool,
-    ) -> Result<(), Failure> {
-        if self.in_room().is_ok() {
-            return Err((
-                ErrorCode::AlreadyInRoom,
-                "you are already in a room; leave it first".into(),
-            ));
+    /// Leave the current room, if any (the session is ending).
+    async fn leave(&mut self, reason: LeftReason) {
+        if let Some((room, me)) = self.current.take() {
+            self.state.rooms.leave(&room, &me, reason).await;
         }
-        let me = ParticipantId::random();
-        let info = ParticipantInfo {
-            id: me.clone(),
-            name: name.clone(),
-            muted: false,
-            speaker: !listener,
-            connected: false,
-        };
-        let room_info = self
-            .state
-            .rooms
-            .reserve(&room, info, self.outbox.clone())
-            .map_err(|e| (e.code(), e.to_string()))?;
-        let grants = if listener {
-            Grants::LISTENER
-        } else {
-            Grants::SPEAKER
-        };
-        let admitted = match self
-            .state
-            .tokens
-            .mint(&room, &me, &name, grants, self.state.token_ttl)
-        {
-            Ok(token) => self.state.sfu.admit(token, offer).await,
-            Err(e) => Err((
-                ErrorCode::Internal,
-                format!("cannot issue a room token: {e}"),
-            )),
-        };
-        let answer = match admitted {
-            Ok(answer) => answer,
-            Err(failure) => {
-                self.state.rooms.remove(&room, &me, LeftReason::Left, false);
-                return Err(failure);
-            }
-        };
-        tracing::info!(room = %room, participant = %me, listener, "joined");
-        let participants = self.state.rooms.participants(&room);
-        self.outbox.send(ServerMessage::Joined {
-            room: room_info,
-            you: me.clone(),
-            answer,
-            participants,
-        });
-        self.state.rooms.announce(&room, &me);
-        self.current = Some((room, me));
-        Ok(())
-    }
-
-    /// Leave the current room, if any; true when there was one.
-    async fn leave(&mut self, reason: LeftReason) -> bool {
-        let Some((room, me)) = self.current.take() else {
-            return false;
-        };
-        let was_there = self.state.rooms.remove(&room, &me, reason, false);
-        if let Err(status) = self.state.sfu.remove(&room, &me).await {
-            tracing::warn!(room = %room, participant = %me, error = %status.message(), "SFU removal failed");
-        }
-        was_there
     }
 }

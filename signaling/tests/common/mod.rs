@@ -56,9 +56,18 @@ impl ChorusServer {
                 panic!("chorus did not print its address within 30 s; its stderr:\n{log}");
             }
         };
-        let addr = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
         let ws_url = format!("ws://{addr}/ws");
-        Self { child, url, ws_url, addr, data_dir }
+        Self {
+            child,
+            url,
+            ws_url,
+            addr,
+            data_dir,
+        }
     }
 
     /// What the server logged so far.

@@ -1,0 +1,499 @@
+//! The durable record of a voice room's group chat: who owns it, who belongs to it, how
+//! many may belong (capacity) and speak (mic seats), and whether it is live yet.
+//!
+//! Every rule about places, seats and roles lives here as plain functions on the record,
+//! so that each store only has to apply them atomically (read, change, write).
+
+use chorus_proto::signal::{ErrorCode, Role, RoomState, SeatMode};
+use chorus_proto::{GroupId, RoomId, UserId};
+use serde::{Deserialize, Serialize};
+
+/// Most members a room may be created with.
+pub const MAX_CAPACITY: u32 = 10_000;
+/// Most mic seats a room may be created with.
+pub const MAX_SEATS: u32 = 50;
+
+/// A member of a group chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Who.
+    pub user: UserId,
+    /// Display name.
+    pub name: String,
+    /// What they may do.
+    pub role: Role,
+    /// Holds a mic seat (a speaker); otherwise a listener.
+    pub seated: bool,
+    /// Asked for a seat.
+    pub hand_raised: bool,
+    /// Muted by a moderator: their audio is dropped at the SFU even in a seat.
+    pub muted_by_moderator: bool,
+}
+
+/// A place held for a join whose media has not connected yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// Who.
+    pub user: UserId,
+    /// Display name.
+    pub name: String,
+    /// Unix seconds after which the place is free again.
+    pub expires_at: u64,
+}
+
+/// A group chat and its voice room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupChat {
+    /// Group chat id.
+    pub id: GroupId,
+    /// Its voice room (the link is `/r/<room>`).
+    pub room: RoomId,
+    /// Title.
+    pub name: String,
+    /// Creator.
+    pub owner: UserId,
+    /// Most members.
+    pub capacity: u32,
+    /// Most members in a mic seat at once.
+    pub seats: u32,
+    /// How listeners get a seat.
+    pub seat_mode: SeatMode,
+    /// Where it is in its life.
+    pub state: RoomState,
+    /// Confirmed members.
+    pub members: Vec<Member>,
+    /// Places held by joins in flight.
+    pub reservations: Vec<Reservation>,
+    /// Removed users: refused from then on.
+    pub removed: Vec<UserId>,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// Why a change to a group chat was refused. The texts are shown to users.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// Capacity or seats out of range.
+    #[error("{0}")]
+    InvalidSettings(String),
+    /// No such group chat or room.
+    #[error("there is no such room; check the link")]
+    NotFound,
+    /// Not live (yet, or any more).
+    #[error("this room is not open")]
+    NotActive,
+    /// Every place is taken.
+    #[error("the room is full ({0} members)")]
+    Full(u32),
+    /// Every mic seat is taken.
+    #[error("all {0} mic seats are taken")]
+    NoFreeSeat(u32),
+    /// The user was removed from this room.
+    #[error("you were removed from this room")]
+    Removed,
+    /// The user is not a member.
+    #[error("that person is not a member of this room")]
+    NotMember,
+    /// The acting user may not do this.
+    #[error("{0}")]
+    Forbidden(&'static str),
+}
+
+impl GroupError {
+    /// The protocol's error code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            GroupError::InvalidSettings(_) => ErrorCode::InvalidInput,
+            GroupError::NotFound => ErrorCode::RoomNotFound,
+            GroupError::NotActive => ErrorCode::RoomNotFound,
+            GroupError::Full(_) => ErrorCode::RoomFull,
+            GroupError::NoFreeSeat(_) => ErrorCode::NoFreeSeat,
+            GroupError::Removed => ErrorCode::Forbidden,
+            GroupError::NotMember => ErrorCode::NotInRoom,
+            GroupError::Forbidden(_) => ErrorCode::Forbidden,
+        }
+    }
+}
+
+/// Check room settings given by a user.
+pub fn validate_settings(capacity: i64, seats: i64) -> Result<(u32, u32), GroupError> {
+    if !(2..=i64::from(MAX_CAPACITY)).contains(&capacity) {
+        return Err(GroupError::InvalidSettings(format!(
+            "capacity must be between 2 and {MAX_CAPACITY} members"
+        )));
+    }
+    if !(1..=i64::from(MAX_SEATS)).contains(&seats) {
+        return Err(GroupError::InvalidSettings(format!(
+            "mic seats must be between 1 and {MAX_SEATS}"
+        )));
+    }
+    if seats > capacity {
+        return Err(GroupError::InvalidSettings(format!(
+            "a room of {capacity} members cannot have {seats} mic seats"
+        )));
+    }
+    // Both were range-checked against u32 limits above.
+    Ok((capacity as u32, seats as u32))
+}
+
+/// What [`GroupChat::reserve_place`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// Already a member: no new place needed.
+    Member,
+    /// A place is held until the media connects.
+    Reserved,
+}
+
+impl GroupChat {
+    /// A new pending group chat whose creator holds the first seat.
+    pub fn new(
+        name: String,
+        owner: UserId,
+        owner_name: String,
+        capacity: u32,
+        seats: u32,
+        seat_mode: SeatMode,
+        now: u64,
+    ) -> Self {
+        Self {
+            id: GroupId::random(),
+            room: RoomId::random(),
+            name,
+            owner: owner.clone(),
+            capacity,
+            seats,
+            seat_mode,
+            state: RoomState::Pending,
+            members: vec![Member {
+                user: owner,
+                name: owner_name,
+                role: Role::Owner,
+                seated: true,
+                hand_raised: false,
+                muted_by_moderator: false,
+            }],
+            reservations: Vec::new(),
+            removed: Vec::new(),
+            created_at: now,
+        }
+    }
+
+    /// The link path.
+    pub fn link(&self) -> String {
+        format!("/r/{}", self.room)
+    }
+
+    /// A member.
+    pub fn member(&self, user: &UserId) -> Option<&Member> {
+        self.members.iter().find(|m| &m.user == user)
+    }
+
+    fn member_mut(&mut self, user: &UserId) -> Result<&mut Member, GroupError> {
+        self.members
+            .iter_mut()
+            .find(|m| &m.user == user)
+            .ok_or(GroupError::NotMember)
+    }
+
+    /// Members in a mic seat.
+    pub fn seated(&self) -> u32 {
+        self.members.iter().filter(|m| m.seated).count() as u32
+    }
+
+    /// Drop reservations whose time is up.
+    pub fn expire_reservations(&mut self, now: u64) {
+        self.reservations.retain(|r| r.expires_at > now);
+    }
+
+    /// Hold a place for `user` if the room has one: the capacity check of a join.
+    pub fn reserve_place(
+        &mut self,
+        user: &UserId,
+        name: &str,
+        now: u64,
+        ttl_secs: u64,
+    ) -> Result<Place, GroupError> {
+        if self.state != RoomState::Active {
+            return Err(GroupError::NotActive);
+        }
+        if self.removed.contains(user) {
+            return Err(GroupError::Removed);
+        }
+        if self.member(user).is_some() {
+            return Ok(Place::Member);
+        }
+        self.expire_reservations(now);
+        self.reservations.retain(|r| &r.user != user);
+        if self.members.len() + self.reservations.len() >= self.capacity as usize {
+            return Err(GroupError::Full(self.capacity));
+        }
+        self.reservations.push(Reservation {
+            user: user.clone(),
+            name: name.to_owned(),
+            expires_at: now + ttl_secs,
+        });
+        Ok(Place::Reserved)
+    }
+
+    /// Turn a held place into membership (the join's media connected). A member already
+    /// is one; a place that expired meanwhile is taken again only if one is free.
+    pub fn confirm_member(&mut self, user: &UserId, name: &str) -> Result<(), GroupError> {
+        if self.member(user).is_some() {
+            return Ok(());
+        }
+        if self.removed.contains(user) {
+            return Err(GroupError::Removed);
+        }
+        let held = self.reservations.iter().position(|r| &r.user == user);
+        match held {
+            Some(i) => {
+                self.reservations.swap_remove(i);
+            }
+            None if self.members.len() + self.reservations.len() >= self.capacity as usize => {
+                return Err(GroupError::Full(self.capacity));
+            }
+            None => {}
+        }
+        self.members.push(Member {
+            user: user.clone(),
+            name: name.to_owned(),
+            role: Role::Member,
+            seated: false,
+            hand_raised: false,
+            muted_by_moderator: false,
+        });
+        Ok(())
+    }
+
+    /// Give back a place held by a join that failed.
+    pub fn release_place(&mut self, user: &UserId) {
+        self.reservations.retain(|r| &r.user != user);
+    }
+
+    fn require_moderator(&self, actor: &UserId) -> Result<(), GroupError> {
+        match self.member(actor) {
+            Some(m) if m.role.moderates() => Ok(()),
+            _ => Err(GroupError::Forbidden(
+                "only the owner or a moderator may do that",
+            )),
+        }
+    }
+
+    /// The creator's media connected: the room goes live.
+    pub fn activate(&mut self) -> Result<(), GroupError> {
+        match self.state {
+            RoomState::Pending | RoomState::Active => {
+                self.state = RoomState::Active;
+                Ok(())
+            }
+            RoomState::Ended => Err(GroupError::NotActive),
+        }
+    }
+
+    /// A member asks to speak: in an open room a free seat is taken at once; otherwise
+    /// (or when none is free) the hand is raised. Returns whether the member is seated.
+    pub fn request_seat(&mut self, user: &UserId) -> Result<bool, GroupError> {
+        let free = self.seated() < self.seats;
+        let open = self.seat_mode == SeatMode::Open;
+        let member = self.member_mut(user)?;
+        if member.seated {
+            return Ok(true);
+        }
+        if open && free {
+            member.seated = true;
+            member.hand_raised = false;
+        } else {
+            member.hand_raised = true;
+        }
+        Ok(member.seated)
+    }
+
+    /// Raise or lower a hand.
+    pub fn set_hand(&mut self, user: &UserId, raised: bool) -> Result<(), GroupError> {
+        let member = self.member_mut(user)?;
+        member.hand_raised = raised && !member.seated;
+        Ok(())
+    }
+
+    /// A moderator seats `user`, if a seat is free.
+    pub fn grant_seat(&mut self, actor: &UserId, user: &UserId) -> Result<(), GroupError> {
+        self.require_moderator(actor)?;
+        if self.member(user).ok_or(GroupError::NotMember)?.seated {
+            return Ok(());
+        }
+        if self.seated() >= self.seats {
+            return Err(GroupError::NoFreeSeat(self.seats));
+        }
+        let member = self.member_mut(user)?;
+        member.seated = true;
+        member.hand_raised = false;
+        Ok(())
+    }
+
+    /// A moderator takes `user`'s seat, or `user` leaves their own seat.
+    pub fn revoke_seat(&mut self, actor: &UserId, user: &UserId) -> Result<(), GroupError> {
+        if actor != user {
+            self.require_moderator(actor)?;
+            if self.member(user).is_some_and(|m| m.role == Role::Owner) {
+                return Err(GroupError::Forbidden("the owner's seat cannot be taken"));
+            }
+        }
+        self.member_mut(user)?.seated = false;
+        Ok(())
+    }
+
+    /// A moderator mutes or unmutes a member at the SFU.
+    pub fn set_moderator_mute(
+        &mut self,
+        actor: &UserId,
+        user: &UserId,
+        muted: bool,
+    ) -> Result<(), GroupError> {
+        self.require_moderator(actor)?;
+        if actor != user && self.member(user).is_some_and(|m| m.role == Role::Owner) {
+            return Err(GroupError::Forbidden("the owner cannot be muted"));
+        }
+        self.member_mut(user)?.muted_by_moderator = muted;
+        Ok(())
+    }
+
+    /// The owner names or unnames a moderator.
+    pub fn set_role(
+        &mut self,
+        actor: &UserId,
+        user: &UserId,
+        moderator: bool,
+    ) -> Result<(), GroupError> {
+        if actor != &self.owner {
+            return Err(GroupError::Forbidden("only the owner may name moderators"));
+        }
+        let member = self.member_mut(user)?;
+        if member.role == Role::Owner {
+            return Err(GroupError::Forbidden("the owner stays the owner"));
+        }
+        member.role = if moderator {
+            Role::Moderator
+        } else {
+            Role::Member
+        };
+        Ok(())
+    }
+
+    /// A moderator removes `user`: out of the group, and refused from then on.
+    pub fn remove_member(&mut self, actor: &UserId, user: &UserId) -> Result<(), GroupError> {
+        self.require_moderator(actor)?;
+        match self.member(user) {
+            Some(m) if m.role == Role::Owner => {
+                return Err(GroupError::Forbidden("the owner cannot be removed"));
+            }
+            Some(m) if m.role == Role::Moderator && actor != &self.owner => {
+                return Err(GroupError::Forbidden(
+                    "only the owner may remove a moderator",
+                ));
+            }
+            Some(_) => {}
+            None => return Err(GroupError::NotMember),
+        }
+        self.members.retain(|m| &m.user != user);
+        self.reservations.retain(|r| &r.user != user);
+        if !self.removed.contains(user) {
+            self.removed.push(user.clone());
+        }
+        Ok(())
+    }
+
+    /// A moderator ends the room for everyone.
+    pub fn end(&mut self, actor: &UserId) -> Result<(), GroupError> {
+        self.require_moderator(actor)?;
+        self.state = RoomState::Ended;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn active(capacity: u32, seats: u32) -> (GroupChat, UserId) {
+        let owner = UserId::random();
+        let mut g = GroupChat::new(
+            "Room".into(),
+            owner.clone(),
+            "Owner".into(),
+            capacity,
+            seats,
+            SeatMode::Moderated,
+            0,
+        );
+        g.state = RoomState::Active;
+        (g, owner)
+    }
+
+    #[test]
+    fn settings_are_validated() {
+        assert!(validate_settings(10, 3).is_ok());
+        assert!(validate_settings(3, 4).is_err());
+        assert!(validate_settings(-1, 1).is_err());
+        assert!(validate_settings(10, 0).is_err());
+        assert!(validate_settings(i64::MAX, 1).is_err());
+    }
+
+    #[test]
+    fn places_count_members_and_reservations() {
+        let (mut g, _) = active(3, 1);
+        let (a, b, c) = (UserId::random(), UserId::random(), UserId::random());
+        assert_eq!(g.reserve_place(&a, "a", 0, 30), Ok(Place::Reserved));
+        assert_eq!(g.reserve_place(&b, "b", 0, 30), Ok(Place::Reserved));
+        assert_eq!(g.reserve_place(&c, "c", 0, 30), Err(GroupError::Full(3)));
+        g.release_place(&b);
+        g.confirm_member(&a, "a").unwrap();
+        assert_eq!(g.reserve_place(&a, "a", 0, 30), Ok(Place::Member));
+        assert_eq!(g.reserve_place(&c, "c", 0, 30), Ok(Place::Reserved));
+        // An expired reservation frees its place.
+        assert_eq!(g.reserve_place(&b, "b", 100, 30), Ok(Place::Reserved));
+    }
+
+    #[test]
+    fn open_rooms_seat_whoever_asks_first() {
+        let (mut g, _) = active(10, 2);
+        g.seat_mode = SeatMode::Open;
+        let (a, b) = (UserId::random(), UserId::random());
+        for u in [&a, &b] {
+            g.reserve_place(u, "x", 0, 30).unwrap();
+            g.confirm_member(u, "x").unwrap();
+        }
+        assert_eq!(g.request_seat(&a), Ok(true));
+        assert_eq!(
+            g.request_seat(&b),
+            Ok(false),
+            "the owner and a hold both seats"
+        );
+        assert!(g.member(&b).unwrap().hand_raised);
+    }
+
+    #[test]
+    fn seats_and_moderation() {
+        let (mut g, owner) = active(10, 2);
+        let (a, b) = (UserId::random(), UserId::random());
+        for u in [&a, &b] {
+            g.reserve_place(u, "x", 0, 30).unwrap();
+            g.confirm_member(u, "x").unwrap();
+        }
+        assert!(matches!(
+            g.grant_seat(&a, &b),
+            Err(GroupError::Forbidden(_))
+        ));
+        g.grant_seat(&owner, &a).unwrap();
+        assert_eq!(g.grant_seat(&owner, &b), Err(GroupError::NoFreeSeat(2)));
+        g.revoke_seat(&a, &a).unwrap();
+        g.grant_seat(&owner, &b).unwrap();
+        assert!(g.remove_member(&owner, &owner).is_err());
+        g.remove_member(&owner, &b).unwrap();
+        assert_eq!(g.reserve_place(&b, "b", 0, 30), Err(GroupError::Removed));
+        assert!(g.end(&a).is_err());
+        g.end(&owner).unwrap();
+        assert_eq!(g.reserve_place(&a, "a", 0, 30), Err(GroupError::NotActive));
+    }
+}

@@ -1,0 +1,221 @@
+//! The embedded store: one redb file in the data folder. redb serialises write
+//! transactions, which is what makes `update_group` atomic here.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chorus_proto::{GroupId, RoomId};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{Change, Store, StoreError, UpdateError};
+use crate::rooms::group_chat::{GroupChat, GroupError};
+
+/// Group chats by group id, as JSON (readable, and tolerant of added fields).
+const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("group_chats");
+/// Group id by room id.
+const ROOMS: TableDefinition<&str, &str> = TableDefinition::new("rooms");
+
+/// A store in one file on disk.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn decode(bytes: &[u8]) -> Result<GroupChat, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn encode(group: &GroupChat) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(group).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl EmbeddedStore {
+    /// Open (or create) the store file.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path)
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(backend)?;
+        txn.open_table(GROUPS).map_err(backend)?;
+        txn.open_table(ROOMS).map_err(backend)?;
+        txn.commit().map_err(backend)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Run blocking redb work off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Database) -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || work(&db))
+            .await
+            .map_err(backend)
+    }
+}
+
+fn read_group(db: &Database, id: &str) -> Result<Option<GroupChat>, StoreError> {
+    let txn = db.begin_read().map_err(backend)?;
+    let table = txn.open_table(GROUPS).map_err(backend)?;
+    let value = table.get(id).map_err(backend)?;
+    value.map(|v| decode(v.value())).transpose()
+}
+
+#[async_trait::async_trait]
+impl Store for EmbeddedStore {
+    async fn create_group(&self, group: &GroupChat) -> Result<(), StoreError> {
+        let group = group.clone();
+        self.blocking(move |db| {
+            let bytes = encode(&group)?;
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut groups = txn.open_table(GROUPS).map_err(backend)?;
+                groups
+                    .insert(group.id.as_str(), bytes.as_slice())
+                    .map_err(backend)?;
+                let mut rooms = txn.open_table(ROOMS).map_err(backend)?;
+                rooms
+                    .insert(group.room.as_str(), group.id.as_str())
+                    .map_err(backend)?;
+            }
+            txn.commit().map_err(backend)
+        })
+        .await?
+    }
+
+    async fn group(&self, id: &GroupId) -> Result<Option<GroupChat>, StoreError> {
+        let id = id.clone();
+        self.blocking(move |db| read_group(db, id.as_str())).await?
+    }
+
+    async fn group_by_room(&self, room: &RoomId) -> Result<Option<GroupChat>, StoreError> {
+        let room = room.clone();
+        self.blocking(move |db| {
+            let group_id = {
+                let txn = db.begin_read().map_err(backend)?;
+                let rooms = txn.open_table(ROOMS).map_err(backend)?;
+                let found = rooms.get(room.as_str()).map_err(backend)?;
+                match found {
+                    Some(id) => id.value().to_owned(),
+                    None => return Ok(None),
+                }
+            };
+            read_group(db, &group_id)
+        })
+        .await?
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupChat>, StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(GROUPS).map_err(backend)?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(backend)? {
+                let (_, value) = entry.map_err(backend)?;
+                out.push(decode(value.value())?);
+            }
+            Ok(out)
+        })
+        .await?
+    }
+
+    async fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError> {
+        let id = id.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            let existed = {
+                let mut groups = txn.open_table(GROUPS).map_err(backend)?;
+                let removed = groups.remove(id.as_str()).map_err(backend)?;
+                let group = removed.map(|v| decode(v.value())).transpose()?;
+                if let Some(group) = &group {
+                    let mut rooms = txn.open_table(ROOMS).map_err(backend)?;
+                    rooms.remove(group.room.as_str()).map_err(backend)?;
+                }
+                group.is_some()
+            };
+            txn.commit().map_err(backend)?;
+            Ok(existed)
+        })
+        .await?
+    }
+
+    async fn update_group(
+        &self,
+        id: &GroupId,
+        mut change: Change,
+    ) -> Result<GroupChat, UpdateError> {
+        let id = id.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            let group = {
+                let mut groups = txn.open_table(GROUPS).map_err(backend)?;
+                let current = groups
+                    .get(id.as_str())
+                    .map_err(backend)?
+                    .map(|v| decode(v.value()));
+                let mut group = match current {
+                    Some(group) => group?,
+                    None => return Err(UpdateError::Group(GroupError::NotFound)),
+                };
+                change(&mut group)?;
+                let bytes = encode(&group)?;
+                groups
+                    .insert(id.as_str(), bytes.as_slice())
+                    .map_err(backend)?;
+                group
+            };
+            txn.commit().map_err(backend)?;
+            Ok(group)
+        })
+        .await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::contract;
+
+    fn temp_store(name: &str) -> (EmbeddedStore, std::path::PathBuf) {
+        let path =
+            std::env::temp_dir().join(format!("chorus-store-{}-{name}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        (EmbeddedStore::open(&path).unwrap(), path)
+    }
+
+    #[tokio::test]
+    async fn contract_round_trip() {
+        let (store, path) = temp_store("round-trip");
+        contract::round_trip(&store).await;
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn contract_updates_are_atomic() {
+        let (store, path) = temp_store("atomic");
+        contract::updates_are_atomic(Arc::new(store)).await;
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test]
+    async fn survives_reopening() {
+        let (store, path) = temp_store("reopen");
+        let group = GroupChat::new(
+            "Kept".into(),
+            chorus_proto::UserId::random(),
+            "Ada".into(),
+            5,
+            2,
+            chorus_proto::signal::SeatMode::Moderated,
+            0,
+        );
+        store.create_group(&group).await.unwrap();
+        drop(store);
+        let reopened = EmbeddedStore::open(&path).unwrap();
+        assert_eq!(reopened.group(&group.id).await.unwrap(), Some(group));
+        let _ = std::fs::remove_file(path);
+    }
+}

@@ -1,0 +1,153 @@
+//! Durable state behind one trait: the embedded store on disk (the default, no server
+//! needed) and, with `--redis`, a Redis store shared by many signaling nodes. Both must
+//! pass the same contract tests.
+//!
+//! The trait is small on purpose: records are read and written whole, and every rule
+//! about them lives in the record's own methods (`rooms::group_chat`). What a store must
+//! guarantee is that [`Store::update_group`] is atomic: no two changes to one group
+//! interleave, on one node or many.
+
+mod embedded;
+
+use std::sync::Arc;
+
+use chorus_proto::{GroupId, RoomId};
+
+pub use embedded::EmbeddedStore;
+
+use crate::rooms::group_chat::{GroupChat, GroupError};
+
+/// A change to a group chat, applied inside the store's atomic update. It may run more
+/// than once (an optimistic store retries it on conflict), so it must only touch the
+/// record it is given.
+pub type Change = Box<dyn FnMut(&mut GroupChat) -> Result<(), GroupError> + Send>;
+
+/// A store failed (disk, network, corrupt record). Users are told only that saving failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend failed.
+    #[error("storage failed: {0}")]
+    Backend(String),
+    /// A stored record could not be read back.
+    #[error("a stored record is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// Why [`Store::update_group`] did not apply a change.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdateError {
+    /// The change itself refused (room full, not allowed, ...).
+    #[error(transparent)]
+    Group(#[from] GroupError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where group chats live.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Save a new group chat.
+    async fn create_group(&self, group: &GroupChat) -> Result<(), StoreError>;
+    /// A group chat by id.
+    async fn group(&self, id: &GroupId) -> Result<Option<GroupChat>, StoreError>;
+    /// The group chat a room belongs to.
+    async fn group_by_room(&self, room: &RoomId) -> Result<Option<GroupChat>, StoreError>;
+    /// Every group chat.
+    async fn groups(&self) -> Result<Vec<GroupChat>, StoreError>;
+    /// Forget a group chat (a pending one rolled back). False when it was not there.
+    async fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError>;
+    /// Apply `change` atomically and return the record as saved.
+    async fn update_group(&self, id: &GroupId, change: Change) -> Result<GroupChat, UpdateError>;
+}
+
+/// A store shared by the whole node.
+pub type SharedStore = Arc<dyn Store>;
+
+#[cfg(test)]
+pub(crate) mod contract {
+    //! The behaviour every store must show; each backend's tests call these.
+    use super::*;
+    use crate::rooms::group_chat::Place;
+    use chorus_proto::UserId;
+    use chorus_proto::signal::RoomState;
+
+    fn sample() -> GroupChat {
+        GroupChat::new(
+            "Friday".into(),
+            UserId::random(),
+            "Ada".into(),
+            10,
+            3,
+            chorus_proto::signal::SeatMode::Moderated,
+            0,
+        )
+    }
+
+    pub async fn round_trip(store: &dyn Store) {
+        let group = sample();
+        store.create_group(&group).await.unwrap();
+        assert_eq!(store.group(&group.id).await.unwrap().as_ref(), Some(&group));
+        assert_eq!(
+            store.group_by_room(&group.room).await.unwrap().as_ref(),
+            Some(&group)
+        );
+        assert!(
+            store
+                .groups()
+                .await
+                .unwrap()
+                .iter()
+                .any(|g| g.id == group.id)
+        );
+        assert!(store.delete_group(&group.id).await.unwrap());
+        assert!(!store.delete_group(&group.id).await.unwrap());
+        assert_eq!(store.group(&group.id).await.unwrap(), None);
+        assert_eq!(store.group_by_room(&group.room).await.unwrap(), None);
+    }
+
+    pub async fn updates_are_atomic(store: Arc<dyn Store>) {
+        let mut group = sample();
+        group.state = RoomState::Active;
+        store.create_group(&group).await.unwrap();
+        let tasks: Vec<_> = (0..30)
+            .map(|i| {
+                let store = store.clone();
+                let id = group.id.clone();
+                tokio::spawn(async move {
+                    let user = UserId::random();
+                    store
+                        .update_group(
+                            &id,
+                            Box::new(move |g| {
+                                g.reserve_place(&user, &format!("u{i}"), 0, u64::MAX / 2)
+                                    .map(|_| ())
+                            }),
+                        )
+                        .await
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(UpdateError::Group(GroupError::Full(10))) => {}
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        // The owner is a member: 9 more places.
+        assert_eq!(ok, 9);
+        let saved = store.group(&group.id).await.unwrap().unwrap();
+        assert_eq!(saved.members.len() + saved.reservations.len(), 10);
+        let missing = GroupId::random();
+        let refused = store.update_group(&missing, Box::new(|_| Ok(()))).await;
+        assert!(matches!(
+            refused,
+            Err(UpdateError::Group(GroupError::NotFound))
+        ));
+        let _ = Place::Member;
+    }
+}
