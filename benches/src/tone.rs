@@ -72,6 +72,21 @@ pub struct ToneEncoder {
     pcm: Vec<f32>,
 }
 
+/// Loudness of `pcm` as an RFC 6464 audio level: −dBov, 0 (full scale) to 127 (silence).
+pub fn audio_level(pcm: &[f32]) -> u8 {
+    if pcm.is_empty() {
+        return 127;
+    }
+    let mean_square = pcm
+        .iter()
+        .map(|x| f64::from(*x) * f64::from(*x))
+        .sum::<f64>()
+        / pcm.len() as f64;
+    // A full-scale sine is 0 dBov (RFC 6464 §3), i.e. RMS 1/√2.
+    let dbov = 10.0 * (2.0 * mean_square).log10();
+    (-dbov).round().clamp(0.0, 127.0) as u8
+}
+
 impl ToneEncoder {
     /// An encoder of `hz`, or of silence when `None`.
     pub fn new(hz: Option<f32>) -> Result<Self, opus::Error> {
@@ -92,6 +107,11 @@ impl ToneEncoder {
             None => self.pcm.fill(0.0),
         }
         self.encoder.encode_vec_float(&self.pcm, MAX_PACKET_BYTES)
+    }
+
+    /// The [`audio_level`] of the frame last encoded.
+    pub fn last_level(&self) -> u8 {
+        audio_level(&self.pcm)
     }
 }
 
@@ -289,6 +309,16 @@ mod tests {
             listener.push_packet(&silent.next_frame().unwrap()).unwrap();
         }
         assert!(listener.heard().iter().all(|n| *n == 0));
+    }
+
+    #[test]
+    fn audio_levels_follow_rfc_6464() {
+        let mut pcm = vec![0.0f32; FRAME_SAMPLES];
+        assert_eq!(audio_level(&pcm), 127);
+        SineTone::with_amplitude(440.0, 1.0).fill(&mut pcm);
+        assert_eq!(audio_level(&pcm), 0);
+        SineTone::new(440.0).fill(&mut pcm);
+        assert_eq!(audio_level(&pcm), 10, "0.3 of full scale is about -10 dBov");
     }
 
     #[test]

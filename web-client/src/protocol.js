@@ -144,6 +144,7 @@ export class Signal extends EventTarget {
 const HINTS = {
   room_not_found: 'Room not found: check the link, or create a new room.',
   room_full: 'This room is full.',
+  no_free_seat: 'Every mic seat in this room is taken.',
   media_unavailable: 'The media server is unavailable right now. Try again in a moment.',
   bad_offer: 'The media server could not set up audio with this browser.',
   unsupported_version: 'This page is out of date: reload it.',

@@ -138,7 +138,8 @@ export function renderParticipants(people, you, levels) {
 
     const state = document.createElement('span');
     state.className = 'state';
-    state.textContent = p.connected ? (speaking ? 'speaking' : 'connected') : 'connecting…';
+    const listening = p.speaker === false;
+    state.textContent = !p.connected ? 'connecting…' : speaking ? 'speaking' : listening ? 'listening' : 'connected';
     state.dataset.state = p.connected ? 'connected' : 'connecting';
 
     li.append(avatar, name, state);

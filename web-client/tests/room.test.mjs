@@ -50,6 +50,17 @@ test('three browsers join one room by its link and hear each other', { timeout: 
       // Each page receives Opus from the two others, flowing and with sound in it.
       await Promise.all(browsers.map(({ page }, i) => hearsTwoOthers(page, i)));
 
+      // Each received track plays in its own <audio> element.
+      for (const [i, { page }] of browsers.entries()) {
+        const playing = await page.$$eval('#audio-sink audio[data-track]',
+          (els) => els.filter((a) => !a.paused && a.srcObject).map((a) => a.dataset.track));
+        assert.ok(new Set(playing).size >= 2, `page ${i} plays two remote tracks: ${playing}`);
+      }
+
+      // The speaking indicator follows the server's levels (the fake mics beep).
+      await waitFor(() => browsers[0].page.$$eval('#participants .person.speaking', (els) => els.length > 0),
+        { timeoutMs: 8_000, what: 'someone shown speaking in page 0' });
+
       // The phone layout never scrolls sideways.
       const overflow = await phone.page.evaluate(() => ({
         scrollWidth: document.scrollingElement.scrollWidth,

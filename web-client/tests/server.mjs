@@ -33,6 +33,11 @@ export async function startServer({ extraArgs = [] } = {}) {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 
+  // Never leave a server behind, even when a test is cut short by its timeout.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  child.once('exit', () => process.removeListener('exit', killOnExit));
+
   let stdout = '';
   let stderr = '';
   const cap = (s) => (s.length > 64 * 1024 ? s.slice(-64 * 1024) : s);

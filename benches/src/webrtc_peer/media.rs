@@ -12,11 +12,13 @@ use rtc::ice::mdns::MulticastDnsMode;
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
+use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::sdp::extmap::{AUDIO_LEVEL_URI, SDES_MID_URI};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use webrtc::media_stream::Track;
@@ -276,6 +278,17 @@ impl MediaPeer {
             },
             RtpCodecKind::Audio,
         )?;
+        // As browsers do: the mid lets the SFU route before SSRCs are known, the audio level
+        // is what it ranks speakers by (it never decodes audio).
+        for uri in [SDES_MID_URI, AUDIO_LEVEL_URI] {
+            media_engine.register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: uri.to_owned(),
+                },
+                RtpCodecKind::Audio,
+                None,
+            )?;
+        }
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
         let settings = SettingEngineBuilder::new()
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
@@ -592,8 +605,13 @@ async fn publish(
             duration: FRAME_DURATION,
             ..Sample::new(Instant::now())
         };
+        let level = AudioLevelExtension {
+            level: encoder.last_level(),
+            voice: true,
+        };
         let result = track
             .sample_writer(ssrc, payload_type)
+            .with_audio_level(level)
             .write_sample(&sample)
             .await;
         let mut s = lock(&sent);
