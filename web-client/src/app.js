@@ -1,5 +1,6 @@
-// The page's flow: the landing page creates a room; the room page (/r/<id>) joins it,
-// keeps the participant list and speaking indicators, and handles mute, leave and loss.
+// The page's flow. The landing page creates a room with the creator's media (the room is
+// pending until that media connects); the room page (/r/<id>) joins it as a listener,
+// shows the stage and the audience, and offers seats, hands, mute and moderation.
 // State lives here; protocol.js talks to the server, media.js to the browser's media.
 
 import { Signal, ServerError, describeError, fetchRoom } from './protocol.js';
@@ -8,20 +9,27 @@ import * as ui from './ui.js';
 
 const { el } = ui;
 const NAME_KEY = 'chorus.name';
+// The server's user token: sent in every hello so we stay the same user (and keep our
+// roles, e.g. owner) across reloads.
+const TOKEN_KEY = 'chorus.user_token';
 const SPEAKING_HOLD_MS = 400;
 const MAX_NAME_CHARS = 40;
+const ENTER_TIMEOUT_MS = 20_000;
 
 const state = {
   roomId: null,
   room: null, // RoomInfo
+  user: null, // our user id (from welcome)
   you: null, // our participant id while in the room
   people: new Map(), // id -> ParticipantInfo
   levels: new Map(), // id -> { level, at }
   signal: null,
   pc: null,
   mic: null, // MediaStream
-  muted: false,
-  phase: 'out', // out | joining | in | leaving | left
+  selfMuted: false,
+  phase: 'out', // out | joining | in | leaving | left | final
+  rollback: null, // the server's words when our pending room was rolled back
+  sheetFor: null, // whose moderator sheet is open
 };
 
 const audio = new AudioOut(el.audioSink);
@@ -30,7 +38,9 @@ const audio = new AudioOut(el.audioSink);
 window.chorus = {
   get pc() { return state.pc; },
   get you() { return state.you; },
+  get user() { return state.user; },
   get phase() { return state.phase; },
+  get room() { return state.room; },
   get participants() { return [...state.people.values()]; },
 };
 
@@ -41,82 +51,136 @@ function roomIdFromPath(pathname) {
   return m ? m[1] : null;
 }
 
-function savedName() {
+function stored(key) {
   try {
-    return localStorage.getItem(NAME_KEY) || '';
+    return localStorage.getItem(key) || '';
   } catch {
     return '';
   }
 }
 
-function saveName(name) {
+function store(key, value) {
   try {
-    localStorage.setItem(NAME_KEY, name);
+    localStorage.setItem(key, value);
   } catch {
-    // Private mode: the name is just not remembered.
+    // Private mode: not remembered, which only costs a new guest identity next time.
   }
 }
 
 /** The same rules as the server (proto::signal::clean_name), so errors come early. */
 function checkName(raw, what) {
   const name = raw.trim();
+  const What = `${what[0].toUpperCase()}${what.slice(1)}`;
   if (!name) {
     return { error: `Please enter ${what}.` };
   }
   if ([...name].length > MAX_NAME_CHARS) {
-    return { error: `${what[0].toUpperCase()}${what.slice(1)} may be at most ${MAX_NAME_CHARS} characters.` };
+    return { error: `${What} may be at most ${MAX_NAME_CHARS} characters.` };
   }
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f-\u009f]/.test(name)) {
-    return { error: `${what[0].toUpperCase()}${what.slice(1)} holds characters that cannot be shown.` };
+    return { error: `${What} holds characters that cannot be shown.` };
   }
   return { name };
 }
 
+/** A whole number in [min, max], or an error in words. */
+function checkCount(raw, what, min, max) {
+  const text = String(raw).trim();
+  if (!/^\d+$/.test(text)) {
+    return { error: `${what} must be a whole number from ${min} to ${max}.` };
+  }
+  const n = Number(text);
+  if (n < min || n > max) {
+    return { error: `${what} must be from ${min} to ${max}.` };
+  }
+  return { n };
+}
+
 function start() {
+  bindRoomControls();
   const id = roomIdFromPath(window.location.pathname);
   if (window.location.pathname.startsWith('/r/') && !id) {
-    ui.showView('landing');
+    startLanding();
     ui.showToast('This room link is not valid. Create a new room below.', { code: 'invalid_link' });
   } else if (id) {
     startRoomPage(id);
   } else {
     startLanding();
   }
+  setInterval(expireLevels, 100);
 }
 
-// ---------------------------------------------------------------- landing
+function bindRoomControls() {
+  el.copyBtn.addEventListener('click', onCopy);
+  el.shareBtn.addEventListener('click', onShare);
+  if (typeof navigator.share === 'function') {
+    el.shareBtn.hidden = false;
+  }
+  el.joinForm.addEventListener('submit', onJoin);
+  el.muteBtn.addEventListener('click', onMute);
+  el.handBtn.addEventListener('click', onHand);
+  el.seatLeaveBtn.addEventListener('click', () => send({ type: 'leave_seat' }));
+  el.leaveBtn.addEventListener('click', onLeave);
+  el.endBtn.addEventListener('click', onEndRoom);
+  for (const b of el.sheet.querySelectorAll('.sheet-act')) {
+    b.addEventListener('click', () => onSheetAction(b.dataset.act));
+  }
+}
+
+// ---------------------------------------------------------------- landing: create
 
 function startLanding() {
   ui.showView('landing');
   document.title = 'Chorus';
-  el.createName.value = savedName();
+  el.createName.value = stored(NAME_KEY);
   el.createForm.addEventListener('submit', onCreate);
 }
 
 async function onCreate(ev) {
   ev.preventDefault();
+  // Unlock playback and ask for the mic while the tap still counts as a user gesture.
+  audio.unlock();
+  if (state.phase === 'joining' || state.phase === 'in') {
+    return;
+  }
   ui.hideToast();
   const who = checkName(el.createName.value, 'your name');
   const title = checkName(el.createTitle.value, 'a room title');
-  const problem = who.error || title.error;
-  if (problem) {
-    ui.showToast(problem, { code: 'invalid_input' });
-    (who.error ? el.createName : el.createTitle).focus();
+  const capacity = checkCount(el.createCapacity.value, 'People at most', 2, 10000);
+  const seats = checkCount(el.createSeats.value, 'Mic seats', 1, 50);
+  const problems = [
+    [who, el.createName], [title, el.createTitle], [capacity, el.createCapacity], [seats, el.createSeats],
+  ].filter(([r]) => r.error);
+  if (!problems.length && seats.n > capacity.n) {
+    problems.push([{ error: 'A room cannot have more mic seats than people.' }, el.createSeats]);
+  }
+  if (problems.length) {
+    ui.showToast(problems[0][0].error, { code: 'invalid_input' });
+    problems[0][1].focus();
     return;
   }
-  saveName(who.name);
+  store(NAME_KEY, who.name);
+  const seatMode = el.createForm.querySelector('input[name="seat_mode"]:checked')?.value || 'moderated';
+  state.phase = 'joining';
+  state.rollback = null;
   ui.setBusy(el.createBtn, true, 'Creating…');
-  const signal = new Signal();
   try {
-    await signal.open(who.name);
-    const created = await signal.request({ type: 'create_room', name: title.name }, 'room_created');
-    signal.close();
-    window.location.assign(created.room.link);
+    const signal = await ensureSignal(who.name);
+    const offer = await startMedia();
+    const joined = await signal.request({
+      type: 'create_room', name: title.name, capacity: capacity.n, seats: seats.n, seat_mode: seatMode, offer,
+    }, 'joined', ENTER_TIMEOUT_MS);
+    // The room page's address, without a reload: this page holds the live media.
+    window.history.replaceState(null, '', joined.room.link);
+    state.roomId = joined.room.id;
+    ui.showView('room');
+    await enterRoom(joined);
   } catch (e) {
-    signal.close();
+    failEntering(e);
+    ui.showView('landing');
+  } finally {
     ui.setBusy(el.createBtn, false);
-    ui.showToast(describeError(e), { code: e.code || '' });
   }
 }
 
@@ -128,27 +192,27 @@ function startRoomPage(id) {
   ui.showRoomPhase('out');
   el.roomTitle.textContent = 'Voice room';
   el.shareLink.value = new URL(`/r/${id}`, window.location.origin).href;
-  el.joinName.value = savedName();
-  if (typeof navigator.share === 'function') {
-    el.shareBtn.hidden = false;
-  }
-  el.copyBtn.addEventListener('click', onCopy);
-  el.shareBtn.addEventListener('click', onShare);
-  el.joinForm.addEventListener('submit', onJoin);
-  el.muteBtn.addEventListener('click', onMute);
-  el.leaveBtn.addEventListener('click', onLeave);
-  setInterval(expireLevels, 100);
+  el.joinName.value = stored(NAME_KEY);
 
   fetchRoom(id).then((found) => {
-    if (found) {
-      setRoomInfo(found.room);
-      const n = Number(found.participants) || 0;
-      el.roomNote.hidden = state.phase === 'in';
-      el.roomNote.textContent = n === 0 ? 'Nobody is here yet.' : `${n} ${n === 1 ? 'person is' : 'people are'} here.`;
-    } else if (state.phase !== 'in') {
+    if (state.phase !== 'out') {
+      return; // the socket tells the story now
+    }
+    if (!found) {
       el.roomTitle.textContent = 'Room not found';
+      showFinal('not_found', 'This room is not open: no room on this server has this link. It may have ended.');
+      return;
+    }
+    setRoomInfo(found.room);
+    if (found.room.state === 'ended') {
+      showFinal('room_closed', 'This room has ended. Its link no longer works.');
+    } else if (found.room.state === 'pending') {
       el.roomNote.hidden = false;
-      el.roomNote.textContent = 'No room on this server has this link. It may have ended.';
+      el.roomNote.textContent = 'This room is starting: try again in a moment.';
+    } else {
+      const n = Number(found.participants) || 0;
+      el.roomNote.hidden = false;
+      el.roomNote.textContent = n === 0 ? 'Nobody is here yet.' : `${n} ${n === 1 ? 'person is' : 'people are'} here.`;
     }
   }).catch(() => {
     // The socket will tell the real story when the user joins.
@@ -157,9 +221,7 @@ function startRoomPage(id) {
 
 function setRoomInfo(room) {
   state.room = room;
-  el.roomTitle.textContent = room.name;
-  document.title = `${room.name} · Chorus`;
-  el.shareLink.value = new URL(room.link, window.location.origin).href;
+  ui.renderRoomHead(room);
 }
 
 async function onCopy() {
@@ -189,7 +251,7 @@ function onJoin(ev) {
   ev.preventDefault();
   // Unlock playback first, synchronously, while the tap still counts as a user gesture.
   audio.unlock();
-  if (state.phase === 'joining' || state.phase === 'in') {
+  if (state.phase === 'joining' || state.phase === 'in' || state.phase === 'final') {
     return;
   }
   ui.hideToast();
@@ -199,7 +261,7 @@ function onJoin(ev) {
     el.joinName.focus();
     return;
   }
-  saveName(who.name);
+  store(NAME_KEY, who.name);
   join(who.name);
 }
 
@@ -213,13 +275,28 @@ async function ensureSignal(name) {
   const signal = new Signal();
   state.signal = signal;
   signal.addEventListener('message', (ev) => { if (state.signal === signal) onServerMessage(ev.detail); });
-  signal.addEventListener('server-error', (ev) => {
-    ui.showToast(describeError(ev.detail), { code: ev.detail.code });
-  });
+  signal.addEventListener('server-error', (ev) => { if (state.signal === signal) onServerError(ev.detail); });
   signal.addEventListener('closed', (ev) => { if (state.signal === signal) onSocketClosed(ev.detail); });
-  await signal.open(name);
+  const welcome = await signal.open(name, stored(TOKEN_KEY));
+  store(TOKEN_KEY, welcome.user_token);
+  state.user = welcome.user;
   ui.setNetStatus('', 'online');
   return signal;
+}
+
+/**
+ * Microphone and peer connection, for speakers and listeners alike: the mic is taken
+ * now (inside the tap) so a later seat needs no renegotiation; its track stays disabled
+ * while we listen. Resolves with the complete offer.
+ */
+async function startMedia() {
+  state.mic = await openMic();
+  const [track] = state.mic.getAudioTracks();
+  track.enabled = false;
+  const { pc, offer } = await createPeer(track, state.mic, (t) => audio.play(t));
+  state.pc = pc;
+  pc.addEventListener('connectionstatechange', () => onPeerState(pc));
+  return offer;
 }
 
 async function join(name) {
@@ -227,51 +304,60 @@ async function join(name) {
   ui.setBusy(el.joinBtn, true, 'Joining…');
   try {
     const signal = await ensureSignal(name);
-    state.mic = await openMic();
-    const [track] = state.mic.getAudioTracks();
-    track.enabled = !state.muted;
-    const { pc, offer } = await createPeer(track, state.mic, (t) => audio.play(t));
-    state.pc = pc;
-    pc.addEventListener('connectionstatechange', () => onPeerState(pc));
-    const joined = await signal.request({ type: 'join', room: state.roomId, offer }, 'joined', 20_000);
-    // Take the room in before awaiting anything, so updates that follow land on it.
-    state.you = joined.you;
-    state.people = new Map(joined.participants.map((p) => [p.id, p]));
-    state.levels.clear();
-    setRoomInfo(joined.room);
-    state.phase = 'in';
-    el.roomNote.hidden = true;
-    ui.showRoomPhase('in');
-    ui.setMuteButton(state.muted);
-    render();
-    onPeerState(pc);
-    await pc.setRemoteDescription({ type: 'answer', sdp: joined.answer });
-    if (state.muted) {
-      signal.send({ type: 'set_muted', muted: true });
-    }
+    const offer = await startMedia();
+    const joined = await signal.request({ type: 'join', room: state.roomId, offer }, 'joined', ENTER_TIMEOUT_MS);
+    await enterRoom(joined);
   } catch (e) {
-    console.warn('chorus: join failed', e);
-    if (state.phase === 'in' && state.signal) {
-      state.signal.send({ type: 'leave' });
-    }
-    teardownMedia();
-    state.phase = 'out';
-    ui.showRoomPhase('out');
-    const words = e instanceof ServerError ? describeError(e) : (e.message || String(e));
-    ui.showToast(words, { code: e.code || 'join_failed' });
+    failEntering(e);
   } finally {
     ui.setBusy(el.joinBtn, false);
   }
 }
 
+/** Take in a `joined` frame (after create_room or join) and apply the SFU's answer. */
+async function enterRoom(joined) {
+  // Take the room in before awaiting anything, so updates that follow land on it.
+  state.you = joined.you;
+  state.people = new Map(joined.participants.map((p) => [p.id, p]));
+  state.levels.clear();
+  setRoomInfo(joined.room);
+  state.phase = 'in';
+  el.roomNote.hidden = true;
+  ui.showRoomPhase('in');
+  applyMic();
+  render();
+  onPeerState(state.pc);
+  const pc = state.pc;
+  await pc.setRemoteDescription({ type: 'answer', sdp: joined.answer });
+  if (state.selfMuted) {
+    state.signal.send({ type: 'set_muted', muted: true });
+  }
+}
+
+function failEntering(e) {
+  console.warn('chorus: could not enter the room', e);
+  if (state.phase === 'in' && state.signal) {
+    state.signal.send({ type: 'leave' });
+  }
+  teardownMedia();
+  if (state.phase !== 'final') {
+    state.phase = 'out';
+    state.you = null;
+    state.people.clear();
+    ui.showRoomPhase('out');
+  }
+  const words = e instanceof ServerError ? describeError(e) : (e.message || String(e));
+  ui.showToast(words, { code: e.code || 'join_failed' });
+}
+
 function onPeerState(pc) {
-  if (pc !== state.pc || state.phase !== 'in') {
+  if (!pc || pc !== state.pc || state.phase !== 'in') {
     return;
   }
   const words = {
     new: 'Connecting audio…',
     connecting: 'Connecting audio…',
-    connected: 'Connected',
+    connected: 'Audio connected',
     disconnected: 'Audio interrupted, reconnecting…',
     failed: 'Audio connection failed.',
     closed: 'Audio closed.',
@@ -285,31 +371,68 @@ function onPeerState(pc) {
 
 // ---------------------------------------------------------------- in the room
 
+function me() {
+  return state.people.get(state.you) || null;
+}
+
+/** Our mic is live only while we hold a seat and have not muted ourselves. */
+function applyMic() {
+  const p = me();
+  const live = Boolean(p && p.speaker && !state.selfMuted);
+  if (state.mic) {
+    for (const t of state.mic.getAudioTracks()) {
+      t.enabled = live;
+    }
+  }
+}
+
 function onServerMessage(msg) {
   switch (msg.type) {
+    case 'room_updated':
+      if (state.phase === 'in' || state.phase === 'joining') {
+        const was = state.room && state.room.state;
+        setRoomInfo(msg.room);
+        if (was === 'pending' && msg.room.state === 'active') {
+          ui.announce('Your room is live. Share its link.');
+        }
+        if (state.phase === 'in') {
+          render();
+        }
+      }
+      break;
     case 'participant_updated':
       if (state.phase === 'in') {
-        if (!state.people.has(msg.participant.id)) {
-          ui.announce(`${msg.participant.name} joined`);
+        const p = msg.participant;
+        const before = state.people.get(p.id);
+        if (!before) {
+          ui.announce(`${p.name} joined`);
         }
-        state.people.set(msg.participant.id, msg.participant);
-        if (msg.participant.id === state.you && msg.participant.muted !== state.muted) {
-          // The server is the authority on what others see; keep the button honest.
-          ui.setMuteButton(msg.participant.muted);
+        state.people.set(p.id, p);
+        if (p.id === state.you) {
+          noticeMyChanges(before, p);
+          applyMic();
+        } else if (before && !before.hand_raised && p.hand_raised) {
+          ui.announce(`${p.name} raised a hand`);
+        }
+        if (state.sheetFor === p.id) {
+          ui.openSheet(p, me()?.role);
         }
         render();
       }
       break;
     case 'participant_left':
       if (state.phase === 'in' && msg.participant === state.you) {
-        leaveLocally(leftReasonWords(msg.reason));
+        onLeft(msg.reason);
       } else if (state.phase === 'in') {
         const gone = state.people.get(msg.participant);
         if (gone) {
-          ui.announce(`${gone.name} left`);
+          ui.announce(msg.reason === 'removed' ? `${gone.name} was removed` : `${gone.name} left`);
         }
         state.people.delete(msg.participant);
         state.levels.delete(msg.participant);
+        if (state.sheetFor === msg.participant) {
+          closeSheet();
+        }
         render();
       }
       break;
@@ -323,8 +446,8 @@ function onServerMessage(msg) {
       }
       break;
     case 'left':
-      if (state.phase === 'in') {
-        leaveLocally(leftReasonWords(msg.reason));
+      if (state.phase === 'in' || state.phase === 'leaving') {
+        onLeft(msg.reason);
       }
       break;
     default:
@@ -332,14 +455,73 @@ function onServerMessage(msg) {
   }
 }
 
-function leftReasonWords(reason) {
-  return {
-    left: 'You left the room.',
-    connection_lost: 'Your audio connection was lost.',
-    removed: 'You were removed from the room.',
-    room_closed: 'The room was closed.',
-    disconnected: 'You were disconnected.',
-  }[reason] || 'You are no longer in the room.';
+function noticeMyChanges(before, now) {
+  if (!before) {
+    return;
+  }
+  if (!before.speaker && now.speaker) {
+    ui.announce('You are on stage: everyone hears you.');
+  } else if (before.speaker && !now.speaker) {
+    ui.announce('You moved to the audience.');
+  }
+  if (!before.muted_by_moderator && now.muted_by_moderator) {
+    ui.showToast('A moderator muted you.', { kind: 'info', code: 'muted_by_moderator' });
+  } else if (before.muted_by_moderator && !now.muted_by_moderator) {
+    ui.showToast('A moderator unmuted you.', { kind: 'info', code: 'unmuted_by_moderator' });
+  }
+  if (before.role !== now.role) {
+    ui.announce(now.role === 'moderator' ? 'You are now a moderator.' : 'You are no longer a moderator.');
+  }
+}
+
+function onServerError(err) {
+  // The rollback of our pending room comes as media_unavailable, then `left`.
+  if (err.code === 'media_unavailable' && state.phase === 'in' && state.room && state.room.state === 'pending') {
+    state.rollback = err.message;
+    return;
+  }
+  ui.showToast(describeError(err), { code: err.code });
+}
+
+function onLeft(reason) {
+  const pending = state.room && state.room.state === 'pending';
+  if (state.rollback || (pending && reason !== 'left')) {
+    const why = state.rollback ? ` (${state.rollback})` : '';
+    leaveLocally();
+    el.roomState.hidden = true;
+    el.share.hidden = true;
+    showFinal('not_created', `The room was not created: your audio never connected to the server${why}. `
+      + 'Check your network, then try again.');
+    return;
+  }
+  switch (reason) {
+    case 'removed':
+      leaveLocally();
+      showFinal('removed', 'You were removed from this room by a moderator. You cannot rejoin it.');
+      break;
+    case 'room_closed':
+      leaveLocally();
+      if (state.room) {
+        setRoomInfo({ ...state.room, state: 'ended' });
+      }
+      el.share.hidden = true;
+      showFinal('room_closed', 'This room has ended.');
+      break;
+    default:
+      leaveLocally();
+      ui.showRoomPhase('left', {
+        left: 'You left the room.',
+        connection_lost: 'Your audio connection was lost.',
+        disconnected: 'You were disconnected.',
+      }[reason] || 'You are no longer in the room.');
+      break;
+  }
+}
+
+function showFinal(reason, text) {
+  state.phase = 'final';
+  el.roomNote.hidden = true;
+  ui.showRoomPhase('final', { reason, text });
 }
 
 function expireLevels() {
@@ -357,28 +539,100 @@ function expireLevels() {
 }
 
 function render() {
+  if (state.phase !== 'in' || !state.room) {
+    return;
+  }
+  const people = [...state.people.values()];
+  const mine = me();
+  const canModerate = Boolean(mine && (mine.role === 'owner' || mine.role === 'moderator'));
   const levels = new Map([...state.levels].map(([id, v]) => [id, v.level]));
-  ui.renderParticipants([...state.people.values()], state.you, levels);
+  ui.renderPeople({ people, you: state.you, levels, room: state.room, canModerate, onActions: openActions });
+  const speakers = people.filter((p) => p.speaker).length;
+  ui.renderControls({ me: mine, room: state.room, selfMuted: state.selfMuted, freeSeats: state.room.seats - speakers });
+  if (!canModerate && state.sheetFor) {
+    closeSheet();
+  }
+}
+
+function send(msg) {
+  if (state.phase !== 'in' || !state.signal || !state.signal.send(msg)) {
+    ui.showToast('Not connected to the server.', { code: 'disconnected' });
+  }
 }
 
 function onMute() {
   if (state.phase !== 'in') {
     return;
   }
-  state.muted = !state.muted;
-  if (state.mic) {
-    for (const t of state.mic.getAudioTracks()) {
-      t.enabled = !state.muted;
-    }
+  state.selfMuted = !state.selfMuted;
+  applyMic();
+  send({ type: 'set_muted', muted: state.selfMuted });
+  const p = me();
+  if (p) {
+    state.people.set(state.you, { ...p, muted: state.selfMuted });
   }
-  state.signal.send({ type: 'set_muted', muted: state.muted });
-  const me = state.people.get(state.you);
-  if (me) {
-    state.people.set(state.you, { ...me, muted: state.muted });
-  }
-  ui.setMuteButton(state.muted);
   render();
 }
+
+function onHand() {
+  const action = el.handBtn.dataset.action;
+  send({ type: action === 'lower' ? 'lower_hand' : 'request_seat' });
+}
+
+// ---------------------------------------------------------------- moderation
+
+function openActions(p) {
+  state.sheetFor = p.id;
+  ui.openSheet(state.people.get(p.id) || p, me()?.role);
+}
+
+function closeSheet() {
+  state.sheetFor = null;
+  ui.closeSheet();
+}
+
+el.sheet.addEventListener('close', () => { state.sheetFor = null; });
+
+async function onSheetAction(act) {
+  const id = state.sheetFor;
+  const p = id && state.people.get(id);
+  closeSheet();
+  if (!p) {
+    return;
+  }
+  switch (act) {
+    case 'grant_seat':
+    case 'revoke_seat':
+      send({ type: act, participant: id });
+      break;
+    case 'mute':
+    case 'unmute':
+      send({ type: 'mute', participant: id, muted: act === 'mute' });
+      break;
+    case 'make_moderator':
+    case 'unmake_moderator':
+      send({ type: 'set_moderator', participant: id, moderator: act === 'make_moderator' });
+      break;
+    case 'remove':
+      if (await ui.confirmAction(`Remove ${p.name} from the room? They cannot come back.`, 'Remove')) {
+        send({ type: 'remove', participant: id });
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+async function onEndRoom() {
+  if (state.phase !== 'in') {
+    return;
+  }
+  if (await ui.confirmAction('End the room for everyone? Its link stops working.', 'End room')) {
+    send({ type: 'end_room' });
+  }
+}
+
+// ---------------------------------------------------------------- leaving
 
 async function onLeave() {
   if (state.phase !== 'in') {
@@ -391,17 +645,23 @@ async function onLeave() {
   } catch {
     // Leaving locally is what matters; the server also drops us when the socket goes.
   }
-  leaveLocally('You left the room.');
+  if (state.phase === 'leaving') {
+    leaveLocally();
+    ui.showRoomPhase('left', 'You left the room.');
+  }
   el.leaveBtn.disabled = false;
 }
 
-function leaveLocally(note) {
+function leaveLocally() {
+  closeSheet();
+  if (el.confirm.open) {
+    el.confirm.close();
+  }
   teardownMedia();
   state.phase = 'left';
   state.you = null;
   state.people.clear();
   state.levels.clear();
-  ui.showRoomPhase('left', note);
 }
 
 function teardownMedia() {
@@ -418,7 +678,8 @@ function onSocketClosed() {
   ui.setNetStatus('Offline', 'offline');
   if (state.phase === 'in' || state.phase === 'leaving' || state.phase === 'joining') {
     if (state.phase !== 'joining') {
-      leaveLocally('The connection to the server was lost.');
+      leaveLocally();
+      ui.showRoomPhase('left', 'The connection to the server was lost.');
     }
     ui.showToast('Lost the connection to the server. Check your network, then rejoin.', { code: 'disconnected' });
   }

@@ -28,16 +28,21 @@ export class Signal extends EventTarget {
     this.pending = []; // [{ type, resolve, reject, timer }]
     this.keepalive = null;
     this.closedByUs = false;
+    this.welcome = null;
   }
 
   get isOpen() {
     return this.ws !== null && this.ws.readyState === WebSocket.OPEN && this.name !== null;
   }
 
-  /** Open the socket and introduce ourselves; resolves with the accepted name. */
-  async open(name) {
+  /**
+   * Open the socket and introduce ourselves, as the user of `userToken` when given (a
+   * token the server no longer accepts just makes us a new guest). Resolves with the
+   * `welcome` frame: accepted name, user id and the user token to keep for next time.
+   */
+  async open(name, userToken) {
     if (this.isOpen) {
-      return this.name;
+      return this.welcome;
     }
     this.closedByUs = false;
     await new Promise((resolve, reject) => {
@@ -49,10 +54,15 @@ export class Signal extends EventTarget {
       ws.addEventListener('message', (ev) => this.onFrame(ev.data));
       ws.addEventListener('close', (ev) => this.onClose(ws, ev));
     });
-    const welcome = await this.request({ type: 'hello', version: PROTOCOL_VERSION, name }, 'welcome');
+    const hello = { type: 'hello', version: PROTOCOL_VERSION, name };
+    if (userToken) {
+      hello.user_token = userToken;
+    }
+    const welcome = await this.request(hello, 'welcome');
     this.name = welcome.name;
+    this.welcome = welcome;
     this.keepalive = setInterval(() => this.send({ type: 'ping' }), KEEPALIVE_MS);
-    return this.name;
+    return welcome;
   }
 
   close() {
@@ -142,9 +152,10 @@ export class Signal extends EventTarget {
 
 /** Words for an error code: our own sentence for the common ones, then the server's. */
 const HINTS = {
-  room_not_found: 'Room not found: check the link, or create a new room.',
+  room_not_found: 'This room is not open: check the link, or create a new room.',
   room_full: 'This room is full.',
   no_free_seat: 'Every mic seat in this room is taken.',
+  not_in_room: 'That person is not in the room any more.',
   media_unavailable: 'The media server is unavailable right now. Try again in a moment.',
   bad_offer: 'The media server could not set up audio with this browser.',
   unsupported_version: 'This page is out of date: reload it.',
@@ -154,7 +165,12 @@ export function describeError(err) {
   const message = (err && err.message) || '';
   const hint = HINTS[err && err.code];
   if (!hint) {
-    return message || 'Something went wrong.';
+    // The server's words are meant for the user (e.g. "you were removed from this room").
+    if (!message) {
+      return 'Something went wrong.';
+    }
+    const sentence = message[0].toUpperCase() + message.slice(1);
+    return /[.!?)]$/.test(sentence) ? sentence : `${sentence}.`;
   }
   return message && message !== hint ? `${hint} (${message})` : hint;
 }
