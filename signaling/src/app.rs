@@ -1,10 +1,15 @@
 //! Shared state of one signaling node.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use chorus_proto::UserId;
+use chorus_proto::signal::ErrorCode;
 
 use chorus_proto::token::{TokenIssuer, TokenVerifier};
 
-use crate::rooms::service::RoomService;
+use crate::auth::api_key::ApiKey;
+use crate::rooms::service::{Failure, RoomService};
 
 /// What every request handler and session can reach.
 pub struct AppState {
@@ -14,4 +19,23 @@ pub struct AppState {
     pub tokens: TokenIssuer,
     /// Checks user tokens.
     pub users: TokenVerifier,
+    /// The server API's key.
+    pub api_key: ApiKey,
+}
+
+/// How long a user token lets a client come back as the same user.
+pub const USER_TOKEN_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+
+impl AppState {
+    /// Mint a user token for `user`.
+    pub fn user_token(&self, user: &UserId, name: &str) -> Result<String, Failure> {
+        self.tokens
+            .mint_user(user, name, USER_TOKEN_TTL)
+            .map_err(|e| {
+                (
+                    ErrorCode::Internal,
+                    format!("cannot issue a user token: {e}"),
+                )
+            })
+    }
 }

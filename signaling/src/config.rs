@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::auth::api_key::ApiKey;
 use crate::rooms::service::RoomTimeouts;
 
 /// How the HTTP listener is secured. Browsers allow the microphone only in a secure
@@ -48,6 +49,8 @@ pub struct SignalingConfig {
     pub web_dir: PathBuf,
     /// Folder for durable data (and the self-signed certificate).
     pub data_dir: PathBuf,
+    /// The server API's key; made and kept in the data folder when not given.
+    pub api_key: Option<ApiKey>,
     /// Bounds of a room's lifecycle (pending creation, held places, token lifetime).
     pub timeouts: RoomTimeouts,
 }
@@ -61,6 +64,7 @@ impl SignalingConfig {
             sfu_url: sfu_url.into(),
             web_dir: default_web_dir(),
             data_dir: PathBuf::from("chorus-data"),
+            api_key: None,
             timeouts: RoomTimeouts::default(),
         }
     }

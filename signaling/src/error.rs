@@ -42,6 +42,9 @@ pub enum SignalingError {
     /// The room token key is unusable.
     #[error(transparent)]
     Token(#[from] chorus_proto::token::TokenError),
+    /// A setting or settings file is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

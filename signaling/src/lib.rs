@@ -8,6 +8,7 @@
 //! (the embedded default), `chorus-signaling` alone against a separate SFU.
 
 mod app;
+mod auth;
 mod config;
 mod error;
 mod http;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use chorus_proto::token::TokenIssuer;
 
+pub use auth::api_key::ApiKey;
 pub use config::{SignalingConfig, TlsMode, default_web_dir};
 pub use error::SignalingError;
 pub use net::primary_ip;
@@ -92,10 +94,15 @@ pub async fn start(
         }
     }
 
+    let api_key = match config.api_key.clone() {
+        Some(key) => key,
+        None => ApiKey::load_or_create(&config.data_dir.join("api-key.json"))?,
+    };
     let state = Arc::new(app::AppState {
         rooms,
         tokens,
         users,
+        api_key,
     });
     let app = http::router(state, &config.web_dir);
 
@@ -189,7 +196,7 @@ pub fn load_or_create_token_key(path: &std::path::Path) -> Result<TokenIssuer, S
     }
 }
 
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

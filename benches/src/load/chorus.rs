@@ -65,6 +65,7 @@ pub async fn join(req: JoinRequest) -> JoinResult {
         &ClientMessage::Hello {
             version: PROTOCOL_VERSION,
             name: format!("load-{}", req.peer),
+            user_token: None,
         },
     )
     .await?;

@@ -157,6 +157,7 @@ impl WebrtcPeer {
         ws.send(&ClientMessage::Hello {
             version: PROTOCOL_VERSION,
             name: config.name.clone(),
+            user_token: None,
         })
         .await?;
         ws.expect("welcome", JOIN_TIMEOUT, |m| {

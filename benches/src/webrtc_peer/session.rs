@@ -69,7 +69,7 @@ impl RoomView {
             ServerMessage::Left { reason } => self.left = Some(*reason),
             ServerMessage::Error { code, message } => self.errors.push((*code, message.clone())),
             ServerMessage::Welcome { .. }
-            | ServerMessage::RoomCreated { .. }
+            | ServerMessage::RoomUpdated { .. }
             | ServerMessage::Pong => {}
         }
     }

@@ -35,6 +35,9 @@ struct Args {
     /// Folder for durable data: the room-token key, the self-signed certificate.
     #[arg(long, env = "CHORUS_DATA_DIR", default_value = "chorus-data")]
     data_dir: PathBuf,
+    /// Seconds a new room waits for its creator's media before it is rolled back.
+    #[arg(long, env = "CHORUS_PENDING_TIMEOUT_SECS", default_value_t = 20)]
+    pending_timeout_secs: u64,
     /// Folder holding the web client.
     #[arg(long, env = "CHORUS_WEB_DIR", default_value_os_t = chorus_signaling::default_web_dir())]
     web_dir: PathBuf,
@@ -71,8 +74,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = SignalingConfig::new(format!("http://{}", sfu.grpc_addr()));
     config.listen = args.listen;
     config.tls = TlsMode::choose(args.listen, args.tls_cert, args.tls_key);
+    let data_dir = args.data_dir.clone();
     config.data_dir = args.data_dir;
     config.web_dir = args.web_dir;
+    config.timeouts.pending = std::time::Duration::from_secs(args.pending_timeout_secs.max(1));
     let signaling = chorus_signaling::start(config, tokens).await?;
 
     let media: Vec<String> = sfu.udp_addrs().iter().map(ToString::to_string).collect();
@@ -83,6 +88,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             "  the certificate is self-signed unless you gave --tls-cert: browsers will ask you to accept it once"
         );
     }
+    println!("  server API key: {}", config_key_hint(&data_dir));
     println!("  stop with Ctrl-C");
 
     let _ = tokio::signal::ctrl_c().await;
@@ -90,6 +96,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     signaling.shutdown().await;
     sfu.shutdown().await;
     Ok(())
+}
+
+/// Where the server API key is, without printing the secret.
+fn config_key_hint(data_dir: &std::path::Path) -> String {
+    format!(
+        "{} (see docs/api.md)",
+        data_dir.join("api-key.json").display()
+    )
 }
 
 fn init_logs() {

@@ -26,6 +26,13 @@ pub struct RoomStatus {
 /// A REST error.
 pub struct ApiError(StatusCode, ErrorCode, String);
 
+impl ApiError {
+    /// An error with a status, a code and words.
+    pub fn new(status: StatusCode, code: ErrorCode, message: &str) -> Self {
+        Self(status, code, message.to_owned())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "code": self.1, "message": self.2 });

@@ -1,6 +1,7 @@
 //! HTTP: the web client's files, the room links, the REST API and the WebSocket upgrade.
 
 mod api;
+mod server_api;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub fn router(state: Arc<AppState>, web_dir: &Path) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/api/rooms/{room}", get(api::get_room))
+        .nest("/api/v1", server_api::routes(state.clone()))
         .route_service("/r/{room}", index)
         .fallback_service(ServeDir::new(web_dir))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

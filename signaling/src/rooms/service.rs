@@ -459,14 +459,16 @@ impl RoomService {
             .update_presence(room, id, |p| p.self_muted = muted);
     }
 
-    fn actor(&self, room: &RoomId, id: &ParticipantId) -> Result<UserId, Failure> {
+    /// The user behind one's own participant.
+    pub fn actor(&self, room: &RoomId, id: &ParticipantId) -> Result<UserId, Failure> {
         self.registry
             .user_of(room, id)
             .map(|(user, _)| user)
             .ok_or_else(|| (ErrorCode::NotInRoom, "you are not in a room".into()))
     }
 
-    fn target(&self, room: &RoomId, id: &ParticipantId) -> Result<UserId, Failure> {
+    /// The user behind another participant.
+    pub fn target(&self, room: &RoomId, id: &ParticipantId) -> Result<UserId, Failure> {
         self.registry
             .user_of(room, id)
             .map(|(user, _)| user)
@@ -474,107 +476,58 @@ impl RoomService {
     }
 
     /// Ask to speak.
-    pub async fn request_seat(&self, room: &RoomId, me: &ParticipantId) -> Result<(), Failure> {
-        let user = self.actor(room, me)?;
+    pub async fn request_seat(&self, room: &RoomId, user: &UserId) -> Result<(), Failure> {
         let who = user.clone();
         let group = self
             .change(room, Box::new(move |g| g.request_seat(&who).map(|_| ())))
             .await?;
-        self.push_grants(&group, &user).await;
+        self.push_grants(&group, user).await;
         Ok(())
     }
 
     /// Lower one's hand.
-    pub async fn lower_hand(&self, room: &RoomId, me: &ParticipantId) -> Result<(), Failure> {
-        let user = self.actor(room, me)?;
-        self.change(room, Box::new(move |g| g.set_hand(&user, false)))
+    pub async fn lower_hand(&self, room: &RoomId, user: &UserId) -> Result<(), Failure> {
+        let who = user.clone();
+        self.change(room, Box::new(move |g| g.set_hand(&who, false)))
             .await
             .map(|_| ())
     }
 
-    /// Seat `target` (moderators), or take `target`'s seat (moderators, or oneself).
-    pub async fn set_seat(
+    /// `actor` does `action` to `target` (a member; one's own seat may always be left).
+    /// The group chat's rules decide whether `actor` may.
+    pub async fn moderate(
         &self,
         room: &RoomId,
-        me: &ParticipantId,
-        target: &ParticipantId,
-        seated: bool,
+        actor: &UserId,
+        target: &UserId,
+        action: Moderation,
     ) -> Result<(), Failure> {
-        let actor = self.actor(room, me)?;
-        let user = self.target(room, target)?;
-        let who = user.clone();
-        let change: Change = if seated {
-            Box::new(move |g| g.grant_seat(&actor, &who))
-        } else {
-            Box::new(move |g| g.revoke_seat(&actor, &who))
+        let (actor, who) = (actor.clone(), target.clone());
+        let change: Change = match action {
+            Moderation::Seat(true) => Box::new(move |g| g.grant_seat(&actor, &who)),
+            Moderation::Seat(false) => Box::new(move |g| g.revoke_seat(&actor, &who)),
+            Moderation::Mute(muted) => Box::new(move |g| g.set_moderator_mute(&actor, &who, muted)),
+            Moderation::Moderator(moderator) => {
+                Box::new(move |g| g.set_role(&actor, &who, moderator))
+            }
+            Moderation::Remove => Box::new(move |g| g.remove_member(&actor, &who)),
         };
         let group = self.change(room, change).await?;
-        self.push_grants(&group, &user).await;
-        Ok(())
-    }
-
-    /// Moderators: mute or unmute `target` at the SFU.
-    pub async fn mute(
-        &self,
-        room: &RoomId,
-        me: &ParticipantId,
-        target: &ParticipantId,
-        muted: bool,
-    ) -> Result<(), Failure> {
-        let actor = self.actor(room, me)?;
-        let user = self.target(room, target)?;
-        let who = user.clone();
-        let group = self
-            .change(
-                room,
-                Box::new(move |g| g.set_moderator_mute(&actor, &who, muted)),
-            )
-            .await?;
-        self.push_grants(&group, &user).await;
-        Ok(())
-    }
-
-    /// Owner: name or unname a moderator.
-    pub async fn set_moderator(
-        &self,
-        room: &RoomId,
-        me: &ParticipantId,
-        target: &ParticipantId,
-        moderator: bool,
-    ) -> Result<(), Failure> {
-        let actor = self.actor(room, me)?;
-        let user = self.target(room, target)?;
-        let who = user.clone();
-        let group = self
-            .change(room, Box::new(move |g| g.set_role(&actor, &who, moderator)))
-            .await?;
-        self.push_grants(&group, &user).await;
-        Ok(())
-    }
-
-    /// Moderators: remove `target` for good. Its token stops working at the SFU.
-    pub async fn remove(
-        &self,
-        room: &RoomId,
-        me: &ParticipantId,
-        target: &ParticipantId,
-    ) -> Result<(), Failure> {
-        let actor = self.actor(room, me)?;
-        let user = self.target(room, target)?;
-        let who = user.clone();
-        self.change(room, Box::new(move |g| g.remove_member(&actor, &who)))
-            .await?;
-        for id in self.registry.presences_of(room, &user) {
-            let _ = self.sfu.remove(room, &id).await;
-            self.registry.remove(room, &id, LeftReason::Removed, true);
+        if action == Moderation::Remove {
+            for id in self.registry.presences_of(room, target) {
+                let _ = self.sfu.remove(room, &id).await;
+                self.registry.remove(room, &id, LeftReason::Removed, true);
+            }
+            tracing::info!(room = %room, user = %target, "removed by a moderator");
+        } else {
+            self.push_grants(&group, target).await;
         }
-        tracing::info!(room = %room, user = %user, "removed by a moderator");
         Ok(())
     }
 
-    /// Moderators: end the room for everyone.
-    pub async fn end(&self, room: &RoomId, me: &ParticipantId) -> Result<(), Failure> {
-        let actor = self.actor(room, me)?;
+    /// `actor` (a moderator) ends the room for everyone.
+    pub async fn end(&self, room: &RoomId, actor: &UserId) -> Result<(), Failure> {
+        let actor = actor.clone();
         self.change(room, Box::new(move |g| g.end(&actor))).await?;
         if let Err(status) = self.sfu.close_room(room).await {
             tracing::warn!(room = %room, error = %status.message(), "SFU room close failed");
@@ -583,4 +536,52 @@ impl RoomService {
         tracing::info!(room = %room, "room ended");
         Ok(())
     }
+
+    /// Create an active room for an app backend (server API): the backend vouches for
+    /// the owner, so no creator media is awaited.
+    pub async fn create_active(
+        &self,
+        owner: &UserId,
+        owner_name: &str,
+        settings: NewRoom,
+    ) -> Result<GroupChat, Failure> {
+        let (capacity, seats) = group_chat::validate_settings(
+            settings.capacity.unwrap_or(DEFAULT_CAPACITY),
+            settings.seats.unwrap_or(DEFAULT_SEATS),
+        )
+        .map_err(|e| group_failure(&e))?;
+        let mut group = GroupChat::new(
+            settings.title,
+            owner.clone(),
+            owner_name.to_owned(),
+            capacity,
+            seats,
+            settings.seat_mode,
+            now_secs(),
+        );
+        group.state = RoomState::Active;
+        self.store
+            .create_group(&group)
+            .await
+            .map_err(store_failure)?;
+        Ok(group)
+    }
+
+    /// Every group chat, for the server API.
+    pub async fn all(&self) -> Result<Vec<GroupChat>, Failure> {
+        self.store.groups().await.map_err(store_failure)
+    }
+}
+
+/// What a moderator (or the server API) can do to a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moderation {
+    /// Seat (true) or unseat (false).
+    Seat(bool),
+    /// Mute (true) or unmute at the SFU.
+    Mute(bool),
+    /// Name (true) or unname a moderator; owner only.
+    Moderator(bool),
+    /// Remove for good.
+    Remove,
 }

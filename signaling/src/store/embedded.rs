@@ -86,11 +86,6 @@ impl Store for EmbeddedStore {
         .await?
     }
 
-    async fn group(&self, id: &GroupId) -> Result<Option<GroupChat>, StoreError> {
-        let id = id.clone();
-        self.blocking(move |db| read_group(db, id.as_str())).await?
-    }
-
     async fn group_by_room(&self, room: &RoomId) -> Result<Option<GroupChat>, StoreError> {
         let room = room.clone();
         self.blocking(move |db| {
@@ -215,7 +210,10 @@ mod tests {
         store.create_group(&group).await.unwrap();
         drop(store);
         let reopened = EmbeddedStore::open(&path).unwrap();
-        assert_eq!(reopened.group(&group.id).await.unwrap(), Some(group));
+        assert_eq!(
+            reopened.group_by_room(&group.room).await.unwrap(),
+            Some(group)
+        );
         let _ = std::fs::remove_file(path);
     }
 }

@@ -51,8 +51,6 @@ pub enum UpdateError {
 pub trait Store: Send + Sync + 'static {
     /// Save a new group chat.
     async fn create_group(&self, group: &GroupChat) -> Result<(), StoreError>;
-    /// A group chat by id.
-    async fn group(&self, id: &GroupId) -> Result<Option<GroupChat>, StoreError>;
     /// The group chat a room belongs to.
     async fn group_by_room(&self, room: &RoomId) -> Result<Option<GroupChat>, StoreError>;
     /// Every group chat.
@@ -89,7 +87,6 @@ pub(crate) mod contract {
     pub async fn round_trip(store: &dyn Store) {
         let group = sample();
         store.create_group(&group).await.unwrap();
-        assert_eq!(store.group(&group.id).await.unwrap().as_ref(), Some(&group));
         assert_eq!(
             store.group_by_room(&group.room).await.unwrap().as_ref(),
             Some(&group)
@@ -104,7 +101,7 @@ pub(crate) mod contract {
         );
         assert!(store.delete_group(&group.id).await.unwrap());
         assert!(!store.delete_group(&group.id).await.unwrap());
-        assert_eq!(store.group(&group.id).await.unwrap(), None);
+
         assert_eq!(store.group_by_room(&group.room).await.unwrap(), None);
     }
 
@@ -140,7 +137,7 @@ pub(crate) mod contract {
         }
         // The owner is a member: 9 more places.
         assert_eq!(ok, 9);
-        let saved = store.group(&group.id).await.unwrap().unwrap();
+        let saved = store.group_by_room(&group.room).await.unwrap().unwrap();
         assert_eq!(saved.members.len() + saved.reservations.len(), 10);
         let missing = GroupId::random();
         let refused = store.update_group(&missing, Box::new(|_| Ok(()))).await;

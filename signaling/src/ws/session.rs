@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::app::AppState;
-use crate::rooms::service::{Entered, Failure, NewRoom, Visitor};
+use crate::rooms::service::{Entered, Failure, Moderation, NewRoom, Visitor};
 use crate::ws::outbox::Outbox;
 
 /// Whether the session goes on after a frame.
@@ -22,9 +22,6 @@ enum Flow {
     Continue,
     Close,
 }
-
-/// How long a user token lets a browser come back as the same user.
-const USER_TOKEN_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 
 struct Session {
     state: Arc<AppState>,
@@ -190,47 +187,39 @@ impl Session {
             }
             ClientMessage::RequestSeat => {
                 let (room, me) = self.in_room()?;
-                rooms.request_seat(&room, &me).await?;
+                rooms.request_seat(&room, &rooms.actor(&room, &me)?).await?;
             }
             ClientMessage::LowerHand => {
                 let (room, me) = self.in_room()?;
-                rooms.lower_hand(&room, &me).await?;
+                rooms.lower_hand(&room, &rooms.actor(&room, &me)?).await?;
             }
-            ClientMessage::LeaveSeat => {
-                let (room, me) = self.in_room()?;
-                rooms.set_seat(&room, &me, &me, false).await?;
-            }
+            ClientMessage::LeaveSeat => self.moderate(None, Moderation::Seat(false)).await?,
             ClientMessage::GrantSeat { participant } => {
-                let (room, me) = self.in_room()?;
-                rooms.set_seat(&room, &me, &participant, true).await?;
+                self.moderate(Some(&participant), Moderation::Seat(true))
+                    .await?;
             }
             ClientMessage::RevokeSeat { participant } => {
-                let (room, me) = self.in_room()?;
-                rooms.set_seat(&room, &me, &participant, false).await?;
+                self.moderate(Some(&participant), Moderation::Seat(false))
+                    .await?;
             }
             ClientMessage::Mute { participant, muted } => {
-                let (room, me) = self.in_room()?;
-                rooms.mute(&room, &me, &participant, muted).await?;
+                self.moderate(Some(&participant), Moderation::Mute(muted))
+                    .await?;
             }
             ClientMessage::Remove { participant } => {
-                let (room, me) = self.in_room()?;
-                if participant == me {
-                    return Err((ErrorCode::InvalidInput, "to leave, use leave".into()));
-                }
-                rooms.remove(&room, &me, &participant).await?;
+                self.moderate(Some(&participant), Moderation::Remove)
+                    .await?;
             }
             ClientMessage::SetModerator {
                 participant,
                 moderator,
             } => {
-                let (room, me) = self.in_room()?;
-                rooms
-                    .set_moderator(&room, &me, &participant, moderator)
+                self.moderate(Some(&participant), Moderation::Moderator(moderator))
                     .await?;
             }
             ClientMessage::EndRoom => {
                 let (room, me) = self.in_room()?;
-                rooms.end(&room, &me).await?;
+                rooms.end(&room, &rooms.actor(&room, &me)?).await?;
                 self.current = None;
             }
             ClientMessage::Ping => self.outbox.send(ServerMessage::Pong),
@@ -254,16 +243,7 @@ impl Session {
             .and_then(|t| self.state.users.verify_user(t).ok())
             .map(|claims| claims.sub)
             .unwrap_or_else(UserId::random);
-        let user_token = self
-            .state
-            .tokens
-            .mint_user(&user, &name, USER_TOKEN_TTL)
-            .map_err(|e| {
-                (
-                    ErrorCode::Internal,
-                    format!("cannot issue a user token: {e}"),
-                )
-            })?;
+        let user_token = self.state.user_token(&user, &name)?;
         self.outbox.send(ServerMessage::Welcome {
             version: PROTOCOL_VERSION,
             name: name.clone(),
@@ -272,6 +252,29 @@ impl Session {
         });
         self.user = Some((user, name));
         Ok(())
+    }
+
+    /// A moderation request from this session on another participant, or (`None`) on
+    /// its own participant.
+    async fn moderate(
+        &mut self,
+        target: Option<&ParticipantId>,
+        action: Moderation,
+    ) -> Result<(), Failure> {
+        let (room, me) = self.in_room()?;
+        let rooms = &self.state.rooms;
+        let actor = rooms.actor(&room, &me)?;
+        let target = match target {
+            Some(target) => rooms.target(&room, target)?,
+            None => actor.clone(),
+        };
+        if action == Moderation::Remove && target == actor {
+            return Err((
+                ErrorCode::InvalidInput,
+                "to leave the room, use leave".into(),
+            ));
+        }
+        rooms.moderate(&room, &actor, &target, action).await
     }
 
     fn entered(&mut self, entered: Entered) {

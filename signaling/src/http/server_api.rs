@@ -1,0 +1,359 @@
+//! The server API for app backends (`docs/api.md`): create and list rooms, sign users
+//! in, change members' seats and roles, remove members, end rooms. Every request is
+//! HMAC-signed with an API key (`auth::api_key`); the API acts with the owner's power.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{OriginalUri, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use chorus_proto::signal::{self, ErrorCode, Role, RoomInfo, SeatMode};
+use chorus_proto::{GroupId, RoomId, UserId};
+use serde::{Deserialize, Serialize};
+
+use super::api::ApiError;
+use crate::app::AppState;
+use crate::rooms::group_chat::GroupChat;
+use crate::rooms::room_info;
+use crate::rooms::service::{Failure, Moderation, NewRoom};
+
+/// Largest signed request body.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// The `/api/v1` routes, behind signature checking.
+pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/rooms", post(create_room).get(list_rooms))
+        .route("/rooms/{room}", get(get_room).delete(end_room))
+        .route(
+            "/rooms/{room}/members/{user}",
+            patch(change_member).delete(remove_member),
+        )
+        .route("/users", post(sign_in_user))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            require_signature,
+        ))
+}
+
+async fn require_signature(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::FrameTooLarge,
+            "the body is too large",
+        )
+        .into_response();
+    };
+    let uri = parts
+        .extensions
+        .get::<OriginalUri>()
+        .map_or_else(|| parts.uri.clone(), |o| o.0.clone());
+    let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+    let auth = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = state
+        .api_key
+        .verify(auth, parts.method.as_str(), path, &bytes)
+    {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            &e.to_string(),
+        )
+        .into_response();
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+fn failure(status_for_not_found: StatusCode) -> impl Fn(Failure) -> ApiError {
+    move |(code, message)| {
+        let status = match code {
+            ErrorCode::RoomNotFound | ErrorCode::NotInRoom => status_for_not_found,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::RoomFull | ErrorCode::NoFreeSeat => StatusCode::CONFLICT,
+            ErrorCode::Internal | ErrorCode::MediaUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, code, &message)
+    }
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::Malformed,
+            &format!("unreadable body: {e}"),
+        )
+    })
+}
+
+fn parse_room(room: &str) -> Result<RoomId, ApiError> {
+    RoomId::parse(room).map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::RoomNotFound,
+            "there is no such room",
+        )
+    })
+}
+
+fn parse_user(user: &str) -> Result<UserId, ApiError> {
+    UserId::parse(user).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidInput,
+            &format!("user id: {e}"),
+        )
+    })
+}
+
+/// A member as the API shows it.
+#[derive(Debug, Serialize)]
+struct MemberView {
+    user: UserId,
+    name: String,
+    role: Role,
+    seated: bool,
+    hand_raised: bool,
+    muted_by_moderator: bool,
+}
+
+/// A room as the API shows it.
+#[derive(Debug, Serialize)]
+struct RoomView {
+    room: RoomInfo,
+    group: GroupId,
+    owner: UserId,
+    members: Vec<MemberView>,
+    /// Participants present now (on this node).
+    present: usize,
+}
+
+fn view(state: &AppState, group: &GroupChat) -> RoomView {
+    RoomView {
+        room: room_info(group),
+        group: group.id.clone(),
+        owner: group.owner.clone(),
+        members: group
+            .members
+            .iter()
+            .map(|m| MemberView {
+                user: m.user.clone(),
+                name: m.name.clone(),
+                role: m.role,
+                seated: m.seated,
+                hand_raised: m.hand_raised,
+                muted_by_moderator: m.muted_by_moderator,
+            })
+            .collect(),
+        present: state.rooms.registry.participants(&group.room).len(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRoom {
+    name: String,
+    #[serde(default)]
+    capacity: Option<i64>,
+    #[serde(default)]
+    seats: Option<i64>,
+    #[serde(default)]
+    seat_mode: SeatMode,
+    /// Display name of the owner.
+    owner_name: String,
+    /// An existing user to own the room; a new one when absent.
+    #[serde(default)]
+    owner: Option<UserId>,
+}
+
+#[derive(Debug, Serialize)]
+struct Created {
+    #[serde(flatten)]
+    room: RoomView,
+    /// The owner's user token: hand it to the owner's client for its `hello`.
+    owner_token: String,
+}
+
+async fn create_room(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
+    let body: CreateRoom = parse_json(&body)?;
+    let bad = |(code, message): Failure| ApiError::new(StatusCode::BAD_REQUEST, code, &message);
+    let title = signal::clean_name(&body.name).map_err(bad)?;
+    let owner_name = signal::clean_name(&body.owner_name).map_err(bad)?;
+    let owner = body.owner.unwrap_or_else(UserId::random);
+    let settings = NewRoom {
+        title,
+        capacity: body.capacity,
+        seats: body.seats,
+        seat_mode: body.seat_mode,
+    };
+    let group = state
+        .rooms
+        .create_active(&owner, &owner_name, settings)
+        .await
+        .map_err(bad)?;
+    let owner_token = state
+        .user_token(&owner, &owner_name)
+        .map_err(failure(StatusCode::NOT_FOUND))?;
+    tracing::info!(room = %group.room, "room created over the server API");
+    Ok((
+        StatusCode::CREATED,
+        Json(Created {
+            room: view(&state, &group),
+            owner_token,
+        }),
+    ))
+}
+
+#[derive(Debug, Serialize)]
+struct RoomList {
+    rooms: Vec<RoomView>,
+}
+
+async fn list_rooms(State(state): State<Arc<AppState>>) -> Result<Json<RoomList>, ApiError> {
+    let groups = state
+        .rooms
+        .all()
+        .await
+        .map_err(failure(StatusCode::NOT_FOUND))?;
+    Ok(Json(RoomList {
+        rooms: groups.iter().map(|g| view(&state, g)).collect(),
+    }))
+}
+
+async fn get_room(
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+) -> Result<Json<RoomView>, ApiError> {
+    let group = state
+        .rooms
+        .resolve(&parse_room(&room)?)
+        .await
+        .map_err(failure(StatusCode::NOT_FOUND))?;
+    Ok(Json(view(&state, &group)))
+}
+
+async fn end_room(
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let room = parse_room(&room)?;
+    let group = state
+        .rooms
+        .resolve(&room)
+        .await
+        .map_err(failure(StatusCode::NOT_FOUND))?;
+    state
+        .rooms
+        .end(&room, &group.owner)
+        .await
+        .map_err(failure(StatusCode::NOT_FOUND))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberChange {
+    #[serde(default)]
+    seated: Option<bool>,
+    #[serde(default)]
+    muted: Option<bool>,
+    #[serde(default)]
+    moderator: Option<bool>,
+}
+
+async fn change_member(
+    State(state): State<Arc<AppState>>,
+    Path((room, user)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<RoomView>, ApiError> {
+    let (room, user) = (parse_room(&room)?, parse_user(&user)?);
+    let change: MemberChange = parse_json(&body)?;
+    let group = state
+        .rooms
+        .resolve(&room)
+        .await
+        .map_err(failure(StatusCode::NOT_FOUND))?;
+    let actions = [
+        change.moderator.map(Moderation::Moderator),
+        change.seated.map(Moderation::Seat),
+        change.muted.map(Moderation::Mute),
+    ];
+    for action in actions.into_iter().flatten() {
+        state
+            .rooms
+            .moderate(&room, &group.owner, &user, action)
+            .await
+            .map_err(failure(StatusCode::NOT_FOUND))?;
+    }
+    let group = state
+        .rooms
+        .resolve(&room)
+        .await
+        .map_err(failure(StatusCode::NOT_FOUND))?;
+    Ok(Json(view(&state, &group)))
+}
+
+async fn remove_member(
+    State(state): State<Arc<AppState>>,
+    Path((room, user)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (room, user) = (parse_room(&room)?, parse_user(&user)?);
+    let group = state
+        .rooms
+        .resolve(&room)
+        .await
+        .map_err(failure(StatusCode::NOT_FOUND))?;
+    state
+        .rooms
+        .moderate(&room, &group.owner, &user, Moderation::Remove)
+        .await
+        .map_err(failure(StatusCode::NOT_FOUND))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    name: String,
+    #[serde(default)]
+    user: Option<UserId>,
+}
+
+#[derive(Debug, Serialize)]
+struct SignedIn {
+    user: UserId,
+    user_token: String,
+}
+
+/// Mint a user token for one of the app's users: its client sends it in `hello`.
+async fn sign_in_user(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<SignedIn>, ApiError> {
+    let body: SignIn = parse_json(&body)?;
+    let name = signal::clean_name(&body.name)
+        .map_err(|(code, m)| ApiError::new(StatusCode::BAD_REQUEST, code, &m))?;
+    let user = body.user.unwrap_or_else(UserId::random);
+    let user_token = state
+        .user_token(&user, &name)
+        .map_err(failure(StatusCode::NOT_FOUND))?;
+    Ok(Json(SignedIn { user, user_token }))
+}
