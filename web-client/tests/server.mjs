@@ -89,16 +89,15 @@ export async function startServer({ extraArgs = [] } = {}) {
   return { url: url.replace(/\/$/, ''), stop, output };
 }
 
-/** Create a room over REST; resolves with its RoomInfo. */
-export async function createRoom(baseUrl, name) {
-  const res = await fetch(`${baseUrl}/api/rooms`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name }),
-  });
-  const body = await res.text();
-  if (res.status !== 201 && res.status !== 200) {
-    throw new Error(`POST /api/rooms answered ${res.status}: ${body}`);
+/** `GET /api/rooms/<id>`: { status, body } (body parsed when JSON). */
+export async function getRoom(baseUrl, id) {
+  const res = await fetch(`${baseUrl}/api/rooms/${encodeURIComponent(id)}`);
+  const text = await res.text();
+  let body = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // not JSON: keep the text for the message
   }
-  return JSON.parse(body);
+  return { status: res.status, body };
 }

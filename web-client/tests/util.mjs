@@ -1,4 +1,8 @@
-// Small helpers shared by the browser tests.
+// Small helpers shared by the browser tests: waiting, what the page shows, and the
+// user's steps (create a room on the landing page, join by the link, use the sheet).
+
+import assert from 'node:assert/strict';
+import { inboundAudio, sleep } from './browser.mjs';
 
 /** Poll `probe` until it returns a truthy value; fail with `what` and the last value. */
 export async function waitFor(probe, { timeoutMs = 15_000, intervalMs = 250, what = 'condition' } = {}) {
@@ -16,9 +20,129 @@ export async function waitFor(probe, { timeoutMs = 15_000, intervalMs = 250, wha
   }
 }
 
-/** Names in the page's participant list, in order. */
+/** Names shown in the room (stage then audience), in order. */
 export function listedNames(page) {
-  return page.$$eval('#participants .person .name .label', (els) => els.map((e) => e.textContent.trim()));
+  return page.$$eval('#in-room .person .name .label', (els) => els.map((e) => e.textContent.trim()));
+}
+
+/** Names on the stage and in the audience. */
+export function stageAndAudience(page) {
+  return page.evaluate(() => {
+    const names = (sel) => [...document.querySelectorAll(`${sel} .person .name .label`)].map((e) => e.textContent.trim());
+    return { stage: names('#stage-list'), audience: names('#audience-list'), free: document.querySelectorAll('#stage-list .seat-free').length };
+  });
+}
+
+/** Tap on a phone page, click on a desktop one. */
+export function press(page, selector, touch) {
+  return touch ? page.tap(selector) : page.click(selector);
+}
+
+/**
+ * Create a room on the landing page: fill the form, press Create, wait until the room is
+ * live (the creator's media connected). Resolves with the room id and link.
+ */
+export async function createRoomFromLanding(page, baseUrl, {
+  name, title, seatMode = 'moderated', capacity, seats, touch = false,
+}) {
+  await page.goto(`${baseUrl}/`);
+  await page.fill('#create-name', name);
+  await page.fill('#create-title', title);
+  if (capacity !== undefined) await page.fill('#create-capacity', String(capacity));
+  if (seats !== undefined) await page.fill('#create-seats', String(seats));
+  await press(page, seatMode === 'open' ? '#mode-open' : '#mode-moderated', touch);
+  await press(page, '#create-btn', touch);
+  await page.waitForURL(/\/r\/[A-Za-z0-9_-]+$/, { timeout: 15_000 });
+  await waitInRoom(page, name);
+  await page.waitForSelector('#room-state[data-state="active"]', { timeout: 15_000 });
+  const id = new URL(page.url()).pathname.split('/')[2];
+  return { id, link: `/r/${id}`, url: `${baseUrl}/r/${id}` };
+}
+
+/** Open a room link and join it. */
+export async function joinByLink(page, url, name, { touch = false } = {}) {
+  await page.goto(url);
+  await page.fill('#join-name', name);
+  await press(page, '#join-btn', touch);
+  await waitInRoom(page, name);
+}
+
+/** Wait until the page is in the room; fail at once with the user's alert if one shows. */
+export async function waitInRoom(page, name) {
+  const outcome = await page.waitForFunction(() => {
+    if (!document.getElementById('in-room').hidden) return 'in';
+    const toast = document.getElementById('toast');
+    if (!toast.hidden && toast.dataset.kind !== 'info') {
+      return `alert: ${document.getElementById('toast-text').textContent.trim()}`;
+    }
+    const fin = document.getElementById('final');
+    return fin.hidden ? null : `final: ${document.getElementById('final-text').textContent.trim()}`;
+  }, null, { timeout: 20_000, polling: 100 });
+  const what = await outcome.jsonValue();
+  assert.equal(what, 'in', `${name} could not enter the room: ${what}`);
+}
+
+/** Open the moderator sheet on `name` and press the action button `act` (e.g. '#act-grant'). */
+export async function moderate(page, name, act, { touch = false } = {}) {
+  await press(page, `#in-room .person[data-name="${name}"] .person-menu`, touch);
+  await page.waitForSelector('#sheet[open]', { timeout: 5_000 });
+  await press(page, act, touch);
+}
+
+/** The participant's id as the page knows it (by display name). */
+export function participantId(page, name) {
+  return page.evaluate((n) => window.chorus.participants.find((p) => p.name === n)?.id, name);
+}
+
+/**
+ * Sample inbound audio for `ms`: per stream (by mid), packets gained and the highest
+ * audioLevel seen. The fake microphone beeps, so poll rather than read once.
+ */
+export async function sampleInbound(page, ms, stepMs = 250) {
+  const first = new Map((await inboundAudio(page)).map((s) => [s.mid, s]));
+  const out = new Map();
+  const end = Date.now() + ms;
+  let last = [];
+  while (Date.now() < end) {
+    await sleep(stepMs);
+    last = await inboundAudio(page);
+    for (const s of last) {
+      const o = out.get(s.mid) || { mid: s.mid, maxLevel: 0, mimeType: s.mimeType };
+      o.maxLevel = Math.max(o.maxLevel, s.audioLevel);
+      o.gained = s.packetsReceived - (first.get(s.mid)?.packetsReceived ?? 0);
+      o.mimeType = s.mimeType || o.mimeType;
+      out.set(s.mid, o);
+    }
+  }
+  return [...out.values()];
+}
+
+/** Audible streams: Opus, packets growing, level above 0. */
+export function audible(samples) {
+  return samples.filter((s) => s.gained > 0 && s.maxLevel > 0 && s.mimeType === 'audio/opus');
+}
+
+/** Wait (up to `timeoutMs`) until the page hears at least `n` audible streams. */
+export async function waitHearing(page, n, what, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last = [];
+  while (Date.now() < deadline) {
+    last = await sampleInbound(page, 1000);
+    if (audible(last).length >= n) {
+      return audible(last);
+    }
+  }
+  assert.fail(`${what}: expected ${n} audible inbound Opus stream(s) within ${timeoutMs / 1000} s; `
+    + `streams: ${JSON.stringify(last)}`);
+}
+
+/** No horizontal scrolling on the page (phones). */
+export async function assertNoOverflow(page, what) {
+  const o = await page.evaluate(() => ({
+    scrollWidth: document.scrollingElement.scrollWidth,
+    innerWidth: window.innerWidth,
+  }));
+  assert.ok(o.scrollWidth <= o.innerWidth, `no horizontal overflow ${what}: ${JSON.stringify(o)}`);
 }
 
 /** What a failing test should print: each browser's console and the server's output. */
