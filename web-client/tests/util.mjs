@@ -43,9 +43,11 @@ export function press(page, selector, touch) {
  * live (the creator's media connected). Resolves with the room id and link.
  */
 export async function createRoomFromLanding(page, baseUrl, {
-  name, title, seatMode = 'moderated', capacity, seats, touch = false,
+  name, title, seatMode = 'moderated', capacity, seats, touch = false, open = true,
 }) {
-  await page.goto(`${baseUrl}/`);
+  if (open) {
+    await page.goto(`${baseUrl}/`);
+  }
   await page.fill('#create-name', name);
   await page.fill('#create-title', title);
   if (capacity !== undefined) await page.fill('#create-capacity', String(capacity));
