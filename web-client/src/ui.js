@@ -242,6 +242,12 @@ function personItem(p, { you, level, canModerate, onActions }) {
   } else if (p.role === 'moderator') {
     tags.append(tag('role', 'moderator'));
   }
+  if (p.hand_raised) {
+    tags.append(tag('hand-tag', 'hand raised'));
+  }
+  if (p.muted_by_moderator) {
+    tags.append(tag('mod-muted-tag', 'muted by moderator'));
+  }
   if (!p.connected) {
     tags.append(tag('state', 'connecting…'));
   } else if (speaking) {
@@ -252,7 +258,7 @@ function personItem(p, { you, level, canModerate, onActions }) {
   const icons = document.createElement('span');
   icons.className = 'icons';
   if (p.hand_raised) {
-    icons.append(icon('hand-icon', 'hand raised', '✋'));
+    icons.append(icon('hand-icon', 'hand raised', HAND_SVG, true));
   }
   if (p.muted_by_moderator) {
     icons.append(icon('mod-muted', 'muted by moderator', MIC_OFF_SVG, true));
@@ -353,3 +359,10 @@ const MIC_OFF_SVG = '<svg viewBox="0 0 24 24" width="18" height="18" aria-hidden
   + 'c0-.06.02-.11.02-.17V5c0-1.66-1.34-3-3-3S9 3.34 9 5v.18l5.98 5.99zM4.27 3 3 4.27l6.01 6.01V11c0 1.66 1.33 3 '
   + '2.99 3 .22 0 .44-.03.65-.08l1.66 1.66c-.71.33-1.5.52-2.31.52-2.76 0-5.3-2.1-5.3-5.1H5c0 3.41 2.72 6.23 6 '
   + '6.72V21h2v-3.28c.91-.13 1.77-.45 2.54-.9L19.73 21 21 19.73 4.27 3z"/></svg>';
+
+// A raised hand (Material "back_hand"), drawn so it shows without an emoji font.
+const HAND_SVG = '<svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true" focusable="false">'
+  + '<path fill="currentColor" d="M13 24c-3.26 0-6.19-1.99-7.4-5.02l-3.03-7.61C2.26 10.58 3 9.79 3.81 10.05l.79.26'
+  + 'c.56.18 1.02.61 1.24 1.16L7.25 15H8V3.25C8 2.56 8.56 2 9.25 2s1.25.56 1.25 1.25V12h1V1.25C11.5.56 12.06 0 '
+  + '12.75 0S14 .56 14 1.25V12h1V2.75c0-.69.56-1.25 1.25-1.25s1.25.56 1.25 1.25V12h1V5.75c0-.69.56-1.25 '
+  + '1.25-1.25S21 5.06 21 5.75V16c0 4.42-3.58 8-8 8z"/></svg>';

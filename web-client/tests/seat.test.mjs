@@ -48,6 +48,11 @@ test('a phone listener raises a hand, gets a seat from the owner, and is then he
       await waitFor(() => phone.textContent('#hand-btn').then((t) => t.trim() === 'Lower hand'),
         { timeoutMs: 5_000, what: 'Lower hand offered on the phone' });
       await owner.waitForSelector('#audience-list .person.hand[data-name="Bo"] .hand-icon', { timeout: 5_000 });
+      // Lowered and raised again: the owner's page follows.
+      await phone.tap('#hand-btn');
+      await owner.waitForSelector('#audience-list .person[data-name="Bo"] .hand-icon', { state: 'detached', timeout: 5_000 });
+      await phone.tap('#hand-btn');
+      await owner.waitForSelector('#audience-list .person.hand[data-name="Bo"] .hand-icon', { timeout: 5_000 });
       await moderate(owner, 'Bo', '#act-grant');
 
       // Within a few seconds the owner hears Bo: Opus, packets growing, level above 0.
@@ -66,6 +71,16 @@ test('a phone listener raises a hand, gets a seat from the owner, and is then he
       assert.deepEqual((await stageAndAudience(owner)).stage.sort(), ['Ada', 'Bo']);
 
       await assertNoOverflow(phone, 'on the phone');
+
+      // Bo leaves the seat: back in the audience, mic off, and the owner stops hearing Bo.
+      await phone.tap('#seat-leave-btn');
+      await waitFor(async () => (await stageAndAudience(phone)).audience.includes('Bo'),
+        { timeoutMs: 5_000, what: 'Bo back in the audience' });
+      assert.equal(await phone.isVisible('#mute-btn'), false);
+      assert.equal(await phone.evaluate(() => window.chorus.pc.getSenders().every((s) => !s.track || !s.track.enabled)),
+        true, 'back in the audience, the mic track is disabled again');
+      await waitFor(async () => audible(await sampleInbound(owner, 2000)).length === 0,
+        { timeoutMs: 8_000, intervalMs: 0, what: 'the owner no longer hears Bo' });
     } catch (e) {
       e.message += `\n${diagnostics(server, browsers)}`;
       throw e;
