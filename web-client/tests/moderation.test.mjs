@@ -17,7 +17,7 @@ test('the owner mutes a speaker, removes a listener and ends the room', { timeou
     browsers.push(await openBrowser(), await openBrowser(), await openBrowser({ device: 'Pixel 7' }));
     const [owner, grace, linus] = browsers.map((b) => b.page);
     try {
-      const room = await createRoomFromLanding(owner, server.url, { name: 'Ada', title: 'Panel' });
+      const room = await createRoomFromLanding(owner, server.url, { name: 'Ada', title: 'Panel', seats: 2 });
       await joinByLink(grace, room.url, 'Grace');
       await joinByLink(linus, room.url, 'Linus', { touch: true });
       await waitFor(async () => (await stageAndAudience(owner)).audience.length === 2,
@@ -48,6 +48,22 @@ test('the owner mutes a speaker, removes a listener and ends the room', { timeou
       await moderate(owner, 'Grace', '#act-unmute');
       await grace.waitForSelector('#me-status[data-state="speaker"]', { timeout: 5_000 });
       await waitHearing(owner, 1, 'the owner hears Grace after the unmute', 8_000);
+
+      // The owner makes Grace a moderator: her page gains the moderator controls; and back.
+      await moderate(owner, 'Grace', '#act-mod');
+      await grace.waitForSelector('#end-btn', { state: 'visible', timeout: 5_000 });
+      await grace.waitForSelector('#in-room .person[data-name="Linus"] .person-menu', { timeout: 5_000 });
+      assert.equal(await owner.textContent('#stage-list .person[data-name="Grace"] .tag.role'), 'moderator');
+      await moderate(owner, 'Grace', '#act-unmod');
+      await grace.waitForSelector('#end-btn', { state: 'hidden', timeout: 5_000 });
+      assert.equal(await grace.$$eval('.person-menu', (els) => els.length), 0, 'no actions once unmade');
+
+      // Both seats are taken: inviting Linus is refused in words, and nothing changes.
+      await moderate(owner, 'Linus', '#act-grant');
+      const full = await owner.waitForSelector('#toast[data-code="no_free_seat"]', { state: 'visible', timeout: 5_000 });
+      assert.match(await full.textContent(), /mic seat/i);
+      assert.deepEqual((await stageAndAudience(owner)).audience, ['Linus']);
+      await owner.click('#toast-close');
 
       // The owner removes Linus (with a confirmation).
       await moderate(owner, 'Linus', '#act-remove');
