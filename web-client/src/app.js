@@ -464,6 +464,12 @@ function noticeMyChanges(before, now) {
   } else if (before.speaker && !now.speaker) {
     ui.announce('You moved to the audience.');
   }
+  if (!before.hand_raised && now.hand_raised && state.room && state.room.seat_mode === 'open') {
+    // An open room raises the hand when no seat is free (seats may be held by people
+    // who stepped out, which the stage cannot show).
+    ui.showToast('No mic seat was free, so your hand is raised: you get a seat when one frees up or a moderator invites you.',
+      { kind: 'info', code: 'hand_raised' });
+  }
   if (!before.muted_by_moderator && now.muted_by_moderator) {
     ui.showToast('A moderator muted you.', { kind: 'info', code: 'muted_by_moderator' });
   } else if (before.muted_by_moderator && !now.muted_by_moderator) {
