@@ -153,7 +153,6 @@ export class Signal extends EventTarget {
 /** Words for an error code: our own sentence for the common ones, then the server's. */
 const HINTS = {
   room_not_found: 'This room is not open: check the link, or create a new room.',
-  not_in_room: 'That person is not in the room any more.',
   media_unavailable: 'The media server is unavailable right now. Try again in a moment.',
   bad_offer: 'The media server could not set up audio with this browser.',
   unsupported_version: 'This page is out of date: reload it.',
