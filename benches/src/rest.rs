@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use chorus_proto::api_key::ApiKey;
 use chorus_proto::signal::RoomInfo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -42,14 +43,67 @@ pub fn ws_url(http_base: &str) -> Result<String, RestError> {
     Ok(format!("ws://{}/ws", host_port(http_base)?))
 }
 
-/// `POST /api/rooms {"name"}`: create a voice room.
-pub async fn create_room(http_base: &str, name: &str) -> Result<RoomInfo, RestError> {
-    let body = serde_json::json!({ "name": name }).to_string();
-    let (status, body) = request(http_base, "POST", "/api/rooms", Some(&body)).await?;
+/// Settings of a room created over the server API.
+#[derive(Debug, Clone)]
+pub struct RoomSettings {
+    /// Title.
+    pub name: String,
+    /// Most members.
+    pub capacity: u32,
+    /// Most speakers.
+    pub seats: u32,
+    /// Whether members take free seats themselves.
+    pub open_seats: bool,
+}
+
+impl RoomSettings {
+    /// A room where whoever asks first gets one of `seats` seats.
+    pub fn open(name: &str, capacity: u32, seats: u32) -> Self {
+        Self { name: name.to_owned(), capacity, seats, open_seats: true }
+    }
+}
+
+/// `POST /api/v1/rooms` (signed with `key`): create an active voice room, owned by an
+/// absent "Host" user.
+pub async fn create_room(http_base: &str, key: &ApiKey, settings: &RoomSettings) -> Result<RoomInfo, RestError> {
+    let body = serde_json::json!({
+        "name": settings.name,
+        "owner_name": "Host",
+        "capacity": settings.capacity,
+        "seats": settings.seats,
+        "seat_mode": if settings.open_seats { "open" } else { "moderated" },
+    })
+    .to_string();
+    let (status, body) = signed_request(http_base, key, "POST", "/api/v1/rooms", Some(&body)).await?;
     if !(200..300).contains(&status) {
         return Err(RestError::Status { status, body });
     }
-    serde_json::from_str(&body).map_err(|e| RestError::BadResponse(format!("{e}: {body}")))
+    #[derive(serde::Deserialize)]
+    struct Created {
+        room: RoomInfo,
+    }
+    serde_json::from_str::<Created>(&body)
+        .map(|c| c.room)
+        .map_err(|e| RestError::BadResponse(format!("{e}: {body}")))
+}
+
+/// The server API key a `chorus` started with `--data-dir DIR` made for itself.
+pub fn api_key_in(data_dir: &std::path::Path) -> Result<ApiKey, RestError> {
+    let path = data_dir.join("api-key.json");
+    let bytes = std::fs::read(&path).map_err(RestError::Io)?;
+    serde_json::from_slice(&bytes).map_err(|e| RestError::BadResponse(format!("{}: {e}", path.display())))
+}
+
+/// A request signed with an API key (`docs/api.md`).
+pub async fn signed_request(
+    http_base: &str,
+    key: &ApiKey,
+    method: &str,
+    path: &str,
+    json_body: Option<&str>,
+) -> Result<(u16, String), RestError> {
+    let authorization = key.sign(method, path, json_body.unwrap_or_default().as_bytes());
+    send(http_base, method, path, json_body, Some(&authorization)).await
 }
 
 fn host_port(http_base: &str) -> Result<&str, RestError> {
@@ -70,6 +124,16 @@ pub async fn request(
     path: &str,
     json_body: Option<&str>,
 ) -> Result<(u16, String), RestError> {
+    send(http_base, method, path, json_body, None).await
+}
+
+async fn send(
+    http_base: &str,
+    method: &str,
+    path: &str,
+    json_body: Option<&str>,
+    authorization: Option<&str>,
+) -> Result<(u16, String), RestError> {
     let host = host_port(http_base)?;
     let exchange = async {
         let mut stream = TcpStream::connect(host).await?;
@@ -79,6 +143,9 @@ pub async fn request(
         );
         if json_body.is_some() {
             head.push_str("Content-Type: application/json\r\n");
+        }
+        if let Some(authorization) = authorization {
+            head.push_str(&format!("Authorization: {authorization}\r\n"));
         }
         head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
         stream.write_all(head.as_bytes()).await?;

@@ -3,8 +3,11 @@
 //! - [`sfu`]: the `SfuControl` gRPC service that signaling uses to drive SFU nodes.
 //! - [`signal`]: the JSON messages between a browser and signaling (see `docs/protocol.md`).
 //! - [`token`]: the Ed25519-signed room token that signaling mints and the SFU verifies.
+//! - [`api_key`]: signing and checking server-API requests (`docs/api.md`).
 //! - [`ids`]: newtype ids shared by all of the above.
 
+pub mod api_key;
+pub mod hex;
 pub mod ids;
 pub mod signal;
 pub mod token;

@@ -370,9 +370,24 @@ mod tests {
             m,
             ClientMessage::Hello {
                 version: 1,
-                name: "Ada".into()
+                name: "Ada".into(),
+                user_token: None,
             }
         );
+        let m =
+            parse_client_frame(r#"{"type":"create_room","name":"R","capacity":10,"offer":"v=0"}"#)
+                .unwrap();
+        assert!(matches!(
+            m,
+            ClientMessage::CreateRoom {
+                capacity: Some(10),
+                seats: None,
+                seat_mode: SeatMode::Moderated,
+                ..
+            }
+        ));
+        let m = parse_client_frame(r#"{"type":"grant_seat","participant":"p_x"}"#).unwrap();
+        assert!(matches!(m, ClientMessage::GrantSeat { .. }));
         let m = parse_client_frame(r#"{"type":"join","room":"abc","offer":"v=0"}"#).unwrap();
         assert!(matches!(m, ClientMessage::Join { .. }));
         assert_eq!(

@@ -276,22 +276,13 @@ impl TokenVerifier {
 
 /// Hex text of a raw public key, the form used on command lines and in config files.
 pub fn public_key_hex(raw: &[u8]) -> String {
-    raw.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(raw)
 }
 
 /// Parse the hex form written by [`public_key_hex`].
 pub fn public_key_from_hex(hex: &str) -> Result<Vec<u8>, TokenError> {
-    let hex = hex.trim();
-    if hex.len() % 2 != 0 || !hex.is_ascii() {
-        return Err(TokenError::Key("the public key must be hex digits".into()));
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&hex[i..i + 2], 16)
-                .map_err(|_| TokenError::Key("the public key must be hex digits".into()))
-        })
-        .collect()
+    crate::hex::decode(hex.trim())
+        .ok_or_else(|| TokenError::Key("the public key must be hex digits".into()))
 }
 
 fn pem_body(text: &str, label: &str) -> Result<Vec<u8>, TokenError> {

@@ -96,7 +96,7 @@ pub async fn start(
 
     let api_key = match config.api_key.clone() {
         Some(key) => key,
-        None => ApiKey::load_or_create(&config.data_dir.join("api-key.json"))?,
+        None => auth::api_key::load_or_create(&config.data_dir.join("api-key.json"))?,
     };
     let state = Arc::new(app::AppState {
         rooms,

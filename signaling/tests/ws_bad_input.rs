@@ -75,7 +75,11 @@ async fn bad_frames_get_errors_and_the_session_carries_on() {
     hello(&mut bystander, "Bystander").await;
 
     let mut ws = connect(&server).await;
-    send(&mut ws, r#"{"type":"create_room","name":"x"}"#).await;
+    send(
+        &mut ws,
+        r#"{"type":"create_room","name":"x","offer":"v=0"}"#,
+    )
+    .await;
     expect_error(&mut ws, ErrorCode::HelloFirst).await;
     hello(&mut ws, "Mallory").await;
 
@@ -94,14 +98,37 @@ async fn bad_frames_get_errors_and_the_session_carries_on() {
         .unwrap();
     expect_error(&mut ws, ErrorCode::Malformed).await;
     let big = format!(
-        r#"{{"type":"create_room","name":"{}"}}"#,
+        r#"{{"type":"create_room","name":"{}","offer":""}}"#,
         "a".repeat(MAX_FRAME_BYTES + 10)
     );
     send(&mut ws, &big).await;
     let message = expect_error(&mut ws, ErrorCode::FrameTooLarge).await;
     assert!(message.contains("at most"), "{message}");
-    send(&mut ws, r#"{"type":"create_room","name":"   "}"#).await;
+    send(
+        &mut ws,
+        r#"{"type":"create_room","name":"   ","offer":"v=0"}"#,
+    )
+    .await;
     expect_error(&mut ws, ErrorCode::InvalidInput).await;
+    // Room settings out of range: each refused in words, nothing created.
+    for (capacity, seats, words) in [
+        (10, 11, "cannot have"),
+        (-5, 1, "capacity"),
+        (10, 0, "seats"),
+        (99_999_999, 3, "capacity"),
+    ] {
+        let frame = serde_json::json!({"type": "create_room", "name": "R", "capacity": capacity, "seats": seats, "offer": "v=0"});
+        send(&mut ws, &frame.to_string()).await;
+        let message = expect_error(&mut ws, ErrorCode::InvalidInput).await;
+        assert!(message.contains(words), "{message}");
+    }
+    // Moderator actions outside a room.
+    send(
+        &mut ws,
+        r#"{"type":"grant_seat","participant":"p_someone"}"#,
+    )
+    .await;
+    expect_error(&mut ws, ErrorCode::NotInRoom).await;
     send(
         &mut ws,
         r#"{"type":"join","room":"nosuchroom","offer":"v=0"}"#,
@@ -142,7 +169,8 @@ async fn wrong_protocol_version_is_refused_in_words() {
 #[tokio::test]
 async fn a_refused_offer_leaves_the_room_as_it_was() {
     let server = ChorusServer::spawn();
-    let room = chorus_bench::rest::create_room(&server.url, "Offers")
+    let settings = chorus_bench::rest::RoomSettings::open("Offers", 10, 3);
+    let room = chorus_bench::rest::create_room(&server.url, &server.api_key(), &settings)
         .await
         .unwrap();
     let mut other = connect(&server).await;
@@ -167,25 +195,81 @@ async fn a_refused_offer_leaves_the_room_as_it_was() {
 }
 
 #[tokio::test]
-async fn rest_api_refuses_bad_requests_clearly() {
+async fn server_api_refuses_bad_requests_clearly() {
     let server = ChorusServer::spawn();
-    let request = |method: &'static str, path: &'static str, body: Option<&'static str>| {
-        let url = server.url.clone();
+    let key = server.api_key();
+    let signed = |method: &'static str, path: &'static str, body: Option<&'static str>| {
+        let (url, key) = (server.url.clone(), key.clone());
         async move {
-            chorus_bench::rest::request(&url, method, path, body)
+            chorus_bench::rest::signed_request(&url, &key, method, path, body)
                 .await
                 .unwrap()
         }
     };
-    let (status, body) = request("POST", "/api/rooms", Some("{oops")).await;
-    assert!((400..500).contains(&status), "{status} {body}");
-    assert!(body.contains("\"code\":\"malformed\""), "{body}");
-    let (status, body) = request("POST", "/api/rooms", Some(r#"{"name":""}"#)).await;
+    // Unsigned, and signed with the wrong secret.
+    let (status, body) = chorus_bench::rest::request(&server.url, "GET", "/api/v1/rooms", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("not signed"), "{body}");
+    let forged = chorus_proto::api_key::ApiKey {
+        key: key.key.clone(),
+        secret: "00".repeat(32),
+    };
+    let (status, body) =
+        chorus_bench::rest::signed_request(&server.url, &forged, "GET", "/api/v1/rooms", None)
+            .await
+            .unwrap();
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("signature does not match"), "{body}");
+    // Bad bodies and settings.
+    let (status, body) = signed("POST", "/api/v1/rooms", Some("{oops")).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("invalid_input"), "{body}");
-    let (status, body) = request("GET", "/api/rooms/unknown", None).await;
+    assert!(body.contains("\"code\":\"malformed\""), "{body}");
+    let (status, body) = signed(
+        "POST",
+        "/api/v1/rooms",
+        Some(r#"{"name":"R","owner_name":"A","capacity":3,"seats":4}"#),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("invalid_input") && body.contains("cannot have"),
+        "{body}"
+    );
+    let (status, body) = signed(
+        "POST",
+        "/api/v1/rooms",
+        Some(r#"{"name":"","owner_name":"A"}"#),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = signed("GET", "/api/v1/rooms/unknown", None).await;
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("room_not_found"), "{body}");
-    let (status, _) = request("POST", "/api/rooms", Some(r#"{"name":"Fine"}"#)).await;
-    assert_eq!(status, 201);
+    let (status, body) = signed("DELETE", "/api/v1/rooms/unknown/members/u_nobody", None).await;
+    assert_eq!(status, 404, "{body}");
+    // Nothing was created by any of that.
+    let (status, body) = signed("GET", "/api/v1/rooms", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["rooms"],
+        serde_json::json!([])
+    );
+    // A good request works, and the public room lookup sees it.
+    let (status, body) = signed(
+        "POST",
+        "/api/v1/rooms",
+        Some(r#"{"name":"Fine","owner_name":"Ada","capacity":4,"seats":2}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let created: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(created["room"]["state"], "active");
+    assert_eq!(created["members"][0]["role"], "owner");
+    let path = format!("/api/rooms/{}", created["room"]["id"].as_str().unwrap());
+    let (status, _) = chorus_bench::rest::request(&server.url, "GET", &path, None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
 }

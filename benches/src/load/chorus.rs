@@ -5,6 +5,8 @@
 use std::time::{Duration, Instant};
 
 use chorus_proto::RoomId;
+use chorus_proto::ParticipantId;
+use chorus_proto::api_key::ApiKey;
 use chorus_proto::signal::{ClientMessage, PROTOCOL_VERSION, ServerMessage};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -14,7 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::peer::{PeerSetup, Role, Unjoined};
-use super::{AUDIO_SLOTS, JoinRequest, JoinResult, LoadError, SessionGuard};
+use super::{AUDIO_SLOTS, JoinRequest, JoinResult, LoadConfig, LoadError, SessionGuard};
 use crate::rest;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -24,8 +26,13 @@ const MAX_SERVER_FRAME: usize = 4 * 1024 * 1024;
 /// How long one signaling step may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 
-pub async fn create_room(url: &str, index: usize) -> Result<String, LoadError> {
-    let room = rest::create_room(url, &format!("load {index}"))
+/// An open-seat room with a seat for every speaker (and its absent owner).
+pub async fn create_room(url: &str, key: Option<&ApiKey>, index: usize, config: &LoadConfig) -> Result<String, LoadError> {
+    let key = key.ok_or_else(|| LoadError::CreateRoom("a server API key is needed to create rooms (--api-key-file)".into()))?;
+    let members = (config.speakers + config.listeners + 1) as u32;
+    let seats = (config.speakers + 1).min(50) as u32;
+    let settings = rest::RoomSettings::open(&format!("load {index}"), members.max(2), seats);
+    let room = rest::create_room(url, key, &settings)
         .await
         .map_err(|e| LoadError::CreateRoom(e.to_string()))?;
     Ok(room.id.to_string())
@@ -82,15 +89,16 @@ pub async fn join(req: JoinRequest) -> JoinResult {
         },
     )
     .await?;
-    let answer = expect(&mut socket, "joined", |m| match m {
-        ServerMessage::Joined { answer, .. } => Some(answer.clone()),
+    let (answer, you) = expect(&mut socket, "joined", |m| match m {
+        ServerMessage::Joined { answer, you, .. } => Some((answer.clone(), you.clone())),
         _ => None,
     })
     .await?;
     peer.accept_answer(pending, &answer)?;
 
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(hold(socket, stopped));
+    let speaker = matches!(req.role, Role::Speaker { .. });
+    let task = tokio::spawn(hold(socket, stopped, speaker.then_some(you)));
     let setup = PeerSetup {
         peer: req.peer,
         room: req.room.index,
@@ -105,12 +113,22 @@ pub async fn join(req: JoinRequest) -> JoinResult {
     Ok((setup, SessionGuard::Chorus(Held { stop, task })))
 }
 
-/// Read and drop server frames until told to stop; then leave and close.
-async fn hold(mut socket: Socket, mut stop: oneshot::Receiver<()>) {
+/// Read server frames until told to stop; then leave and close. A speaker takes its
+/// seat as soon as its media is connected (membership is confirmed then).
+async fn hold(mut socket: Socket, mut stop: oneshot::Receiver<()>, mut take_seat: Option<ParticipantId>) {
     loop {
         tokio::select! {
             _ = &mut stop => break,
             frame = socket.next() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let Ok(ServerMessage::ParticipantUpdated { participant }) = serde_json::from_str(&text) else {
+                        continue;
+                    };
+                    if participant.connected && take_seat.as_ref() == Some(&participant.id) {
+                        take_seat = None;
+                        let _ = send(&mut socket, &ClientMessage::RequestSeat).await;
+                    }
+                }
                 Some(Ok(_)) => {}
                 _ => return,
             },

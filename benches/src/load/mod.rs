@@ -83,6 +83,8 @@ pub struct LoadConfig {
     pub progress: bool,
     /// Address the peers' UDP sockets bind (loopback).
     pub bind_ip: Ipv4Addr,
+    /// Chorus: the server API key that creates the rooms (`<data dir>/api-key.json`).
+    pub api_key: Option<chorus_proto::api_key::ApiKey>,
 }
 
 impl Default for LoadConfig {
@@ -102,6 +104,7 @@ impl Default for LoadConfig {
             sfu_pid: None,
             progress: false,
             bind_ip: Ipv4Addr::LOCALHOST,
+            api_key: None,
         }
     }
 }
@@ -227,7 +230,7 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
     let mut rooms = Vec::new();
     for index in 0..config.rooms {
         let id = match config.target {
-            Target::Chorus => chorus::create_room(&config.url, index).await?,
+            Target::Chorus => chorus::create_room(&config.url, config.api_key.as_ref(), index, &config).await?,
             Target::Janus => janus::create_room(&config.url, index, &config).await?,
         };
         rooms.push(RoomHandle {

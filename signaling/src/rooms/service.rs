@@ -383,7 +383,13 @@ impl RoomService {
         if group.reservations.iter().any(|r| &r.user == user) {
             let user = user.clone();
             let _ = self
-                .change(room, Box::new(move |g| Ok(g.release_place(&user))))
+                .change(
+                    room,
+                    Box::new(move |g| {
+                        g.release_place(&user);
+                        Ok(())
+                    }),
+                )
                 .await;
         }
     }

@@ -22,6 +22,11 @@ pub struct ChorusServer {
 impl ChorusServer {
     /// Start the binary with fresh data and wait for its "open <url>" line.
     pub fn spawn() -> Self {
+        Self::spawn_with(&[])
+    }
+
+    /// [`ChorusServer::spawn`] with more command-line arguments.
+    pub fn spawn_with(extra_args: &[&str]) -> Self {
         static N: AtomicUsize = AtomicUsize::new(0);
         let data_dir = std::env::temp_dir().join(format!(
             "chorus-test-{}-{}",
@@ -30,10 +35,19 @@ impl ChorusServer {
         ));
         let _ = std::fs::remove_dir_all(&data_dir);
         std::fs::create_dir_all(&data_dir).unwrap();
-        let stderr = std::fs::File::create(data_dir.join("stderr.log")).unwrap();
+        Self::start(data_dir, extra_args)
+    }
+
+    fn start(data_dir: PathBuf, extra_args: &[&str]) -> Self {
+        let stderr = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("stderr.log"))
+            .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_chorus"))
             .args(["--listen", "127.0.0.1:0", "--udp-port", "0", "--data-dir"])
             .arg(&data_dir)
+            .args(extra_args)
             .env("RUST_LOG", "info,str0m=warn")
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -68,6 +82,25 @@ impl ChorusServer {
             addr,
             data_dir,
         }
+    }
+
+    /// Start again on the same data folder (a restart), on new ports.
+    pub fn restart(mut self) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let data_dir = std::mem::take(&mut self.data_dir);
+        std::mem::forget(self);
+        Self::start(data_dir, &[])
+    }
+
+    /// The server's data folder.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    /// The server API key it made for itself.
+    pub fn api_key(&self) -> chorus_proto::api_key::ApiKey {
+        chorus_bench::rest::api_key_in(&self.data_dir).unwrap()
     }
 
     /// What the server logged so far.
