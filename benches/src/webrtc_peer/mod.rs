@@ -29,7 +29,7 @@ use chorus_proto::signal::{
     ClientMessage, ErrorCode, LeftReason, PROTOCOL_VERSION, ParticipantInfo, RoomInfo,
     ServerMessage,
 };
-use chorus_proto::{ParticipantId, RoomId};
+use chorus_proto::{ParticipantId, RoomId, UserId};
 
 pub use media::{HearReport, MediaConfig, MediaPeer, SendReport, ToneCount};
 pub use session::RoomView;
@@ -92,6 +92,9 @@ pub struct PeerConfig {
     pub slots: usize,
     /// Frequencies to look for in what is received.
     pub candidates: Vec<f32>,
+    /// A `user_token` for `hello` (from an earlier `welcome` or the server API): join as
+    /// that user. `None`: a new guest.
+    pub user_token: Option<String>,
 }
 
 impl PeerConfig {
@@ -106,8 +109,18 @@ impl PeerConfig {
             publish_anyway: false,
             slots: MediaConfig::default().slots,
             candidates: MediaConfig::default().candidates,
+            user_token: None,
         }
     }
+}
+
+/// What a successful `hello` + `join` yields.
+struct Negotiated {
+    session: Session,
+    you: ParticipantId,
+    room: RoomInfo,
+    user: UserId,
+    user_token: String,
 }
 
 /// A participant in a Chorus room: a signaling session plus a `webrtc` peer connection
@@ -117,6 +130,8 @@ pub struct WebrtcPeer {
     session: Session,
     you: ParticipantId,
     room: RoomInfo,
+    user: UserId,
+    user_token: String,
 }
 
 impl WebrtcPeer {
@@ -132,13 +147,15 @@ impl WebrtcPeer {
         })
         .await?;
         match Self::negotiate(&mut media, &config).await {
-            Ok((session, you, room)) => {
+            Ok(Negotiated { session, you, room, user, user_token }) => {
                 media.start_publishing();
                 Ok(Self {
                     media,
                     session,
                     you,
                     room,
+                    user,
+                    user_token,
                 })
             }
             Err(error) => {
@@ -151,19 +168,23 @@ impl WebrtcPeer {
     async fn negotiate(
         media: &mut MediaPeer,
         config: &PeerConfig,
-    ) -> Result<(Session, ParticipantId, RoomInfo), PeerError> {
+    ) -> Result<Negotiated, PeerError> {
         let offer = media.create_offer(JOIN_TIMEOUT).await?;
         let mut ws = Handshake::connect(&config.ws_url).await?;
         ws.send(&ClientMessage::Hello {
             version: PROTOCOL_VERSION,
             name: config.name.clone(),
-            user_token: None,
+            user_token: config.user_token.clone(),
         })
         .await?;
-        ws.expect("welcome", JOIN_TIMEOUT, |m| {
-            matches!(m, ServerMessage::Welcome { .. }).then_some(())
-        })
-        .await?;
+        let (user, user_token) = ws
+            .expect("welcome", JOIN_TIMEOUT, |m| match m {
+                ServerMessage::Welcome { user, user_token, .. } => {
+                    Some((user.clone(), user_token.clone()))
+                }
+                _ => None,
+            })
+            .await?;
         ws.send(&ClientMessage::Join {
             room: config.room.clone(),
             offer,
@@ -179,7 +200,24 @@ impl WebrtcPeer {
             })
             .await?;
         media.apply_answer(answer).await?;
-        Ok((ws.into_session(), you, room))
+        Ok(Negotiated {
+            session: ws.into_session(),
+            you,
+            room,
+            user,
+            user_token,
+        })
+    }
+
+    /// The user behind this participant (from `welcome`).
+    pub fn user(&self) -> &UserId {
+        &self.user
+    }
+
+    /// The `user_token` the server gave this session: send it in a later `hello`
+    /// ([`PeerConfig::user_token`]) to come back as the same user.
+    pub fn user_token(&self) -> &str {
+        &self.user_token
     }
 
     /// This participant's id.

@@ -1,0 +1,266 @@
+//! Capacity under a race: 50 clients, each with a real WebRTC offer, send `join` to a room
+//! with 10 free places at the same instant. Exactly 10 get in and their media connects;
+//! the 40 others are told in words that the room is full; the group chat ends up with
+//! exactly 10 new members, and a latecomer is still refused.
+//!
+//! Counting: the room is created over the server API, whose owner is an absent member
+//! holding a place. "A room with 10 free places" is therefore created with capacity 11
+//! (owner + 10); after the race the server API lists 11 members: the owner and 10 joiners.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chorus_bench::webrtc_peer::{MediaConfig, MediaPeer};
+use chorus_proto::signal::{ClientMessage, ErrorCode, ServerMessage};
+use common::ChorusServer;
+use serde_json::json;
+use support::{Api, RawClient};
+
+const CLIENTS: usize = 50;
+const FREE_PLACES: usize = 10;
+
+enum Outcome {
+    Joined {
+        you: chorus_proto::ParticipantId,
+        answer: String,
+    },
+    Refused(ErrorCode, String),
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_join_ten_places_at_once() {
+    let started = Instant::now();
+    let server = ChorusServer::spawn();
+    let api = Api::of(&server);
+    let created = api
+        .create_room(json!({"name": "Race", "owner_name": "Host",
+                            "capacity": FREE_PLACES + 1, "seats": 3, "seat_mode": "open"}))
+        .await;
+    let room = created.room.id.clone();
+
+    // Everything that is slow first: 50 peer connections with complete offers, 50 sessions.
+    let mut medias = Vec::new();
+    let mut offers = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut media = MediaPeer::new(&MediaConfig::default())
+            .await
+            .expect("a peer connection");
+        offers.push(
+            media
+                .create_offer(Duration::from_secs(20))
+                .await
+                .expect("an offer"),
+        );
+        medias.push(media);
+    }
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        clients.push(RawClient::hello(&server.ws_url, &format!("Racer {i}"), None).await);
+    }
+    eprintln!(
+        "{CLIENTS} offers and sessions ready after {:?}",
+        started.elapsed()
+    );
+
+    // The race: every `join` leaves once all tasks stand at the barrier.
+    let barrier = Arc::new(tokio::sync::Barrier::new(CLIENTS));
+    let mut tasks = Vec::new();
+    for (mut client, offer) in clients.into_iter().zip(offers) {
+        let (barrier, room) = (Arc::clone(&barrier), room.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            client
+                .send(&ClientMessage::Join {
+                    room,
+                    offer,
+                    listener: false,
+                })
+                .await;
+            let outcome = client
+                .expect("joined or error", Duration::from_secs(30), |m| match m {
+                    ServerMessage::Joined { you, answer, .. } => Some(Outcome::Joined {
+                        you: you.clone(),
+                        answer: answer.clone(),
+                    }),
+                    ServerMessage::Error { code, message } => {
+                        Some(Outcome::Refused(*code, message.clone()))
+                    }
+                    _ => None,
+                })
+                .await;
+            (client, outcome)
+        }));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    eprintln!("all {CLIENTS} answered after {:?}", started.elapsed());
+
+    let outcome = check(&api, &server, &room, &mut medias, results).await;
+    for media in &mut medias {
+        media.close().await;
+    }
+    if let Err(message) = outcome {
+        panic!(
+            "{message}\n--- server log (tail) ---\n{}",
+            tail(&server.log(), 40)
+        );
+    }
+    eprintln!("done after {:?}", started.elapsed());
+}
+
+async fn check(
+    api: &Api,
+    server: &ChorusServer,
+    room: &chorus_proto::RoomId,
+    medias: &mut [MediaPeer],
+    results: Vec<(RawClient, Result<Outcome, String>)>,
+) -> Result<(), String> {
+    let mut winners = Vec::new();
+    let mut full = 0;
+    let mut problems = Vec::new();
+    for (i, (client, outcome)) in results.into_iter().enumerate() {
+        match outcome {
+            Ok(Outcome::Joined { you, answer }) => winners.push((i, client, you, answer)),
+            Ok(Outcome::Refused(ErrorCode::RoomFull, message)) => {
+                if !message.contains("full") {
+                    problems.push(format!(
+                        "client {i} was refused with room_full but the words do not say so: {message:?}"
+                    ));
+                }
+                full += 1;
+                client.close().await;
+            }
+            Ok(Outcome::Refused(code, message)) => {
+                problems.push(format!(
+                    "client {i} got {code:?} ({message}) instead of joined or room_full"
+                ));
+                client.close().await;
+            }
+            Err(e) => problems.push(format!("client {i}: {e}")),
+        }
+    }
+    if winners.len() != FREE_PLACES || full != CLIENTS - FREE_PLACES || !problems.is_empty() {
+        return Err(format!(
+            "{} joined and {full} were told the room is full; expected {FREE_PLACES} and {}.\n{}",
+            winners.len(),
+            CLIENTS - FREE_PLACES,
+            problems.join("\n")
+        ));
+    }
+
+    // The winners' media connects, and each is told it is connected.
+    for (i, _, _, answer) in &winners {
+        medias[*i]
+            .apply_answer(answer.clone())
+            .await
+            .map_err(|e| format!("client {i} could not apply the SFU's answer: {e}"))?;
+    }
+    for (i, client, you, _) in &mut winners {
+        medias[*i]
+            .wait_connected(Duration::from_secs(20))
+            .await
+            .map_err(|e| format!("winner {i}'s media did not connect: {e}"))?;
+        let me = you.clone();
+        client
+            .expect(
+                "own participant_updated connected",
+                Duration::from_secs(20),
+                |m| match m {
+                    ServerMessage::ParticipantUpdated { participant } => {
+                        (participant.id == me && participant.connected).then_some(Ok(()))
+                    }
+                    ServerMessage::Error { code, message } => Some(Err(format!(
+                        "winner {i} got an error after joining: {code:?} {message}"
+                    ))),
+                    ServerMessage::Left { reason } => Some(Err(format!(
+                        "winner {i} was put out after joining: {reason:?}"
+                    ))),
+                    _ => None,
+                },
+            )
+            .await
+            .map_err(|e| format!("winner {i}: {e}"))??;
+    }
+
+    // After all settle: owner + 10 members in the store, 10 present.
+    let members = api
+        .wait_members(
+            room,
+            "owner + 10 confirmed members",
+            Duration::from_secs(15),
+            |m| m.len() == FREE_PLACES + 1,
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, view) = api.room(room).await;
+    let count = view["members"].as_array().map_or(0, Vec::len);
+    if count != FREE_PLACES + 1 || view["present"] != FREE_PLACES {
+        return Err(format!(
+            "after the race the room has {count} members (expected {} = owner + {FREE_PLACES}) and {} present (expected {FREE_PLACES}): {view}",
+            FREE_PLACES + 1,
+            view["present"]
+        ));
+    }
+    let owners = members.iter().filter(|m| m["role"] == "owner").count();
+    if owners != 1 {
+        return Err(format!("{owners} owners among the members: {members:?}"));
+    }
+    let (status, public) =
+        chorus_bench::rest::request(&server.url, "GET", &format!("/api/rooms/{room}"), None)
+            .await
+            .map_err(|e| e.to_string())?;
+    let public: serde_json::Value = serde_json::from_str(&public).unwrap_or_default();
+    if status != 200
+        || public["members"] != FREE_PLACES + 1
+        || public["participants"] != FREE_PLACES
+    {
+        return Err(format!(
+            "the public room lookup disagrees: {status} {public}"
+        ));
+    }
+
+    // Still full: a latecomer is refused in words, and nothing changes.
+    let mut late = RawClient::hello(&server.ws_url, "Late", None).await;
+    let mut media = MediaPeer::new(&MediaConfig::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let offer = media
+        .create_offer(Duration::from_secs(20))
+        .await
+        .map_err(|e| e.to_string());
+    media.close().await;
+    late.send(&ClientMessage::Join {
+        room: room.clone(),
+        offer: offer?,
+        listener: false,
+    })
+    .await;
+    let (code, message) = late.expect_error("room_full for a latecomer").await?;
+    if code != ErrorCode::RoomFull {
+        return Err(format!(
+            "a latecomer got {code:?} ({message}), not room_full"
+        ));
+    }
+    let after = api.members(room).await.len();
+    if after != FREE_PLACES + 1 {
+        return Err(format!(
+            "the refused latecomer changed the member count to {after}"
+        ));
+    }
+    for (_, client, _, _) in winners {
+        client.close().await;
+    }
+    late.close().await;
+    Ok(())
+}
+
+fn tail(log: &str, lines: usize) -> String {
+    let all: Vec<&str> = log.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
