@@ -282,6 +282,8 @@ pub enum LeftReason {
     RoomClosed,
     /// The WebSocket session ended.
     Disconnected,
+    /// The same user joined the room again from another tab or device.
+    Replaced,
 }
 
 /// Kinds of error a client can be sent.

@@ -519,6 +519,7 @@ function onLeft(reason) {
         left: 'You left the room.',
         connection_lost: 'Your audio connection was lost.',
         disconnected: 'You were disconnected.',
+        replaced: 'You joined this room from another tab or device.',
       }[reason] || 'You are no longer in the room.');
       break;
   }

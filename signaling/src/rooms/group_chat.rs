@@ -267,6 +267,18 @@ impl GroupChat {
         Ok(())
     }
 
+    /// `user` left the room: its held place is free again, and unless it owns the room,
+    /// so is its seat (the stage shows who is there) and its hand is lowered.
+    pub fn depart(&mut self, user: &UserId) {
+        self.release_place(user);
+        if let Ok(member) = self.member_mut(user) {
+            if member.role != Role::Owner {
+                member.seated = false;
+            }
+            member.hand_raised = false;
+        }
+    }
+
     /// Give back a place held by a join that failed.
     pub fn release_place(&mut self, user: &UserId) {
         self.reservations.retain(|r| &r.user != user);
@@ -471,6 +483,20 @@ mod tests {
             "the owner and a hold both seats"
         );
         assert!(g.member(&b).unwrap().hand_raised);
+    }
+
+    #[test]
+    fn leaving_frees_the_seat_but_not_the_owners() {
+        let (mut g, owner) = active(10, 2);
+        let a = UserId::random();
+        g.reserve_place(&a, "a", 0, 30).unwrap();
+        g.confirm_member(&a, "a").unwrap();
+        g.grant_seat(&owner, &a).unwrap();
+        g.depart(&a);
+        g.depart(&owner);
+        assert!(!g.member(&a).unwrap().seated);
+        assert!(g.member(&owner).unwrap().seated);
+        assert_eq!(g.seated(), 1);
     }
 
     #[test]

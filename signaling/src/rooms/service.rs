@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chorus_proto::signal::{
-    ErrorCode, LeftReason, ParticipantInfo, RoomInfo, RoomState, SeatMode, ServerMessage,
+    ErrorCode, LeftReason, ParticipantInfo, Role, RoomInfo, RoomState, SeatMode, ServerMessage,
 };
 use chorus_proto::token::{Grants, TokenIssuer};
 use chorus_proto::{ParticipantId, RoomId, UserId};
@@ -356,7 +356,7 @@ impl RoomService {
             .await?;
         // One presence per user and room: a second tab replaces the first.
         for old in self.registry.presences_of(room, visitor.user) {
-            self.registry.remove(room, &old, LeftReason::Left, true);
+            self.registry.remove(room, &old, LeftReason::Replaced, true);
             let _ = self.sfu.remove(room, &old).await;
         }
         let id = ParticipantId::random();
@@ -375,18 +375,23 @@ impl RoomService {
         }
     }
 
-    /// Give back a place held for `user`, if one is.
+    /// `user` is no longer present: give back a place it held, and (unless it owns the
+    /// room) its seat and raised hand, so the stage shows what is really free.
     async fn release(&self, room: &RoomId, user: &UserId) {
         let Ok(group) = self.resolve(room).await else {
             return;
         };
-        if group.reservations.iter().any(|r| &r.user == user) {
+        let holds_place = group.reservations.iter().any(|r| &r.user == user);
+        let on_stage = group
+            .member(user)
+            .is_some_and(|m| m.role != Role::Owner && (m.seated || m.hand_raised));
+        if holds_place || on_stage {
             let user = user.clone();
             let _ = self
                 .change(
                     room,
                     Box::new(move |g| {
-                        g.release_place(&user);
+                        g.depart(&user);
                         Ok(())
                     }),
                 )
