@@ -3,15 +3,16 @@
 //! others' tones through the SFU; a listener's RTP is dropped; departures are announced.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+mod common;
+mod support;
+
 use std::time::{Duration, Instant};
 
-use chorus_bench::rest;
 use chorus_bench::webrtc_peer::{HearReport, PeerConfig, WebrtcPeer};
-use chorus_proto::signal::LeftReason;
+use chorus_proto::signal::{ClientMessage, ErrorCode, LeftReason};
+use common::ChorusServer;
+use serde_json::json;
+use support::{Api, wait_self_connected};
 
 /// Tones of the three speakers and of the listener that publishes anyway: 110 Hz apart,
 /// none a harmonic of another that is in play.
@@ -20,101 +21,6 @@ const LISTENER_TONE: f32 = 770.0;
 /// 100 ms windows a tone must be heard in: a second of clean audio.
 const HEARD_WINDOWS: u64 = 10;
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The `chorus` binary on loopback, with a fresh data folder; killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-    stderr: Arc<Mutex<Vec<String>>>,
-    data_dir: PathBuf,
-}
-
-impl Server {
-    fn start() -> Server {
-        let data_dir = std::env::temp_dir().join(format!(
-            "chorus-interop-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
-        std::fs::create_dir_all(&data_dir).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chorus"))
-            .args(["--listen", "127.0.0.1:0", "--udp-port", "0", "--data-dir"])
-            .arg(&data_dir)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,str0m=warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the chorus binary");
-
-        // Drain both pipes for the server's whole life, or it blocks on a full pipe.
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let err_pipe = child.stderr.take().unwrap();
-        let err_lines = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
-                let mut lines = err_lines.lock().unwrap();
-                if lines.len() >= 400 {
-                    lines.remove(0);
-                }
-                lines.push(line);
-            }
-        });
-        let (url_tx, url_rx) = mpsc::channel();
-        let out_pipe = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            let mut out = BufReader::new(out_pipe);
-            let mut line = String::new();
-            while out.read_line(&mut line).unwrap_or(0) > 0 {
-                if let Some(url) = line.trim().strip_prefix("Chorus is running: open ") {
-                    let _ = url_tx.send(url.trim_end_matches('/').to_owned());
-                    break;
-                }
-                line.clear();
-            }
-            let _ = std::io::copy(&mut out, &mut std::io::sink());
-        });
-
-        let mut server = Server {
-            child,
-            url: String::new(),
-            stderr,
-            data_dir,
-        };
-        match url_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(url) => server.url = url,
-            Err(_) => {
-                let status = server.child.try_wait().ok().flatten();
-                panic!(
-                    "chorus did not print its address within 30 s (exit status: {status:?}); stderr:\n{}",
-                    server.stderr_tail()
-                );
-            }
-        }
-        server
-    }
-
-    fn stderr_tail(&self) -> String {
-        let lines = self.stderr.lock().unwrap();
-        lines[lines.len().saturating_sub(60)..].join("\n")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-        if std::thread::panicking() {
-            eprintln!("--- chorus stderr (tail) ---\n{}", self.stderr_tail());
-        }
-    }
-}
 
 fn summary(name: &str, heard: &HearReport) -> String {
     let tones: Vec<String> = heard
@@ -137,9 +43,17 @@ fn summary(name: &str, heard: &HearReport) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webrtc_peers_hear_each_other_and_not_the_listener() {
     let started = Instant::now();
-    let server = tokio::task::spawn_blocking(Server::start).await.unwrap();
-    let ws_url = rest::ws_url(&server.url).unwrap();
-    let room = rest::create_room(&server.url, "Interop").await.unwrap();
+    let server = ChorusServer::spawn();
+    let ws_url = server.ws_url.clone();
+    // Open seats, 4 of them: the absent owner's and one per speaker. The fourth joiner
+    // finds none free and stays a listener.
+    let room = Api::of(&server)
+        .create_room(
+            json!({"name": "Interop", "owner_name": "Host", "capacity": 10,
+                            "seats": 4, "seat_mode": "open"}),
+        )
+        .await
+        .room;
     eprintln!("server up and room created after {:?}", started.elapsed());
 
     // Peers live outside the checks so that every one is closed whatever happens.
@@ -149,12 +63,40 @@ async fn webrtc_peers_hear_each_other_and_not_the_listener() {
         peer.close().await;
     }
     if let Err(message) = outcome {
+        let log = server.log();
+        let lines: Vec<&str> = log.lines().collect();
         panic!(
             "{message}\n--- chorus stderr (tail) ---\n{}",
-            server.stderr_tail()
+            lines[lines.len().saturating_sub(60)..].join("\n")
         );
     }
     eprintln!("done after {:?}", started.elapsed());
+}
+
+/// Take a seat in an open room once this peer's own `participant_updated` says it is
+/// connected (its membership is confirmed then); wait until it is a speaker.
+async fn take_seat(peer: &WebrtcPeer, name: &str) -> Result<(), String> {
+    wait_self_connected(peer, name, STEP_TIMEOUT).await?;
+    let me = peer.id().clone();
+    peer.send(&ClientMessage::RequestSeat)
+        .map_err(|e| format!("{name} could not send request_seat: {e}"))?;
+    let seated = peer
+        .wait_for("own participant_updated speaker", STEP_TIMEOUT, |v| {
+            if v.participants.get(&me).is_some_and(|p| p.speaker) {
+                Some(Ok(()))
+            } else {
+                v.errors.last().map(|e| Err(e.clone()))
+            }
+        })
+        .await
+        .map_err(|e| format!("{name} never became a speaker: {e}"))?;
+    seated.map_err(|(code, message)| match code {
+        ErrorCode::NotInRoom => format!(
+            "{name} asked for a seat after being told it is connected and was refused \
+             ({code:?}: {message}): its membership was not confirmed yet"
+        ),
+        _ => format!("{name}'s request_seat was refused: {code:?} {message}"),
+    })
 }
 
 /// The checks; an `Err` carries what went wrong, in words.
@@ -174,6 +116,7 @@ async fn scenario(
             .await
             .map_err(|e| format!("{name} could not join: {e}"))?;
         peers.push(peer);
+        take_seat(peers.last().unwrap(), name).await?;
     }
     let listener = PeerConfig {
         tone_hz: Some(LISTENER_TONE),
@@ -187,9 +130,15 @@ async fn scenario(
             .map_err(|e| format!("the listener could not join: {e}"))?,
     );
     for (peer, name) in peers.iter().zip(names.iter().chain(["Lis"].iter())) {
-        peer.wait_connected(STEP_TIMEOUT)
-            .await
-            .map_err(|e| format!("{name}'s media did not connect: {e}"))?;
+        wait_self_connected(peer, name, STEP_TIMEOUT).await?;
+    }
+    let lis = peers[3].id().clone();
+    if peers[0]
+        .participants()
+        .iter()
+        .any(|p| p.id == lis && p.speaker)
+    {
+        return Err("the fourth joiner holds a seat although every seat was taken".into());
     }
     eprintln!("4 peers joined and connected after {:?}", started.elapsed());
 
