@@ -46,6 +46,7 @@ impl Server {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info,str0m=warn".into()),
             )
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -254,6 +255,24 @@ async fn scenario(
                 "{} got {} undecodable packets",
                 all_names[i], heard.undecodable
             ));
+        }
+    }
+    // `speaking` comes from the audio levels the SFU reads on forwarded packets: the three
+    // speakers should show up in it, the listener never.
+    let ids: Vec<_> = peers.iter().map(|p| p.id().clone()).collect();
+    for (peer, name) in peers.iter().zip(&all_names) {
+        let spoke = peer.view().ever_spoke;
+        if let Some(level) = spoke.get(&ids[3]) {
+            failures.push(format!(
+                "{name} was told the listener speaks (level {level})"
+            ));
+        }
+        let silent: Vec<&str> = (0..3)
+            .filter(|i| !spoke.contains_key(&ids[*i]))
+            .map(|i| all_names[i])
+            .collect();
+        if !silent.is_empty() {
+            failures.push(format!("{name} was never told that {silent:?} speak"));
         }
     }
     if listener_sent.rtp_packets < 50 {
