@@ -93,6 +93,7 @@ pub(crate) struct Session {
     changed: watch::Receiver<u64>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
+    closed: bool,
 }
 
 /// A socket before the join is over: messages are awaited one by one.
@@ -186,6 +187,7 @@ impl Handshake {
             changed,
             reader,
             writer,
+            closed: false,
         }
     }
 }
@@ -237,8 +239,11 @@ impl Session {
             .map_err(|_| PeerError::Timeout(what))?
     }
 
-    /// Close the socket politely, then stop both tasks.
+    /// Close the socket politely, then stop both tasks. Idempotent.
     pub(crate) async fn close(&mut self) {
+        if std::mem::replace(&mut self.closed, true) {
+            return;
+        }
         let _ = self.outbox.send(Message::Close(None));
         let _ = tokio::time::timeout(Duration::from_millis(500), &mut self.writer).await;
         self.writer.abort();
