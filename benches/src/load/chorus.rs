@@ -91,7 +91,6 @@ pub async fn join(req: JoinRequest) -> JoinResult {
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(hold(socket, stopped));
     let setup = PeerSetup {
-        peer: req.peer,
         room: req.room.index,
         role: req.role,
         rtc: peer.rtc,
@@ -99,7 +98,6 @@ pub async fn join(req: JoinRequest) -> JoinResult {
         local: peer.local,
         send_mid: matches!(req.role, Role::Speaker { .. }).then_some(send_mid),
         opened_at,
-        joined_at: Instant::now(),
     };
     Ok((setup, SessionGuard::Chorus(Held { stop, task })))
 }
