@@ -21,6 +21,8 @@ const LISTENER_TONE: f32 = 770.0;
 /// 100 ms windows a tone must be heard in: a second of clean audio.
 const HEARD_WINDOWS: u64 = 10;
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on the whole scenario, whatever step hangs (it takes ≈ 2 s).
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(40);
 
 fn summary(name: &str, heard: &HearReport) -> String {
     let tones: Vec<String> = heard
@@ -58,7 +60,12 @@ async fn webrtc_peers_hear_each_other_and_not_the_listener() {
 
     // Peers live outside the checks so that every one is closed whatever happens.
     let mut peers: Vec<WebrtcPeer> = Vec::new();
-    let outcome = scenario(&ws_url, &room.id, &mut peers, started).await;
+    let outcome = tokio::time::timeout(
+        SCENARIO_TIMEOUT,
+        scenario(&ws_url, &room.id, &mut peers, started),
+    )
+    .await
+    .unwrap_or_else(|_| Err(format!("the scenario took more than {SCENARIO_TIMEOUT:?}")));
     for peer in &mut peers {
         peer.close().await;
     }
@@ -205,6 +212,24 @@ async fn scenario(
             ));
         }
     }
+    // `speaking` comes from the audio levels the SFU reads on forwarded packets: the three
+    // speakers should show up in it, the listener never.
+    let ids: Vec<_> = peers.iter().map(|p| p.id().clone()).collect();
+    for (peer, name) in peers.iter().zip(&all_names) {
+        let spoke = peer.view().ever_spoke;
+        if let Some(level) = spoke.get(&ids[3]) {
+            failures.push(format!(
+                "{name} was told the listener speaks (level {level})"
+            ));
+        }
+        let silent: Vec<&str> = (0..3)
+            .filter(|i| !spoke.contains_key(&ids[*i]))
+            .map(|i| all_names[i])
+            .collect();
+        if !silent.is_empty() {
+            failures.push(format!("{name} was never told that {silent:?} speak"));
+        }
+    }
     if listener_sent.rtp_packets < 50 {
         failures.push(format!(
             "the listener did not really publish ({listener_sent:?}): grant enforcement was not exercised"
@@ -238,5 +263,21 @@ async fn scenario(
         }
     }
     eprintln!("departure seen by all after {:?}", started.elapsed());
+
+    // Ben just goes away (socket and media closed, no `leave`): `disconnected`.
+    let ben = peers[1].id().clone();
+    peers[1].close().await;
+    for (peer, name) in peers.iter().zip(&all_names).skip(2) {
+        let reason = peer
+            .wait_for_departure(&ben, STEP_TIMEOUT)
+            .await
+            .map_err(|e| format!("{name} was not told that Ben went away: {e}"))?;
+        if reason != LeftReason::Disconnected {
+            return Err(format!(
+                "{name} was told Ben left with reason {reason:?}, not `disconnected`"
+            ));
+        }
+    }
+    eprintln!("disconnection seen by all after {:?}", started.elapsed());
     Ok(())
 }

@@ -100,7 +100,6 @@ pub async fn join(req: JoinRequest) -> JoinResult {
     let speaker = matches!(req.role, Role::Speaker { .. });
     let task = tokio::spawn(hold(socket, stopped, speaker.then_some(you)));
     let setup = PeerSetup {
-        peer: req.peer,
         room: req.room.index,
         role: req.role,
         rtc: peer.rtc,
@@ -108,7 +107,6 @@ pub async fn join(req: JoinRequest) -> JoinResult {
         local: peer.local,
         send_mid: matches!(req.role, Role::Speaker { .. }).then_some(send_mid),
         opened_at,
-        joined_at: Instant::now(),
     };
     Ok((setup, SessionGuard::Chorus(Held { stop, task })))
 }

@@ -308,7 +308,6 @@ pub async fn join(req: JoinRequest) -> JoinResult {
         }
     };
     let setup = PeerSetup {
-        peer: req.peer,
         room: req.room.index,
         role: req.role,
         rtc: peer.rtc,
@@ -316,7 +315,6 @@ pub async fn join(req: JoinRequest) -> JoinResult {
         local: peer.local,
         send_mid,
         opened_at,
-        joined_at: Instant::now(),
     };
     Ok((setup, SessionGuard::Janus(Held { handle })))
 }

@@ -117,10 +117,10 @@ fn media_loop(
     loop {
         let now = Instant::now();
         let timeout = next_wake.saturating_duration_since(now);
-        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(format!("epoll: {e}"));
-            }
+        if let Err(e) = poll.poll(&mut events, Some(timeout))
+            && e.kind() != std::io::ErrorKind::Interrupted
+        {
+            return Err(format!("epoll: {e}"));
         }
         let mut frames = 0u64;
         for event in events.iter() {

@@ -56,7 +56,6 @@ pub fn shared_certificate() -> Certificate {
 
 /// A peer between signaling and the media thread: its `Rtc` holds the remote description.
 pub struct PeerSetup {
-    pub peer: usize,
     pub room: usize,
     pub role: Role,
     pub rtc: Rtc,
@@ -66,8 +65,6 @@ pub struct PeerSetup {
     pub send_mid: Option<Mid>,
     /// When its WebSocket (or first HTTP request) opened.
     pub opened_at: Instant,
-    /// When signaling finished (answer applied).
-    pub joined_at: Instant,
 }
 
 /// A fresh `Rtc` on its own socket, before the offer/answer.
@@ -157,18 +154,12 @@ pub struct PeerResult {
     pub room: usize,
     pub role: Role,
     pub opened_at: Instant,
-    pub joined_at: Instant,
     pub connected_at: Option<Instant>,
     pub first_audio_at: Option<Instant>,
-    pub last_audio_at: Option<Instant>,
     /// Over the measured window.
     pub window: Counters,
-    /// Since joining.
-    pub total: Counters,
     /// Largest per-stream jitter, ms.
     pub jitter_ms: f64,
-    /// Receive streams that carried audio.
-    pub streams: usize,
     /// Decoding peers: windows in which each candidate tone was heard.
     pub heard: Option<Vec<(f32, u64)>>,
     pub decode_errors: u64,
@@ -187,14 +178,11 @@ pub struct Peer {
     frames: u64,
     pub deadline: Instant,
     opened_at: Instant,
-    joined_at: Instant,
     connected_at: Option<Instant>,
     first_audio_at: Option<Instant>,
-    last_audio_at: Option<Instant>,
     streams: HashMap<Mid, StreamStats>,
     decoders: Option<HashMap<Mid, ToneListener>>,
     decode_errors: u64,
-    pub total: Counters,
     pub window: Counters,
     pub in_window: bool,
     error: Option<String>,
@@ -236,14 +224,11 @@ impl Peer {
             frames: 0,
             deadline: Instant::now(),
             opened_at: setup.opened_at,
-            joined_at: setup.joined_at,
             connected_at: None,
             first_audio_at: None,
-            last_audio_at: None,
             streams: HashMap::new(),
             decoders: decode.then(HashMap::new),
             decode_errors: 0,
-            total: Counters::default(),
             window: Counters::default(),
             in_window: false,
             error: None,
@@ -333,7 +318,6 @@ impl Peer {
             .write(pt, now, time, payload)
         {
             Ok(()) => {
-                self.total.sent += 1;
                 if self.in_window {
                     self.window.sent += 1;
                 }
@@ -358,13 +342,11 @@ impl Peer {
                     Err(e) => tracing::debug!(error = %e, "send failed"),
                 },
                 Ok(Output::Event(e)) => match e {
-                    Event::Connected => {
-                        if self.connected_at.is_none() {
-                            self.connected_at = Some(now);
-                            p.connected = true;
-                            if self.send_mid.is_some() && self.encoder.is_some() {
-                                self.next_frame = Some(now);
-                            }
+                    Event::Connected if self.connected_at.is_none() => {
+                        self.connected_at = Some(now);
+                        p.connected = true;
+                        if self.send_mid.is_some() && self.encoder.is_some() {
+                            self.next_frame = Some(now);
                         }
                     }
                     Event::MediaData(data) => {
@@ -391,7 +373,6 @@ impl Peer {
         if self.first_audio_at.is_none() {
             self.first_audio_at = Some(data.network_time.min(now));
         }
-        self.last_audio_at = Some(now);
         let stream = self.streams.entry(data.mid).or_default();
         let start = **data.seq_range.start();
         let end = **data.seq_range.end();
@@ -424,7 +405,6 @@ impl Peer {
             }
             stream.last_transit = Some(transit);
         }
-        add(&mut self.total, c);
         if self.in_window {
             add(&mut self.window, c);
         }
@@ -463,14 +443,10 @@ impl Peer {
             room: self.room,
             role: self.role,
             opened_at: self.opened_at,
-            joined_at: self.joined_at,
             connected_at: self.connected_at,
             first_audio_at: self.first_audio_at,
-            last_audio_at: self.last_audio_at,
             window: self.window,
-            total: self.total,
             jitter_ms: jitter / f64::from(crate::tone::SAMPLE_RATE) * 1_000.0,
-            streams: self.streams.len(),
             heard,
             decode_errors: self.decode_errors,
             error: self.error.clone(),

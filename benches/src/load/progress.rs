@@ -28,6 +28,8 @@ impl Progress {
             window: None,
             done: false,
         }));
+        // A bar redrawn with \r only makes sense on a terminal.
+        let enabled = enabled && std::io::IsTerminal::is_terminal(&std::io::stderr());
         let task = enabled.then(|| {
             let counters = counters.clone();
             let state = state.clone();

@@ -136,6 +136,9 @@ pub struct Report {
     pub join_failures: usize,
     /// The first few reasons joins failed.
     pub failure_examples: Vec<String>,
+    /// Peers whose WebRTC stack failed during the run, and the first few reasons.
+    pub peer_errors: usize,
+    pub peer_error_examples: Vec<String>,
     /// Listeners that received any audio.
     pub listeners: usize,
     pub listeners_hearing_audio: usize,
@@ -156,6 +159,7 @@ impl Report {
     /// Everyone joined and connected, no loss, every decoding listener heard right.
     pub fn clean(&self) -> bool {
         self.join_failures == 0
+            && self.peer_errors == 0
             && self.connected == self.joined
             && self.listeners_hearing_audio == self.listeners
             && self.loss.lost == 0
@@ -319,6 +323,13 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         connected,
         join_failures: i.failures.len(),
         failure_examples: i.failures.iter().take(5).cloned().collect(),
+        peer_errors: i.peers.iter().filter(|p| p.error.is_some()).count(),
+        peer_error_examples: i
+            .peers
+            .iter()
+            .filter_map(|p| p.error.clone())
+            .take(5)
+            .collect(),
         listeners: listeners.len(),
         listeners_hearing_audio: listeners
             .iter()
@@ -361,6 +372,16 @@ impl fmt::Display for Report {
         )?;
         for e in &self.failure_examples {
             writeln!(f, "             failure: {e}")?;
+        }
+        if self.peer_errors > 0 {
+            writeln!(
+                f,
+                "  errors     {} peers failed during the run",
+                self.peer_errors
+            )?;
+            for e in &self.peer_error_examples {
+                writeln!(f, "             {e}")?;
+            }
         }
         let d = &self.join_to_first_audio_ms;
         writeln!(

@@ -34,6 +34,8 @@ pub struct RoomView {
     pub departures: Vec<(ParticipantId, LeftReason)>,
     /// The latest `speaking` levels.
     pub speaking: Vec<SpeakerLevel>,
+    /// Everyone ever listed in a `speaking` message, with their loudest level.
+    pub ever_spoke: BTreeMap<ParticipantId, f32>,
     /// `error` frames received after joining.
     pub errors: Vec<(ErrorCode, String)>,
     /// Set when this session was told it left the room.
@@ -65,7 +67,16 @@ impl RoomView {
                 self.participants.remove(participant);
                 self.departures.push((participant.clone(), *reason));
             }
-            ServerMessage::Speaking { levels } => self.speaking = levels.clone(),
+            ServerMessage::Speaking { levels } => {
+                for level in levels {
+                    let loudest = self
+                        .ever_spoke
+                        .entry(level.participant.clone())
+                        .or_insert(0.0);
+                    *loudest = loudest.max(level.level);
+                }
+                self.speaking = levels.clone();
+            }
             ServerMessage::Left { reason } => self.left = Some(*reason),
             ServerMessage::Error { code, message } => self.errors.push((*code, message.clone())),
             ServerMessage::Welcome { .. }
@@ -82,6 +93,7 @@ pub(crate) struct Session {
     changed: watch::Receiver<u64>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
+    closed: bool,
 }
 
 /// A socket before the join is over: messages are awaited one by one.
@@ -175,6 +187,7 @@ impl Handshake {
             changed,
             reader,
             writer,
+            closed: false,
         }
     }
 }
@@ -226,8 +239,11 @@ impl Session {
             .map_err(|_| PeerError::Timeout(what))?
     }
 
-    /// Close the socket politely, then stop both tasks.
+    /// Close the socket politely, then stop both tasks. Idempotent.
     pub(crate) async fn close(&mut self) {
+        if std::mem::replace(&mut self.closed, true) {
+            return;
+        }
         let _ = self.outbox.send(Message::Close(None));
         let _ = tokio::time::timeout(Duration::from_millis(500), &mut self.writer).await;
         self.writer.abort();
