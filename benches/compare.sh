@@ -88,6 +88,7 @@ run_load() { # target url pid [metrics]
         --listeners "$LISTENERS" --duration "$DURATION" --join-rate "$JOIN_RATE"
         --threads "$THREADS" --decode "$DECODE" --sfu-pid "$pid" --json)
     [ -n "$metrics" ] && args+=(--sfu-metrics "$metrics")
+    [ "$target" = chorus ] && args+=(--api-key-file "$OUT/chorus-data/api-key.json")
     echo "== $target, run $rep" >&2
     # Exit code 3 = ran but not clean: keep the report, the table says so.
     ip netns exec "$NETNS" "$BIN/chorus-load" "${args[@]}" >"$OUT/$target-$rep.json" || [ $? = 3 ]

@@ -28,6 +28,7 @@ async fn twenty_listeners_hear_both_speakers_without_loss() {
         join_rate: 50.0,
         threads: 1,
         decode_listeners: LISTENERS,
+        api_key: Some(server.api_key()),
         ..LoadConfig::default()
     };
     let report = tokio::time::timeout(Duration::from_secs(120), run(config))

@@ -55,6 +55,10 @@ struct Args {
     /// The server's process id, read from /proc when no metrics endpoint answers.
     #[arg(long)]
     sfu_pid: Option<u32>,
+    /// Chorus: the server API key file that lets the tool create rooms
+    /// (`<data dir>/api-key.json` of the server; see docs/api.md).
+    #[arg(long, default_value = "chorus-data/api-key.json")]
+    api_key_file: std::path::PathBuf,
     /// Print the report as JSON on stdout (the summary still goes to stderr).
     #[arg(long)]
     json: bool,
@@ -74,7 +78,24 @@ fn main() -> ExitCode {
         eprintln!("chorus-load: --duration must be positive and --warmup not negative");
         return ExitCode::from(2);
     }
+    let api_key = match args.target {
+        TargetArg::Janus => None,
+        TargetArg::Chorus => match std::fs::read(&args.api_key_file)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+        {
+            Ok(key) => Some(key),
+            Err(e) => {
+                eprintln!(
+                    "chorus-load: cannot read the server API key {}: {e}",
+                    args.api_key_file.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+    };
     let config = LoadConfig {
+        api_key,
         target: match args.target {
             TargetArg::Chorus => Target::Chorus,
             TargetArg::Janus => Target::Janus,
