@@ -131,7 +131,8 @@ impl RoomRegistry {
         }
     }
 
-    /// Add a presence to a room, opening it live with `group` if it is not.
+    /// Add a presence to a room, opening it live with `group` if it is not. Nobody is
+    /// told yet: see [`RoomRegistry::announce_arrival`].
     pub fn add(&self, group: &GroupChat, id: ParticipantId, presence: Presence) {
         let mut rooms = self.lock();
         let live = rooms.entry(group.room.clone()).or_insert_with(|| LiveRoom {
@@ -139,7 +140,23 @@ impl RoomRegistry {
             presences: HashMap::new(),
         });
         live.presences.insert(id.clone(), presence);
-        live.announce(&id);
+    }
+
+    /// Tell everyone else in the room about a participant who just entered (its own
+    /// session learns the room from `joined`). Called once the SFU accepted its offer, so
+    /// that a refused join is never seen by anyone.
+    pub fn announce_arrival(&self, room: &RoomId, id: &ParticipantId) {
+        let rooms = self.lock();
+        let Some(live) = rooms.get(room) else { return };
+        let Some(participant) = live.info(id) else {
+            return;
+        };
+        let message = ServerMessage::ParticipantUpdated { participant };
+        for (other, presence) in &live.presences {
+            if other != id {
+                presence.outbox.send(message.clone());
+            }
+        }
     }
 
     /// Everyone present in a room.

@@ -240,6 +240,7 @@ impl RoomService {
     }
 
     fn entered(&self, group: &GroupChat, you: ParticipantId, answer: String) -> Entered {
+        self.registry.announce_arrival(&group.room, &you);
         Entered {
             room: room_info(group),
             you,
