@@ -1,0 +1,199 @@
+//! Durability: a group chat built up over the server API and WebSocket joins (members
+//! confirmed by their media, a moderator named, a seat granted, a moderator mute, a hand
+//! raised, a member removed) survives a restart of `chorus` on the same data folder:
+//! the server API shows the same room, settings and members; its link still works; the
+//! user tokens handed out before the restart still name the same users, who keep their
+//! roles and seats; the removed user is still refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use chorus_bench::webrtc_peer::{PeerError, WebrtcPeer};
+use chorus_proto::signal::{ClientMessage, ErrorCode};
+use common::ChorusServer;
+use serde_json::{Value, json};
+use support::{Api, close_all, join_connected, peer_config, wait_info};
+
+const STEP: Duration = Duration::from_secs(15);
+
+/// What must survive: the room and its settings, the group, the owner, the members.
+fn durable(view: &Value) -> Value {
+    let mut members = view["members"].as_array().cloned().unwrap_or_default();
+    members.sort_by_key(|m| m["user"].as_str().unwrap_or_default().to_owned());
+    json!({"room": view["room"], "group": view["group"], "owner": view["owner"], "members": members})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_chat_survives_a_restart() {
+    let started = Instant::now();
+    let server = ChorusServer::spawn();
+    let mut peers = Vec::new();
+    let before = build_up(&server, &mut peers).await;
+    close_all(&mut peers).await;
+    let (room, tokens, before) = match before {
+        Ok(state) => state,
+        Err(message) => panic!("{message}\n--- server log ---\n{}", server.log()),
+    };
+    eprintln!("room built up after {:?}; restarting", started.elapsed());
+
+    let server = server.restart();
+    let outcome = after_restart(&server, &room, &tokens, &before, &mut peers).await;
+    close_all(&mut peers).await;
+    if let Err(message) = outcome {
+        panic!("{message}\n--- server log (both runs) ---\n{}", server.log());
+    }
+    eprintln!("done after {:?}", started.elapsed());
+}
+
+/// Users' tokens from before the restart.
+struct Tokens {
+    owner: String,
+    ana: String,
+    bo: String,
+    rex: String,
+}
+
+async fn build_up(
+    server: &ChorusServer,
+    peers: &mut Vec<WebrtcPeer>,
+) -> Result<(chorus_proto::RoomId, Tokens, Value), String> {
+    let api = Api::of(server);
+    let created = api
+        .create_room(json!({"name": "Durable", "owner_name": "Host", "capacity": 7,
+                            "seats": 3, "seat_mode": "moderated"}))
+        .await;
+    let room = created.room.id.clone();
+    let ws = &server.ws_url;
+    for (name, token) in [("Host", Some(created.owner_token.as_str())), ("Ana", None), ("Bo", None), ("Cy", None), ("Rex", None)] {
+        peers.push(join_connected(peer_config(ws, &room, name, None, token), STEP).await?);
+    }
+    api.wait_members(&room, "owner + 4 confirmed members", STEP, |m| m.len() == 5).await?;
+    let ids: Vec<_> = peers.iter().map(|p| p.id().clone()).collect();
+    let host = &peers[0];
+    // Ana a moderator; Bo seated and muted by a moderator; Cy's hand up; Rex removed.
+    host.send(&ClientMessage::SetModerator { participant: ids[1].clone(), moderator: true })
+        .map_err(|e| e.to_string())?;
+    host.send(&ClientMessage::GrantSeat { participant: ids[2].clone() }).map_err(|e| e.to_string())?;
+    host.send(&ClientMessage::Mute { participant: ids[2].clone(), muted: true }).map_err(|e| e.to_string())?;
+    peers[3].send(&ClientMessage::RequestSeat).map_err(|e| e.to_string())?;
+    host.send(&ClientMessage::Remove { participant: ids[4].clone() }).map_err(|e| e.to_string())?;
+    let users: Vec<String> = peers.iter().map(|p| p.user().to_string()).collect();
+    let members = api
+        .wait_members(&room, "moderator, seat, mute, hand and removal applied", STEP, |m| {
+            let get = |u: &str| support::member(m, u).cloned().unwrap_or(Value::Null);
+            get(&users[1])["role"] == "moderator"
+                && get(&users[2])["seated"] == true
+                && get(&users[2])["muted_by_moderator"] == true
+                && get(&users[3])["hand_raised"] == true
+                && support::member(m, &users[4]).is_none()
+        })
+        .await?;
+    if members.len() != 4 {
+        return Err(format!("expected 4 members before the restart: {members:?}"));
+    }
+    let (_, view) = api.room(&room).await;
+    let settings = &view["room"];
+    if settings["capacity"] != 7 || settings["seats"] != 3 || settings["seat_mode"] != "moderated"
+        || settings["state"] != "active" || settings["link"] != format!("/r/{room}").as_str()
+    {
+        return Err(format!("the room's settings are not as created: {settings}"));
+    }
+    let tokens = Tokens {
+        owner: created.owner_token,
+        ana: peers[1].user_token().to_owned(),
+        bo: peers[2].user_token().to_owned(),
+        rex: peers[4].user_token().to_owned(),
+    };
+    Ok((room, tokens, durable(&view)))
+}
+
+async fn after_restart(
+    server: &ChorusServer,
+    room: &chorus_proto::RoomId,
+    tokens: &Tokens,
+    before: &Value,
+    peers: &mut Vec<WebrtcPeer>,
+) -> Result<(), String> {
+    let api = Api::of(server);
+    let (status, view) = api.room(room).await;
+    if status != 200 {
+        return Err(format!("after the restart the server API does not know the room: {status} {view}"));
+    }
+    let after = durable(&view);
+    if &after != before {
+        return Err(format!(
+            "the group chat changed across the restart\nbefore: {before:#}\nafter:  {after:#}"
+        ));
+    }
+    if view["present"] != 0 {
+        return Err(format!("nobody is in the room after a restart, yet present = {}", view["present"]));
+    }
+    let listed = api.rooms().await;
+    if listed.len() != 1 || listed[0]["room"]["id"] != room.as_str() {
+        return Err(format!("the server API lists {listed:?}"));
+    }
+    let (status, public) =
+        chorus_bench::rest::request(&server.url, "GET", &format!("/api/rooms/{room}"), None)
+            .await
+            .map_err(|e| e.to_string())?;
+    if status != 200 || !public.contains("\"state\":\"active\"") {
+        return Err(format!("the room's page lookup after the restart: {status} {public}"));
+    }
+
+    // The link works: a new guest joins, and becomes a member.
+    let ws = &server.ws_url;
+    peers.push(join_connected(peer_config(ws, room, "Newcomer", None, None), STEP).await?);
+    api.wait_members(room, "the newcomer confirmed", STEP, |m| m.len() == 5).await?;
+
+    // Old tokens still name the same users, with their roles and seats.
+    let bo = join_connected(peer_config(ws, room, "Bo", None, Some(&tokens.bo)), STEP).await?;
+    peers.push(bo);
+    let bo = peers.last().unwrap();
+    let bo_user = before["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["name"] == "Bo"))
+        .map(|m| m["user"].clone())
+        .unwrap_or_default();
+    if bo_user != bo.user().as_str() {
+        return Err(format!(
+            "Bo's token from before the restart made user {}, not {bo_user}: user tokens do not survive a restart",
+            bo.user()
+        ));
+    }
+    wait_info(bo, bo.id(), "Bo back in his seat, still muted by a moderator", STEP, |p| {
+        p.speaker && p.muted_by_moderator
+    })
+    .await?;
+    let ana = join_connected(peer_config(ws, room, "Ana", None, Some(&tokens.ana)), STEP).await?;
+    peers.push(ana);
+    let ana = peers.last().unwrap();
+    wait_info(ana, ana.id(), "Ana back as a moderator", STEP, |p| {
+        p.role == chorus_proto::signal::Role::Moderator
+    })
+    .await?;
+    let host = join_connected(peer_config(ws, room, "Host", None, Some(&tokens.owner)), STEP).await?;
+    peers.push(host);
+    let host = peers.last().unwrap();
+    wait_info(host, host.id(), "the owner back as owner, seated", STEP, |p| {
+        p.role == chorus_proto::signal::Role::Owner && p.speaker
+    })
+    .await?;
+
+    // The removed user is still refused.
+    match WebrtcPeer::join(peer_config(ws, room, "Rex", None, Some(&tokens.rex))).await {
+        Ok(mut rex) => {
+            rex.close().await;
+            return Err("Rex, removed before the restart, joined again after it".into());
+        }
+        Err(PeerError::Server { code: ErrorCode::Forbidden, message }) if message.contains("removed") => {}
+        Err(e) => return Err(format!("Rex coming back failed otherwise than `forbidden, removed`: {e}")),
+    }
+    let members = api.members(room).await;
+    if members.len() != 5 {
+        return Err(format!("expected the 4 members and the newcomer after the restart: {members:?}"));
+    }
+    Ok(())
+}
