@@ -9,7 +9,8 @@
 #
 # Settings (environment): ROOMS SPEAKERS LISTENERS DURATION (s) REPEAT JOIN_RATE THREADS
 # DECODE EVENT_LOOPS (Janus: 2 = a pool of 2 event loops, the fair tuned setting;
-# 0 = Janus' default thread per connection) OUT (results folder) TARGETS ("chorus janus").
+# 0 = Janus' default thread per connection) OUT (results folder) TARGETS ("chorus janus")
+# SKIP_BUILD (set: use the binaries already in target/release).
 #
 # Needs root (a network namespace: Janus gathers no loopback candidates otherwise, see
 # benches/janus/janus.sh) and installs Debian's janus if missing. Everything stays on
@@ -43,8 +44,10 @@ fi
 case " $TARGETS " in *" janus "*) "$JANUS" install >&2 ;; esac
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 
-echo "building (release)..." >&2
-(cd "$ROOT" && cargo build --release -q -p chorus-bench -p chorus-signaling)
+if [ -z "${SKIP_BUILD:-}" ]; then
+    echo "building (release)..." >&2
+    (cd "$ROOT" && cargo build --release -q -p chorus-bench -p chorus-signaling)
+fi
 BIN="$ROOT/target/release"
 
 "$JANUS" netns-up

@@ -2,7 +2,7 @@
 //! engine loop thread and the tonic server, and hand back a handle.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chorus_proto::sfu::sfu_control_server::SfuControlServer;
 use tokio::sync::{broadcast, oneshot};
@@ -38,11 +38,17 @@ impl SfuHandle {
         self.media.udp_addrs.clone()
     }
 
-    /// Stop the gRPC server (open streams end), then the media loop.
-    pub async fn shutdown(self) {
-        let _ = self.stop_grpc.send(());
-        let _ = self.grpc_task.await;
+    /// Stop the media loop (open Events streams end with it), then the gRPC server.
+    pub async fn shutdown(mut self) {
         self.media.shutdown().await;
+        let _ = self.stop_grpc.send(());
+        // Graceful first; a client holding a call open must not hold shutdown forever.
+        if tokio::time::timeout(Duration::from_secs(2), &mut self.grpc_task)
+            .await
+            .is_err()
+        {
+            self.grpc_task.abort();
+        }
     }
 }
 
@@ -62,7 +68,8 @@ pub async fn start(config: SfuConfig) -> Result<SfuHandle, SfuError> {
         Instant::now(),
     )?;
     let (events, _) = broadcast::channel(EVENT_BUFFER);
-    let media = MediaLoop::spawn(engine, sockets, events.clone())?;
+    let weak_events = events.downgrade();
+    let media = MediaLoop::spawn(engine, sockets, events)?;
 
     let listener = tokio::net::TcpListener::bind(config.grpc_listen).await?;
     let grpc_addr = listener.local_addr()?;
@@ -70,7 +77,7 @@ pub async fn start(config: SfuConfig) -> Result<SfuHandle, SfuError> {
         node_id: config.node_id.clone(),
         auth,
         commands: media.commands.clone(),
-        events,
+        events: weak_events,
     };
     let (stop_grpc, stopped) = oneshot::channel::<()>();
     let incoming = tonic::transport::server::TcpIncoming::from(listener);

@@ -52,7 +52,12 @@ async fn twenty_listeners_hear_both_speakers_without_loss() {
         report.loss.received,
         context()
     );
-    assert_eq!(report.hearing.decoding_listeners, LISTENERS, "{}", context());
+    assert_eq!(
+        report.hearing.decoding_listeners,
+        LISTENERS,
+        "{}",
+        context()
+    );
     assert_eq!(
         report.hearing.heard_right,
         LISTENERS,

@@ -30,7 +30,9 @@ pub(crate) struct ControlService {
     pub node_id: NodeId,
     pub auth: Authenticator,
     pub commands: mpsc::Sender<Command>,
-    pub events: broadcast::Sender<EngineEvent>,
+    /// Weak: the media loop holds the only strong sender, so every Events stream ends
+    /// when the loop stops (and graceful gRPC shutdown does not wait forever).
+    pub events: broadcast::WeakSender<EngineEvent>,
 }
 
 impl ControlService {
@@ -220,7 +222,12 @@ impl SfuControl for ControlService {
         &self,
         _request: Request<EventsRequest>,
     ) -> Result<Response<Self::EventsStream>, Status> {
-        let stream = BroadcastStream::new(self.events.subscribe()).filter_map(|item| match item {
+        let receiver = self
+            .events
+            .upgrade()
+            .map(|sender| sender.subscribe())
+            .ok_or_else(|| to_status(SfuError::ShuttingDown))?;
+        let stream = BroadcastStream::new(receiver).filter_map(|item| match item {
             Ok(event) => to_proto(event).map(Ok),
             Err(BroadcastStreamRecvError::Lagged(n)) => {
                 tracing::warn!(

@@ -828,15 +828,13 @@ fn drain(
             }
             Ok(str0m::Output::Transmit(t)) => push_transmit(outputs, metrics, t),
             Ok(str0m::Output::Event(e)) => match e {
-                Event::Connected => {
-                    if !p.connected {
-                        p.connected = true;
-                        tracing::info!(room = %p.room, participant = %p.id, "participant connected");
-                        outputs.push_back(Output::Event(EngineEvent::Connected {
-                            room: p.room.clone(),
-                            participant: p.id.clone(),
-                        }));
-                    }
+                Event::Connected if !p.connected => {
+                    p.connected = true;
+                    tracing::info!(room = %p.room, participant = %p.id, "participant connected");
+                    outputs.push_back(Output::Event(EngineEvent::Connected {
+                        room: p.room.clone(),
+                        participant: p.id.clone(),
+                    }));
                 }
                 Event::IceConnectionStateChange(state) => match state {
                     IceConnectionState::Disconnected => {

@@ -6,7 +6,7 @@
 use std::future::poll_fn;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chorus_proto::token::{Grants, RoomClaims};
 use chorus_proto::{ParticipantId, RoomId};
@@ -21,6 +21,8 @@ use crate::error::SfuError;
 const RECV_BUF: usize = 2048;
 /// Commands waiting for the loop; gRPC handlers wait (async) when it is full.
 pub(crate) const COMMAND_QUEUE: usize = 256;
+/// Finest timer step of the loop.
+const MIN_TIMER_STEP: Duration = Duration::from_millis(1);
 
 /// A request from the control plane to the engine loop.
 pub(crate) enum Command {
@@ -187,6 +189,7 @@ async fn run(
     events: broadcast::Sender<EngineEvent>,
 ) {
     let mut buf = vec![0u8; RECV_BUF];
+    let mut last_forced_timeout = Instant::now();
     let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(sleep);
     loop {
@@ -207,13 +210,23 @@ async fn run(
                 Output::Timeout(t) => break t,
             }
         };
-        if deadline <= Instant::now() {
-            engine.handle_timeout(Instant::now());
-            continue;
+        // A deadline already past is served at once, but at most once per millisecond:
+        // if a timer keeps reporting "now", the loop must not spin the core.
+        let now = Instant::now();
+        if deadline <= now {
+            if now.saturating_duration_since(last_forced_timeout) >= MIN_TIMER_STEP {
+                last_forced_timeout = now;
+                engine.handle_timeout(now);
+                continue;
+            }
+            sleep
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(now + MIN_TIMER_STEP));
+        } else {
+            sleep
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(deadline));
         }
-        sleep
-            .as_mut()
-            .reset(tokio::time::Instant::from_std(deadline));
 
         // Commands first (admissions should not wait behind media), then each socket,
         // then the deadline. Recv errors on an unconnected UDP socket are transient
