@@ -12,6 +12,7 @@ mod engine;
 mod error;
 mod metrics;
 mod net;
+pub mod prometheus;
 mod server;
 
 pub use auth::{Authenticator, Revocations};

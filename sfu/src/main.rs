@@ -18,12 +18,16 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(name = "chorus-sfu", version, about, long_about)]
 struct Args {
+    /// Serve Prometheus metrics at http://ADDR/metrics (keep it private).
+    #[arg(long, env = "CHORUS_SFU_METRICS")]
+    metrics: Option<SocketAddr>,
+
     /// gRPC listen address for signaling (port 0 picks one).
-    #[arg(long, env = "CHORUS_SFU_GRPC", default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "CHORUS_SFU_GRPC", default_value = "127.0.0.1:7881")]
     grpc: SocketAddr,
 
     /// Media (UDP) listen address. With 0.0.0.0, one socket is bound per announced IP.
-    #[arg(long, env = "CHORUS_SFU_UDP", default_value = "0.0.0.0:3478")]
+    #[arg(long, env = "CHORUS_SFU_UDP", default_value = "0.0.0.0:7882")]
     udp: SocketAddr,
 
     /// IP to announce as ICE host candidate; repeat or comma-separate for several.
@@ -94,7 +98,9 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = match config(Args::parse()) {
+    let args = Args::parse();
+    let metrics = args.metrics;
+    let config = match config(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("chorus-sfu: {e}");
@@ -111,6 +117,16 @@ async fn main() -> ExitCode {
     };
     println!("chorus-sfu {node}");
     println!("grpc {}", handle.grpc_addr());
+    if let Some(addr) = metrics {
+        match serve_metrics(addr, handle.grpc_addr()).await {
+            Ok(bound) => println!("metrics http://{bound}/metrics"),
+            Err(e) => {
+                eprintln!("chorus-sfu: cannot serve metrics on {addr}: {e}");
+                handle.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     for addr in handle.udp_addrs() {
         println!("udp {addr}");
     }
@@ -120,4 +136,41 @@ async fn main() -> ExitCode {
     tracing::info!("shutting down");
     handle.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// `GET /metrics`: the node's counters, asked of its own gRPC server (the one surface
+/// every consumer uses), and this process's CPU and memory.
+async fn serve_metrics(addr: SocketAddr, grpc: SocketAddr) -> std::io::Result<SocketAddr> {
+    use chorus_proto::sfu::NodeStatsRequest;
+    use chorus_proto::sfu::sfu_control_client::SfuControlClient;
+
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+        .map_err(std::io::Error::other)?
+        .connect_lazy();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let mut client = SfuControlClient::new(channel.clone());
+            async move {
+                let mut text = chorus_sfu::prometheus::process_metrics();
+                match client.node_stats(NodeStatsRequest {}).await {
+                    Ok(stats) => {
+                        text.push_str(&chorus_sfu::prometheus::node_metrics(stats.get_ref()))
+                    }
+                    Err(status) => {
+                        tracing::warn!(error = %status.message(), "node stats unavailable")
+                    }
+                }
+                text
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
+    Ok(bound)
 }

@@ -59,6 +59,21 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Dropped packets by reason, with the reasons' snake_case names (the `reason` label
+    /// of `chorus_sfu_packets_dropped_total`).
+    pub fn drops(&self) -> [(&'static str, u64); 8] {
+        [
+            ("unknown_source", self.dropped_unknown_source),
+            ("malformed", self.dropped_malformed),
+            ("not_publisher", self.dropped_not_publisher),
+            ("muted", self.dropped_muted),
+            ("no_free_slot", self.dropped_no_free_slot),
+            ("codec_mismatch", self.dropped_codec_mismatch),
+            ("wrong_media_line", self.dropped_wrong_media_line),
+            ("send_failed", self.dropped_send_failed),
+        ]
+    }
+
     /// Count one dropped packet.
     pub fn drop_packet(&mut self, reason: DropReason) {
         self.packets_dropped += 1;

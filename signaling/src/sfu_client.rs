@@ -111,6 +111,12 @@ impl SfuClient {
             .removed)
     }
 
+    /// The node's counters.
+    pub async fn node_stats(&self) -> Result<chorus_proto::sfu::NodeStatsResponse, Status> {
+        let request = chorus_proto::sfu::NodeStatsRequest {};
+        Ok(self.client.clone().node_stats(request).await?.into_inner())
+    }
+
     /// Subscribe to every room event of this node.
     pub async fn events(&self) -> Result<Streaming<RoomEvent>, Status> {
         Ok(self

@@ -256,6 +256,11 @@ impl SfuControl for ControlService {
             packets_dropped: m.packets_dropped,
             bytes_in: m.bytes_in,
             bytes_out: m.bytes_out,
+            packets_dropped_by_reason: m
+                .drops()
+                .iter()
+                .map(|(reason, n)| ((*reason).to_owned(), *n))
+                .collect(),
         }))
     }
 }

@@ -42,12 +42,19 @@ pub fn router(state: Arc<AppState>, web_dir: &Path) -> Router {
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> String {
     let (rooms, participants) = state.rooms.registry.counts();
-    format!(
-        "# HELP chorus_signaling_rooms Rooms on this signaling node.\n\
+    let mut text = format!(
+        "# HELP chorus_signaling_rooms Live rooms on this signaling node.\n\
          # TYPE chorus_signaling_rooms gauge\n\
          chorus_signaling_rooms {rooms}\n\
          # HELP chorus_signaling_participants Participants in rooms on this signaling node.\n\
          # TYPE chorus_signaling_participants gauge\n\
          chorus_signaling_participants {participants}\n"
-    )
+    );
+    // This process (in the embedded default it carries the SFU too), then the SFU's counters.
+    text.push_str(&chorus_sfu::prometheus::process_metrics());
+    match state.rooms.sfu().node_stats().await {
+        Ok(stats) => text.push_str(&chorus_sfu::prometheus::node_metrics(&stats)),
+        Err(status) => tracing::warn!(error = %status.message(), "SFU node stats unavailable"),
+    }
+    text
 }

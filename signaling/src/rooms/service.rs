@@ -158,6 +158,11 @@ impl RoomService {
         })
     }
 
+    /// The SFU node these rooms live on.
+    pub fn sfu(&self) -> &SfuClient {
+        &self.sfu
+    }
+
     /// The group chat of a room: the live copy, else the store's.
     pub async fn resolve(&self, room: &RoomId) -> Result<GroupChat, Failure> {
         if let Some(group) = self.registry.group(room) {
