@@ -43,7 +43,11 @@ async fn seats_mute_and_removal_decide_what_is_heard() {
     let server = ChorusServer::spawn();
     let mut peers = Vec::new();
     let outcome = scenario(&server, &mut peers, started).await;
-    let table: Vec<String> = peers.iter().zip(NAMES).map(|(p, n)| summary(n, &p.heard())).collect();
+    let table: Vec<String> = peers
+        .iter()
+        .zip(NAMES)
+        .map(|(p, n)| summary(n, &p.heard()))
+        .collect();
     close_all(&mut peers).await;
     if let Err(message) = outcome {
         let log = server.log();
@@ -68,7 +72,10 @@ async fn heard_within(
     what: &str,
 ) -> Result<Duration, String> {
     let since = Instant::now();
-    let before: Vec<u64> = ears.iter().map(|&i| peers[i].heard().windows_with(hz)).collect();
+    let before: Vec<u64> = ears
+        .iter()
+        .map(|&i| peers[i].heard().windows_with(hz))
+        .collect();
     loop {
         let gains: Vec<u64> = ears
             .iter()
@@ -96,7 +103,10 @@ async fn heard_within(
 /// After `SETTLE`, not one window of `hz` may reach any of `ears` for `SILENT_FOR`.
 async fn silent(peers: &[WebrtcPeer], ears: &[usize], hz: f32, what: &str) -> Result<(), String> {
     tokio::time::sleep(SETTLE).await;
-    let before: Vec<u64> = ears.iter().map(|&i| peers[i].heard().windows_with(hz)).collect();
+    let before: Vec<u64> = ears
+        .iter()
+        .map(|&i| peers[i].heard().windows_with(hz))
+        .collect();
     tokio::time::sleep(SILENT_FOR).await;
     for (&i, b) in ears.iter().zip(&before) {
         let leaked = peers[i].heard().windows_with(hz) - b;
@@ -110,100 +120,231 @@ async fn silent(peers: &[WebrtcPeer], ears: &[usize], hz: f32, what: &str) -> Re
     Ok(())
 }
 
-async fn scenario(server: &ChorusServer, peers: &mut Vec<WebrtcPeer>, started: Instant) -> Result<(), String> {
+async fn scenario(
+    server: &ChorusServer,
+    peers: &mut Vec<WebrtcPeer>,
+    started: Instant,
+) -> Result<(), String> {
     let api = Api::of(server);
     let created = api
-        .create_room(json!({"name": "Stage", "owner_name": "Host", "capacity": 10,
-                            "seats": 3, "seat_mode": "moderated"}))
+        .create_room(
+            json!({"name": "Stage", "owner_name": "Host", "capacity": 10,
+                            "seats": 3, "seat_mode": "moderated"}),
+        )
         .await;
     let room = created.room.id.clone();
     let ws = &server.ws_url;
-    peers.push(join_connected(peer_config(ws, &room, "Host", Some(HOST_HZ), Some(&created.owner_token)), STEP).await?);
+    peers.push(
+        join_connected(
+            peer_config(ws, &room, "Host", Some(HOST_HZ), Some(&created.owner_token)),
+            STEP,
+        )
+        .await?,
+    );
     if peers[HOST].user().to_string() != created.owner {
-        return Err(format!("the owner token made user {}, not the owner {}", peers[HOST].user(), created.owner));
+        return Err(format!(
+            "the owner token made user {}, not the owner {}",
+            peers[HOST].user(),
+            created.owner
+        ));
     }
     peers.push(join_connected(peer_config(ws, &room, "Lea", Some(LEA_HZ), None), STEP).await?);
     peers.push(join_connected(peer_config(ws, &room, "Obs", None, None), STEP).await?);
     peers.push(join_connected(peer_config(ws, &room, "Rem", Some(REM_HZ), None), STEP).await?);
-    api.wait_members(&room, "owner + 3 confirmed members", STEP, |m| m.len() == 4).await?;
+    api.wait_members(&room, "owner + 3 confirmed members", STEP, |m| m.len() == 4)
+        .await?;
     let ids: Vec<_> = peers.iter().map(|p| p.id().clone()).collect();
     let lea_user = peers[LEA].user().to_string();
     let rem_user = peers[REM].user().to_string();
 
     // Rem is seated over the server API.
     let (status, body) = api
-        .call("PATCH", &format!("/api/v1/rooms/{room}/members/{rem_user}"), Some(json!({"seated": true})))
+        .call(
+            "PATCH",
+            &format!("/api/v1/rooms/{room}/members/{rem_user}"),
+            Some(json!({"seated": true})),
+        )
         .await;
     if status != 200 {
-        return Err(format!("PATCH seated:true for Rem answered {status}: {body}"));
+        return Err(format!(
+            "PATCH seated:true for Rem answered {status}: {body}"
+        ));
     }
-    wait_info(&peers[OBS], &ids[REM], "Rem seated (seen by Obs)", STEP, |p| p.speaker).await?;
-    let t = heard_within(peers, &[LEA, OBS, REM], HOST_HZ, 10, STEP, "the owner speaks").await?;
-    heard_within(peers, &[HOST, LEA, OBS], REM_HZ, 5, AUDIBLE_WITHIN, "Rem seated over the API").await?;
-    eprintln!("owner heard by all after {t:?}; Rem seated and heard ({:?})", started.elapsed());
+    wait_info(
+        &peers[OBS],
+        &ids[REM],
+        "Rem seated (seen by Obs)",
+        STEP,
+        |p| p.speaker,
+    )
+    .await?;
+    let t = heard_within(
+        peers,
+        &[LEA, OBS, REM],
+        HOST_HZ,
+        10,
+        STEP,
+        "the owner speaks",
+    )
+    .await?;
+    heard_within(
+        peers,
+        &[HOST, LEA, OBS],
+        REM_HZ,
+        5,
+        AUDIBLE_WITHIN,
+        "Rem seated over the API",
+    )
+    .await?;
+    eprintln!(
+        "owner heard by all after {t:?}; Rem seated and heard ({:?})",
+        started.elapsed()
+    );
 
     // 1. A listener's tone is never heard, although it is sent.
     silent(peers, &[HOST, OBS, REM], LEA_HZ, "Lea, a listener").await?;
     let lea_total = [HOST, OBS, REM].map(|i| peers[i].heard().windows_with(LEA_HZ));
     if lea_total.iter().any(|w| *w > 0) {
-        return Err(format!("Lea's tone, a listener's, reached someone: windows {lea_total:?}"));
+        return Err(format!(
+            "Lea's tone, a listener's, reached someone: windows {lea_total:?}"
+        ));
     }
     let sent = peers[LEA].sent().await;
     if sent.rtp_packets < 50 {
-        return Err(format!("Lea did not really publish ({sent:?}): nothing was dropped"));
+        return Err(format!(
+            "Lea did not really publish ({sent:?}): nothing was dropped"
+        ));
     }
 
     // 2. Lea raises a hand (moderated room), the owner grants the seat: heard.
-    peers[LEA].send(&ClientMessage::RequestSeat).map_err(|e| e.to_string())?;
-    wait_info(&peers[HOST], &ids[LEA], "Lea's hand raised (seen by Host)", STEP, |p| p.hand_raised && !p.speaker).await?;
+    peers[LEA]
+        .send(&ClientMessage::RequestSeat)
+        .map_err(|e| e.to_string())?;
+    wait_info(
+        &peers[HOST],
+        &ids[LEA],
+        "Lea's hand raised (seen by Host)",
+        STEP,
+        |p| p.hand_raised && !p.speaker,
+    )
+    .await?;
     silent(peers, &[OBS], LEA_HZ, "Lea with a raised hand").await?;
-    peers[HOST].send(&ClientMessage::GrantSeat { participant: ids[LEA].clone() }).map_err(|e| e.to_string())?;
-    wait_info(&peers[LEA], &ids[LEA], "Lea told she is a speaker", STEP, |p| p.speaker && !p.hand_raised).await?;
-    let t = heard_within(peers, &[HOST, OBS, REM], LEA_HZ, 5, AUDIBLE_WITHIN, "after grant_seat").await?;
+    peers[HOST]
+        .send(&ClientMessage::GrantSeat {
+            participant: ids[LEA].clone(),
+        })
+        .map_err(|e| e.to_string())?;
+    wait_info(
+        &peers[LEA],
+        &ids[LEA],
+        "Lea told she is a speaker",
+        STEP,
+        |p| p.speaker && !p.hand_raised,
+    )
+    .await?;
+    let t = heard_within(
+        peers,
+        &[HOST, OBS, REM],
+        LEA_HZ,
+        5,
+        AUDIBLE_WITHIN,
+        "after grant_seat",
+    )
+    .await?;
     eprintln!("Lea heard {t:?} after grant_seat");
 
     // 3. Revoked: silent again.
-    peers[HOST].send(&ClientMessage::RevokeSeat { participant: ids[LEA].clone() }).map_err(|e| e.to_string())?;
-    wait_info(&peers[LEA], &ids[LEA], "Lea told her seat is revoked", STEP, |p| !p.speaker).await?;
+    peers[HOST]
+        .send(&ClientMessage::RevokeSeat {
+            participant: ids[LEA].clone(),
+        })
+        .map_err(|e| e.to_string())?;
+    wait_info(
+        &peers[LEA],
+        &ids[LEA],
+        "Lea told her seat is revoked",
+        STEP,
+        |p| !p.speaker,
+    )
+    .await?;
     silent(peers, &[HOST, OBS, REM], LEA_HZ, "after revoke_seat").await?;
 
     // 4. Seated again over the server API: heard; then muted by a moderator: silent,
     // and Lea is told; unmuted: heard again.
     let (status, body) = api
-        .call("PATCH", &format!("/api/v1/rooms/{room}/members/{lea_user}"), Some(json!({"seated": true})))
+        .call(
+            "PATCH",
+            &format!("/api/v1/rooms/{room}/members/{lea_user}"),
+            Some(json!({"seated": true})),
+        )
         .await;
     if status != 200 {
-        return Err(format!("PATCH seated:true for Lea answered {status}: {body}"));
+        return Err(format!(
+            "PATCH seated:true for Lea answered {status}: {body}"
+        ));
     }
-    let t = heard_within(peers, &[OBS], LEA_HZ, 5, AUDIBLE_WITHIN, "after PATCH seated:true").await?;
+    let t = heard_within(
+        peers,
+        &[OBS],
+        LEA_HZ,
+        5,
+        AUDIBLE_WITHIN,
+        "after PATCH seated:true",
+    )
+    .await?;
     eprintln!("Lea heard {t:?} after the API seated her");
     peers[HOST]
-        .send(&ClientMessage::Mute { participant: ids[LEA].clone(), muted: true })
+        .send(&ClientMessage::Mute {
+            participant: ids[LEA].clone(),
+            muted: true,
+        })
         .map_err(|e| e.to_string())?;
-    wait_info(&peers[LEA], &ids[LEA], "Lea told a moderator muted her", STEP, |p| {
-        p.muted_by_moderator && p.speaker
-    })
+    wait_info(
+        &peers[LEA],
+        &ids[LEA],
+        "Lea told a moderator muted her",
+        STEP,
+        |p| p.muted_by_moderator && p.speaker,
+    )
     .await?;
     silent(peers, &[HOST, OBS, REM], LEA_HZ, "after mute").await?;
     let members = api.members(&room).await;
     if support::member(&members, &lea_user).is_none_or(|m| m["muted_by_moderator"] != true) {
-        return Err(format!("the server API does not show Lea muted by a moderator: {members:?}"));
+        return Err(format!(
+            "the server API does not show Lea muted by a moderator: {members:?}"
+        ));
     }
     peers[HOST]
-        .send(&ClientMessage::Mute { participant: ids[LEA].clone(), muted: false })
+        .send(&ClientMessage::Mute {
+            participant: ids[LEA].clone(),
+            muted: false,
+        })
         .map_err(|e| e.to_string())?;
-    wait_info(&peers[LEA], &ids[LEA], "Lea told she is unmuted", STEP, |p| !p.muted_by_moderator).await?;
+    wait_info(
+        &peers[LEA],
+        &ids[LEA],
+        "Lea told she is unmuted",
+        STEP,
+        |p| !p.muted_by_moderator,
+    )
+    .await?;
     heard_within(peers, &[OBS], LEA_HZ, 5, AUDIBLE_WITHIN, "after unmute").await?;
 
     // 5. Rem is removed: told `removed`, the others see `participant_left removed`,
     // Rem's tone stops, Rem is no member, and Rem's user cannot come back.
-    peers[HOST].send(&ClientMessage::Remove { participant: ids[REM].clone() }).map_err(|e| e.to_string())?;
+    peers[HOST]
+        .send(&ClientMessage::Remove {
+            participant: ids[REM].clone(),
+        })
+        .map_err(|e| e.to_string())?;
     let reason = peers[REM]
         .wait_for("left after removal", STEP, |v| v.left)
         .await
         .map_err(|e| format!("Rem was never told it left: {e}"))?;
     if reason != LeftReason::Removed {
-        return Err(format!("Rem was told `left` with reason {reason:?}, not removed"));
+        return Err(format!(
+            "Rem was told `left` with reason {reason:?}, not removed"
+        ));
     }
     for i in [HOST, LEA, OBS] {
         let why = peers[i]
@@ -211,7 +352,10 @@ async fn scenario(server: &ChorusServer, peers: &mut Vec<WebrtcPeer>, started: I
             .await
             .map_err(|e| format!("{} was not told Rem left: {e}", NAMES[i]))?;
         if why != LeftReason::Removed {
-            return Err(format!("{} was told Rem left with reason {why:?}, not removed", NAMES[i]));
+            return Err(format!(
+                "{} was told Rem left with reason {why:?}, not removed",
+                NAMES[i]
+            ));
         }
     }
     silent(peers, &[HOST, LEA, OBS], REM_HZ, "after removing Rem").await?;
@@ -220,19 +364,35 @@ async fn scenario(server: &ChorusServer, peers: &mut Vec<WebrtcPeer>, started: I
         return Err(format!("Rem is still a member after removal: {members:?}"));
     }
     let rem_token = peers[REM].user_token().to_owned();
-    match WebrtcPeer::join(peer_config(ws, &room, "Rem again", Some(REM_HZ), Some(&rem_token))).await {
+    match WebrtcPeer::join(peer_config(
+        ws,
+        &room,
+        "Rem again",
+        Some(REM_HZ),
+        Some(&rem_token),
+    ))
+    .await
+    {
         Ok(mut back) => {
             let user = back.user().clone();
             back.close().await;
-            return Err(format!("Rem's user ({user}) joined again after being removed"));
+            return Err(format!(
+                "Rem's user ({user}) joined again after being removed"
+            ));
         }
         Err(PeerError::Server { code, message }) => {
             if code != ErrorCode::Forbidden || !message.contains("removed") {
-                return Err(format!("Rem coming back was refused with {code:?} {message:?}, expected forbidden saying removed"));
+                return Err(format!(
+                    "Rem coming back was refused with {code:?} {message:?}, expected forbidden saying removed"
+                ));
             }
             eprintln!("Rem coming back: {code:?} {message:?}");
         }
-        Err(e) => return Err(format!("Rem coming back failed without a server error: {e}")),
+        Err(e) => {
+            return Err(format!(
+                "Rem coming back failed without a server error: {e}"
+            ));
+        }
     }
     if api.members(&room).await.len() != 3 {
         return Err("the refused comeback changed the members".into());

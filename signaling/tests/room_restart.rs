@@ -43,7 +43,10 @@ async fn group_chat_survives_a_restart() {
     let outcome = after_restart(&server, &room, &tokens, &before, &mut peers).await;
     close_all(&mut peers).await;
     if let Err(message) = outcome {
-        panic!("{message}\n--- server log (both runs) ---\n{}", server.log());
+        panic!(
+            "{message}\n--- server log (both runs) ---\n{}",
+            server.log()
+        );
     }
     eprintln!("done after {:?}", started.elapsed());
 }
@@ -62,44 +65,80 @@ async fn build_up(
 ) -> Result<(chorus_proto::RoomId, Tokens, Value), String> {
     let api = Api::of(server);
     let created = api
-        .create_room(json!({"name": "Durable", "owner_name": "Host", "capacity": 7,
-                            "seats": 3, "seat_mode": "moderated"}))
+        .create_room(
+            json!({"name": "Durable", "owner_name": "Host", "capacity": 7,
+                            "seats": 3, "seat_mode": "moderated"}),
+        )
         .await;
     let room = created.room.id.clone();
     let ws = &server.ws_url;
-    for (name, token) in [("Host", Some(created.owner_token.as_str())), ("Ana", None), ("Bo", None), ("Cy", None), ("Rex", None)] {
+    for (name, token) in [
+        ("Host", Some(created.owner_token.as_str())),
+        ("Ana", None),
+        ("Bo", None),
+        ("Cy", None),
+        ("Rex", None),
+    ] {
         peers.push(join_connected(peer_config(ws, &room, name, None, token), STEP).await?);
     }
-    api.wait_members(&room, "owner + 4 confirmed members", STEP, |m| m.len() == 5).await?;
+    api.wait_members(&room, "owner + 4 confirmed members", STEP, |m| m.len() == 5)
+        .await?;
     let ids: Vec<_> = peers.iter().map(|p| p.id().clone()).collect();
     let host = &peers[0];
     // Ana a moderator; Bo seated and muted by a moderator; Cy's hand up; Rex removed.
-    host.send(&ClientMessage::SetModerator { participant: ids[1].clone(), moderator: true })
+    host.send(&ClientMessage::SetModerator {
+        participant: ids[1].clone(),
+        moderator: true,
+    })
+    .map_err(|e| e.to_string())?;
+    host.send(&ClientMessage::GrantSeat {
+        participant: ids[2].clone(),
+    })
+    .map_err(|e| e.to_string())?;
+    host.send(&ClientMessage::Mute {
+        participant: ids[2].clone(),
+        muted: true,
+    })
+    .map_err(|e| e.to_string())?;
+    peers[3]
+        .send(&ClientMessage::RequestSeat)
         .map_err(|e| e.to_string())?;
-    host.send(&ClientMessage::GrantSeat { participant: ids[2].clone() }).map_err(|e| e.to_string())?;
-    host.send(&ClientMessage::Mute { participant: ids[2].clone(), muted: true }).map_err(|e| e.to_string())?;
-    peers[3].send(&ClientMessage::RequestSeat).map_err(|e| e.to_string())?;
-    host.send(&ClientMessage::Remove { participant: ids[4].clone() }).map_err(|e| e.to_string())?;
+    host.send(&ClientMessage::Remove {
+        participant: ids[4].clone(),
+    })
+    .map_err(|e| e.to_string())?;
     let users: Vec<String> = peers.iter().map(|p| p.user().to_string()).collect();
     let members = api
-        .wait_members(&room, "moderator, seat, mute, hand and removal applied", STEP, |m| {
-            let get = |u: &str| support::member(m, u).cloned().unwrap_or(Value::Null);
-            get(&users[1])["role"] == "moderator"
-                && get(&users[2])["seated"] == true
-                && get(&users[2])["muted_by_moderator"] == true
-                && get(&users[3])["hand_raised"] == true
-                && support::member(m, &users[4]).is_none()
-        })
+        .wait_members(
+            &room,
+            "moderator, seat, mute, hand and removal applied",
+            STEP,
+            |m| {
+                let get = |u: &str| support::member(m, u).cloned().unwrap_or(Value::Null);
+                get(&users[1])["role"] == "moderator"
+                    && get(&users[2])["seated"] == true
+                    && get(&users[2])["muted_by_moderator"] == true
+                    && get(&users[3])["hand_raised"] == true
+                    && support::member(m, &users[4]).is_none()
+            },
+        )
         .await?;
     if members.len() != 4 {
-        return Err(format!("expected 4 members before the restart: {members:?}"));
+        return Err(format!(
+            "expected 4 members before the restart: {members:?}"
+        ));
     }
     let (_, view) = api.room(&room).await;
     let settings = &view["room"];
-    if settings["capacity"] != 7 || settings["seats"] != 3 || settings["seat_mode"] != "moderated"
-        || settings["state"] != "active" || settings["link"] != format!("/r/{room}").as_str()
+    if settings["capacity"] != 7
+        || settings["seats"] != 3
+        || settings["seat_mode"] != "moderated"
+        || settings["state"] != "active"
+        || settings["link"] != format!("/r/{room}").as_str()
     {
-        return Err(format!("the room's settings are not as created: {settings}"));
+        return Err(format!(
+            "the room's settings are not as created: {settings}"
+        ));
     }
     let tokens = Tokens {
         owner: created.owner_token,
@@ -120,7 +159,9 @@ async fn after_restart(
     let api = Api::of(server);
     let (status, view) = api.room(room).await;
     if status != 200 {
-        return Err(format!("after the restart the server API does not know the room: {status} {view}"));
+        return Err(format!(
+            "after the restart the server API does not know the room: {status} {view}"
+        ));
     }
     let after = durable(&view);
     if &after != before {
@@ -129,7 +170,10 @@ async fn after_restart(
         ));
     }
     if view["present"] != 0 {
-        return Err(format!("nobody is in the room after a restart, yet present = {}", view["present"]));
+        return Err(format!(
+            "nobody is in the room after a restart, yet present = {}",
+            view["present"]
+        ));
     }
     let listed = api.rooms().await;
     if listed.len() != 1 || listed[0]["room"]["id"] != room.as_str() {
@@ -140,13 +184,16 @@ async fn after_restart(
             .await
             .map_err(|e| e.to_string())?;
     if status != 200 || !public.contains("\"state\":\"active\"") {
-        return Err(format!("the room's page lookup after the restart: {status} {public}"));
+        return Err(format!(
+            "the room's page lookup after the restart: {status} {public}"
+        ));
     }
 
     // The link works: a new guest joins, and becomes a member.
     let ws = &server.ws_url;
     peers.push(join_connected(peer_config(ws, room, "Newcomer", None, None), STEP).await?);
-    api.wait_members(room, "the newcomer confirmed", STEP, |m| m.len() == 5).await?;
+    api.wait_members(room, "the newcomer confirmed", STEP, |m| m.len() == 5)
+        .await?;
 
     // Old tokens still name the same users, with their roles and seats.
     let bo = join_connected(peer_config(ws, room, "Bo", None, Some(&tokens.bo)), STEP).await?;
@@ -163,9 +210,13 @@ async fn after_restart(
             bo.user()
         ));
     }
-    wait_info(bo, bo.id(), "Bo back in his seat, still muted by a moderator", STEP, |p| {
-        p.speaker && p.muted_by_moderator
-    })
+    wait_info(
+        bo,
+        bo.id(),
+        "Bo back in his seat, still muted by a moderator",
+        STEP,
+        |p| p.speaker && p.muted_by_moderator,
+    )
     .await?;
     let ana = join_connected(peer_config(ws, room, "Ana", None, Some(&tokens.ana)), STEP).await?;
     peers.push(ana);
@@ -174,12 +225,20 @@ async fn after_restart(
         p.role == chorus_proto::signal::Role::Moderator
     })
     .await?;
-    let host = join_connected(peer_config(ws, room, "Host", None, Some(&tokens.owner)), STEP).await?;
+    let host = join_connected(
+        peer_config(ws, room, "Host", None, Some(&tokens.owner)),
+        STEP,
+    )
+    .await?;
     peers.push(host);
     let host = peers.last().unwrap();
-    wait_info(host, host.id(), "the owner back as owner, seated", STEP, |p| {
-        p.role == chorus_proto::signal::Role::Owner && p.speaker
-    })
+    wait_info(
+        host,
+        host.id(),
+        "the owner back as owner, seated",
+        STEP,
+        |p| p.role == chorus_proto::signal::Role::Owner && p.speaker,
+    )
     .await?;
 
     // The removed user is still refused.
@@ -188,12 +247,21 @@ async fn after_restart(
             rex.close().await;
             return Err("Rex, removed before the restart, joined again after it".into());
         }
-        Err(PeerError::Server { code: ErrorCode::Forbidden, message }) if message.contains("removed") => {}
-        Err(e) => return Err(format!("Rex coming back failed otherwise than `forbidden, removed`: {e}")),
+        Err(PeerError::Server {
+            code: ErrorCode::Forbidden,
+            message,
+        }) if message.contains("removed") => {}
+        Err(e) => {
+            return Err(format!(
+                "Rex coming back failed otherwise than `forbidden, removed`: {e}"
+            ));
+        }
     }
     let members = api.members(room).await;
     if members.len() != 5 {
-        return Err(format!("expected the 4 members and the newcomer after the restart: {members:?}"));
+        return Err(format!(
+            "expected the 4 members and the newcomer after the restart: {members:?}"
+        ));
     }
     Ok(())
 }

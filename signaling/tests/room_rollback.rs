@@ -83,7 +83,10 @@ async fn assert_gone(server: &ChorusServer, room: &RoomId) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    eprintln!("room lookup 404 {:?} after the creator was told", since.elapsed());
+    eprintln!(
+        "room lookup 404 {:?} after the creator was told",
+        since.elapsed()
+    );
     let (status, body) =
         chorus_bench::rest::request(&server.url, "GET", &format!("/api/rooms/{room}"), None)
             .await

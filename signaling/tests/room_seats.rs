@@ -28,8 +28,10 @@ async fn twenty_listeners_three_free_seats() {
     let server = ChorusServer::spawn();
     let api = Api::of(&server);
     let created = api
-        .create_room(json!({"name": "Seats", "owner_name": "Host", "capacity": 30,
-                            "seats": FREE_SEATS + 1, "seat_mode": "open"}))
+        .create_room(
+            json!({"name": "Seats", "owner_name": "Host", "capacity": 30,
+                            "seats": FREE_SEATS + 1, "seat_mode": "open"}),
+        )
         .await;
     let mut peers = Vec::new();
     let outcome = scenario(&server, &api, &created.room.id, &mut peers, started).await;
@@ -37,7 +39,10 @@ async fn twenty_listeners_three_free_seats() {
     if let Err(message) = outcome {
         let log = server.log();
         let tail: Vec<&str> = log.lines().rev().take(40).collect();
-        panic!("{message}\n--- server log (tail) ---\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        panic!(
+            "{message}\n--- server log (tail) ---\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
     eprintln!("done after {:?}", started.elapsed());
 }
@@ -53,13 +58,17 @@ async fn scenario(
         let config = PeerConfig::new(&server.ws_url, room.clone(), format!("Listener {i}"));
         peers.push(join_connected(config, STEP).await?);
     }
-    api.wait_members(room, "owner + 20 confirmed members", STEP, |m| m.len() == LISTENERS + 1)
-        .await?;
+    api.wait_members(room, "owner + 20 confirmed members", STEP, |m| {
+        m.len() == LISTENERS + 1
+    })
+    .await?;
     for (i, peer) in peers.iter().enumerate() {
         let me = peer.id();
         let info = support::info_of(peer, me).ok_or(format!("Listener {i} does not see itself"))?;
         if info.speaker || info.hand_raised {
-            return Err(format!("Listener {i} starts as {info:?}, not a plain listener"));
+            return Err(format!(
+                "Listener {i} starts as {info:?}, not a plain listener"
+            ));
         }
     }
     eprintln!("{LISTENERS} listeners in after {:?}", started.elapsed());
@@ -80,9 +89,15 @@ async fn scenario(
         .await
         .map_err(|e| format!("Listener {i}: {e}"))?;
         if info.speaker && info.hand_raised {
-            return Err(format!("Listener {i} is both seated and has a hand raised: {info:?}"));
+            return Err(format!(
+                "Listener {i} is both seated and has a hand raised: {info:?}"
+            ));
         }
-        if info.speaker { seated.push(i) } else { raised.push(i) }
+        if info.speaker {
+            seated.push(i)
+        } else {
+            raised.push(i)
+        }
     }
     // Let any late (wrong) update arrive before counting again.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -92,7 +107,8 @@ async fn scenario(
         .filter(|(_, p)| support::info_of(p, p.id()).is_some_and(|i| i.speaker))
         .map(|(i, _)| i)
         .collect();
-    if seated.len() != FREE_SEATS || raised.len() != LISTENERS - FREE_SEATS || now_seated != seated {
+    if seated.len() != FREE_SEATS || raised.len() != LISTENERS - FREE_SEATS || now_seated != seated
+    {
         return Err(format!(
             "{} took a seat ({seated:?}, a second later {now_seated:?}) and {} raised a hand; expected exactly {FREE_SEATS} and {}",
             seated.len(),
@@ -118,7 +134,11 @@ async fn scenario(
                     "Listener {i} sees Listener {j} as speaker={} hand_raised={}, but {j} {}",
                     info.speaker,
                     info.hand_raised,
-                    if expected_seat { "holds a seat" } else { "has a hand raised" }
+                    if expected_seat {
+                        "holds a seat"
+                    } else {
+                        "has a hand raised"
+                    }
                 ));
             }
         }
@@ -132,10 +152,15 @@ async fn scenario(
         .filter_map(|m| m["user"].as_str())
         .collect();
     let hands = members.iter().filter(|m| m["hand_raised"] == true).count();
-    let expected_users: Vec<String> = seated.iter().map(|i| peers[*i].user().to_string()).collect();
+    let expected_users: Vec<String> = seated
+        .iter()
+        .map(|i| peers[*i].user().to_string())
+        .collect();
     if seated_users.len() != FREE_SEATS + 1
         || hands != LISTENERS - FREE_SEATS
-        || !expected_users.iter().all(|u| seated_users.contains(&u.as_str()))
+        || !expected_users
+            .iter()
+            .all(|u| seated_users.contains(&u.as_str()))
     {
         return Err(format!(
             "the server API shows seated {seated_users:?} and {hands} hands; expected the owner + {expected_users:?} and {} hands",
@@ -148,13 +173,21 @@ async fn scenario(
     peers[leaver]
         .send(&ClientMessage::LeaveSeat)
         .map_err(|e| e.to_string())?;
-    support::wait_info(&peers[leaver], peers[leaver].id(), "seat left", STEP, |p| !p.speaker)
-        .await?;
-    let next = raised[0];
-    peers[next].send(&ClientMessage::RequestSeat).map_err(|e| e.to_string())?;
-    support::wait_info(&peers[next], peers[next].id(), "the freed seat taken", STEP, |p| {
-        p.speaker && !p.hand_raised
+    support::wait_info(&peers[leaver], peers[leaver].id(), "seat left", STEP, |p| {
+        !p.speaker
     })
+    .await?;
+    let next = raised[0];
+    peers[next]
+        .send(&ClientMessage::RequestSeat)
+        .map_err(|e| e.to_string())?;
+    support::wait_info(
+        &peers[next],
+        peers[next].id(),
+        "the freed seat taken",
+        STEP,
+        |p| p.speaker && !p.hand_raised,
+    )
     .await
     .map_err(|e| format!("after a speaker left its seat, a listener asking again: {e}"))?;
     eprintln!("seats checked after {:?}", started.elapsed());
