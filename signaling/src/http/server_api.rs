@@ -78,17 +78,16 @@ async fn require_signature(
         .await
 }
 
-fn failure(status_for_not_found: StatusCode) -> impl Fn(Failure) -> ApiError {
-    move |(code, message)| {
-        let status = match code {
-            ErrorCode::RoomNotFound | ErrorCode::NotInRoom => status_for_not_found,
-            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-            ErrorCode::RoomFull | ErrorCode::NoFreeSeat => StatusCode::CONFLICT,
-            ErrorCode::Internal | ErrorCode::MediaUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(status, code, &message)
-    }
+/// A room-service failure as an HTTP error.
+fn failure((code, message): Failure) -> ApiError {
+    let status = match code {
+        ErrorCode::RoomNotFound | ErrorCode::NotInRoom => StatusCode::NOT_FOUND,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::RoomFull | ErrorCode::NoFreeSeat => StatusCode::CONFLICT,
+        ErrorCode::Internal | ErrorCode::MediaUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(status, code, &message)
 }
 
 fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
@@ -209,9 +208,7 @@ async fn create_room(
         .create_active(&owner, &owner_name, settings)
         .await
         .map_err(bad)?;
-    let owner_token = state
-        .user_token(&owner, &owner_name)
-        .map_err(failure(StatusCode::NOT_FOUND))?;
+    let owner_token = state.user_token(&owner, &owner_name).map_err(failure)?;
     tracing::info!(room = %group.room, "room created over the server API");
     Ok((
         StatusCode::CREATED,
@@ -228,11 +225,7 @@ struct RoomList {
 }
 
 async fn list_rooms(State(state): State<Arc<AppState>>) -> Result<Json<RoomList>, ApiError> {
-    let groups = state
-        .rooms
-        .all()
-        .await
-        .map_err(failure(StatusCode::NOT_FOUND))?;
+    let groups = state.rooms.all().await.map_err(failure)?;
     Ok(Json(RoomList {
         rooms: groups.iter().map(|g| view(&state, g)).collect(),
     }))
@@ -246,7 +239,7 @@ async fn get_room(
         .rooms
         .resolve(&parse_room(&room)?)
         .await
-        .map_err(failure(StatusCode::NOT_FOUND))?;
+        .map_err(failure)?;
     Ok(Json(view(&state, &group)))
 }
 
@@ -255,16 +248,12 @@ async fn end_room(
     Path(room): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let room = parse_room(&room)?;
-    let group = state
-        .rooms
-        .resolve(&room)
-        .await
-        .map_err(failure(StatusCode::NOT_FOUND))?;
+    let group = state.rooms.resolve(&room).await.map_err(failure)?;
     state
         .rooms
         .end(&room, &group.owner)
         .await
-        .map_err(failure(StatusCode::NOT_FOUND))?;
+        .map_err(failure)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -286,11 +275,7 @@ async fn change_member(
 ) -> Result<Json<RoomView>, ApiError> {
     let (room, user) = (parse_room(&room)?, parse_user(&user)?);
     let change: MemberChange = parse_json(&body)?;
-    let group = state
-        .rooms
-        .resolve(&room)
-        .await
-        .map_err(failure(StatusCode::NOT_FOUND))?;
+    let group = state.rooms.resolve(&room).await.map_err(failure)?;
     let actions = [
         change.moderator.map(Moderation::Moderator),
         change.seated.map(Moderation::Seat),
@@ -301,13 +286,9 @@ async fn change_member(
             .rooms
             .moderate(&room, &group.owner, &user, action)
             .await
-            .map_err(failure(StatusCode::NOT_FOUND))?;
+            .map_err(failure)?;
     }
-    let group = state
-        .rooms
-        .resolve(&room)
-        .await
-        .map_err(failure(StatusCode::NOT_FOUND))?;
+    let group = state.rooms.resolve(&room).await.map_err(failure)?;
     Ok(Json(view(&state, &group)))
 }
 
@@ -316,16 +297,12 @@ async fn remove_member(
     Path((room, user)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let (room, user) = (parse_room(&room)?, parse_user(&user)?);
-    let group = state
-        .rooms
-        .resolve(&room)
-        .await
-        .map_err(failure(StatusCode::NOT_FOUND))?;
+    let group = state.rooms.resolve(&room).await.map_err(failure)?;
     state
         .rooms
         .moderate(&room, &group.owner, &user, Moderation::Remove)
         .await
-        .map_err(failure(StatusCode::NOT_FOUND))?;
+        .map_err(failure)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -352,8 +329,6 @@ async fn sign_in_user(
     let name = signal::clean_name(&body.name)
         .map_err(|(code, m)| ApiError::new(StatusCode::BAD_REQUEST, code, &m))?;
     let user = body.user.unwrap_or_else(UserId::random);
-    let user_token = state
-        .user_token(&user, &name)
-        .map_err(failure(StatusCode::NOT_FOUND))?;
+    let user_token = state.user_token(&user, &name).map_err(failure)?;
     Ok(Json(SignedIn { user, user_token }))
 }
