@@ -59,13 +59,22 @@ pub struct RoomSettings {
 impl RoomSettings {
     /// A room where whoever asks first gets one of `seats` seats.
     pub fn open(name: &str, capacity: u32, seats: u32) -> Self {
-        Self { name: name.to_owned(), capacity, seats, open_seats: true }
+        Self {
+            name: name.to_owned(),
+            capacity,
+            seats,
+            open_seats: true,
+        }
     }
 }
 
 /// `POST /api/v1/rooms` (signed with `key`): create an active voice room, owned by an
 /// absent "Host" user.
-pub async fn create_room(http_base: &str, key: &ApiKey, settings: &RoomSettings) -> Result<RoomInfo, RestError> {
+pub async fn create_room(
+    http_base: &str,
+    key: &ApiKey,
+    settings: &RoomSettings,
+) -> Result<RoomInfo, RestError> {
     let body = serde_json::json!({
         "name": settings.name,
         "owner_name": "Host",
@@ -74,7 +83,8 @@ pub async fn create_room(http_base: &str, key: &ApiKey, settings: &RoomSettings)
         "seat_mode": if settings.open_seats { "open" } else { "moderated" },
     })
     .to_string();
-    let (status, body) = signed_request(http_base, key, "POST", "/api/v1/rooms", Some(&body)).await?;
+    let (status, body) =
+        signed_request(http_base, key, "POST", "/api/v1/rooms", Some(&body)).await?;
     if !(200..300).contains(&status) {
         return Err(RestError::Status { status, body });
     }
@@ -91,7 +101,8 @@ pub async fn create_room(http_base: &str, key: &ApiKey, settings: &RoomSettings)
 pub fn api_key_in(data_dir: &std::path::Path) -> Result<ApiKey, RestError> {
     let path = data_dir.join("api-key.json");
     let bytes = std::fs::read(&path).map_err(RestError::Io)?;
-    serde_json::from_slice(&bytes).map_err(|e| RestError::BadResponse(format!("{}: {e}", path.display())))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| RestError::BadResponse(format!("{}: {e}", path.display())))
 }
 
 /// A request signed with an API key (`docs/api.md`).

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use chorus_proto::RoomId;
 use chorus_proto::ParticipantId;
+use chorus_proto::RoomId;
 use chorus_proto::api_key::ApiKey;
 use chorus_proto::signal::{ClientMessage, PROTOCOL_VERSION, ServerMessage};
 use futures_util::{SinkExt, StreamExt};
@@ -27,8 +27,15 @@ const MAX_SERVER_FRAME: usize = 4 * 1024 * 1024;
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// An open-seat room with a seat for every speaker (and its absent owner).
-pub async fn create_room(url: &str, key: Option<&ApiKey>, index: usize, config: &LoadConfig) -> Result<String, LoadError> {
-    let key = key.ok_or_else(|| LoadError::CreateRoom("a server API key is needed to create rooms (--api-key-file)".into()))?;
+pub async fn create_room(
+    url: &str,
+    key: Option<&ApiKey>,
+    index: usize,
+    config: &LoadConfig,
+) -> Result<String, LoadError> {
+    let key = key.ok_or_else(|| {
+        LoadError::CreateRoom("a server API key is needed to create rooms (--api-key-file)".into())
+    })?;
     let members = (config.speakers + config.listeners + 1) as u32;
     let seats = (config.speakers + 1).min(50) as u32;
     let settings = rest::RoomSettings::open(&format!("load {index}"), members.max(2), seats);
@@ -113,7 +120,11 @@ pub async fn join(req: JoinRequest) -> JoinResult {
 
 /// Read server frames until told to stop; then leave and close. A speaker takes its
 /// seat as soon as its media is connected (membership is confirmed then).
-async fn hold(mut socket: Socket, mut stop: oneshot::Receiver<()>, mut take_seat: Option<ParticipantId>) {
+async fn hold(
+    mut socket: Socket,
+    mut stop: oneshot::Receiver<()>,
+    mut take_seat: Option<ParticipantId>,
+) {
     loop {
         tokio::select! {
             _ = &mut stop => break,

@@ -230,7 +230,9 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
     let mut rooms = Vec::new();
     for index in 0..config.rooms {
         let id = match config.target {
-            Target::Chorus => chorus::create_room(&config.url, config.api_key.as_ref(), index, &config).await?,
+            Target::Chorus => {
+                chorus::create_room(&config.url, config.api_key.as_ref(), index, &config).await?
+            }
             Target::Janus => janus::create_room(&config.url, index, &config).await?,
         };
         rooms.push(RoomHandle {

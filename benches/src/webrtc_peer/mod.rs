@@ -147,7 +147,13 @@ impl WebrtcPeer {
         })
         .await?;
         match Self::negotiate(&mut media, &config).await {
-            Ok(Negotiated { session, you, room, user, user_token }) => {
+            Ok(Negotiated {
+                session,
+                you,
+                room,
+                user,
+                user_token,
+            }) => {
                 media.start_publishing();
                 Ok(Self {
                     media,
@@ -179,9 +185,9 @@ impl WebrtcPeer {
         .await?;
         let (user, user_token) = ws
             .expect("welcome", JOIN_TIMEOUT, |m| match m {
-                ServerMessage::Welcome { user, user_token, .. } => {
-                    Some((user.clone(), user_token.clone()))
-                }
+                ServerMessage::Welcome {
+                    user, user_token, ..
+                } => Some((user.clone(), user_token.clone())),
                 _ => None,
             })
             .await?;
