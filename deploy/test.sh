@@ -34,7 +34,8 @@ cargo build --locked -p chorus-signaling --bin chorus
 
 status=0
 log "browser tests (headless Chromium)"
-(cd web-client && CHORUS_BIN="$PWD/../target/debug/chorus" npm test) || status=1
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+(cd web-client && CHORUS_BIN="$target_dir/debug/chorus" npm test) || status=1
 
 log "Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
