@@ -449,7 +449,6 @@ async fn moderation_checks(
 /// `docs/api.md`: PATCH applies changes "as the owner would … the owner cannot be
 /// unseated or muted". Each attempt must be refused and leave the owner seated, unmuted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bug: PATCH seated:false / muted:true on the owner is applied (200); see the report of issue 3's tests"]
 async fn server_api_cannot_unseat_or_mute_the_owner() {
     let server = ChorusServer::spawn();
     let api = Api::of(&server);

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::api::ApiError;
 use crate::app::AppState;
-use crate::rooms::group_chat::GroupChat;
+use crate::rooms::group_chat::{Actor, GroupChat};
 use crate::rooms::room_info;
 use crate::rooms::service::{Failure, Moderation, NewRoom};
 
@@ -248,10 +248,9 @@ async fn end_room(
     Path(room): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let room = parse_room(&room)?;
-    let group = state.rooms.resolve(&room).await.map_err(failure)?;
     state
         .rooms
-        .end(&room, &group.owner)
+        .end(&room, &Actor::Service)
         .await
         .map_err(failure)?;
     Ok(StatusCode::NO_CONTENT)
@@ -275,7 +274,6 @@ async fn change_member(
 ) -> Result<Json<RoomView>, ApiError> {
     let (room, user) = (parse_room(&room)?, parse_user(&user)?);
     let change: MemberChange = parse_json(&body)?;
-    let group = state.rooms.resolve(&room).await.map_err(failure)?;
     let actions = [
         change.moderator.map(Moderation::Moderator),
         change.seated.map(Moderation::Seat),
@@ -284,7 +282,7 @@ async fn change_member(
     for action in actions.into_iter().flatten() {
         state
             .rooms
-            .moderate(&room, &group.owner, &user, action)
+            .moderate(&room, &Actor::Service, &user, action)
             .await
             .map_err(failure)?;
     }
@@ -297,10 +295,9 @@ async fn remove_member(
     Path((room, user)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let (room, user) = (parse_room(&room)?, parse_user(&user)?);
-    let group = state.rooms.resolve(&room).await.map_err(failure)?;
     state
         .rooms
-        .moderate(&room, &group.owner, &user, Moderation::Remove)
+        .moderate(&room, &Actor::Service, &user, Moderation::Remove)
         .await
         .map_err(failure)?;
     Ok(StatusCode::NO_CONTENT)

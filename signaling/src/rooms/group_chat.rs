@@ -70,6 +70,23 @@ pub struct GroupChat {
     pub created_at: u64,
 }
 
+/// Who asks for a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// A member, acting in the room.
+    Member(UserId),
+    /// The server API, for an app backend: the owner's powers; the owner's own seat,
+    /// voice and membership are protected from it as from anyone.
+    Service,
+}
+
+impl Actor {
+    /// Whether this is `user` acting on itself.
+    pub fn is(&self, user: &UserId) -> bool {
+        matches!(self, Actor::Member(me) if me == user)
+    }
+}
+
 /// Why a change to a group chat was refused. The texts are shown to users.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -284,13 +301,28 @@ impl GroupChat {
         self.reservations.retain(|r| &r.user != user);
     }
 
-    fn require_moderator(&self, actor: &UserId) -> Result<(), GroupError> {
-        match self.member(actor) {
-            Some(m) if m.role.moderates() => Ok(()),
-            _ => Err(GroupError::Forbidden(
-                "only the owner or a moderator may do that",
-            )),
+    fn require_moderator(&self, actor: &Actor) -> Result<(), GroupError> {
+        match actor {
+            Actor::Service => Ok(()),
+            Actor::Member(user) => match self.member(user) {
+                Some(m) if m.role.moderates() => Ok(()),
+                _ => Err(GroupError::Forbidden(
+                    "only the owner or a moderator may do that",
+                )),
+            },
         }
+    }
+
+    /// Whether `actor` has the owner's powers (naming moderators, removing them).
+    fn owner_power(&self, actor: &Actor) -> bool {
+        match actor {
+            Actor::Service => true,
+            Actor::Member(user) => user == &self.owner,
+        }
+    }
+
+    fn is_owner(&self, user: &UserId) -> bool {
+        self.member(user).is_some_and(|m| m.role == Role::Owner)
     }
 
     /// The creator's media connected: the room goes live.
@@ -330,7 +362,7 @@ impl GroupChat {
     }
 
     /// A moderator seats `user`, if a seat is free.
-    pub fn grant_seat(&mut self, actor: &UserId, user: &UserId) -> Result<(), GroupError> {
+    pub fn grant_seat(&mut self, actor: &Actor, user: &UserId) -> Result<(), GroupError> {
         self.require_moderator(actor)?;
         if self.member(user).ok_or(GroupError::NotMember)?.seated {
             return Ok(());
@@ -345,10 +377,10 @@ impl GroupChat {
     }
 
     /// A moderator takes `user`'s seat, or `user` leaves their own seat.
-    pub fn revoke_seat(&mut self, actor: &UserId, user: &UserId) -> Result<(), GroupError> {
-        if actor != user {
+    pub fn revoke_seat(&mut self, actor: &Actor, user: &UserId) -> Result<(), GroupError> {
+        if !actor.is(user) {
             self.require_moderator(actor)?;
-            if self.member(user).is_some_and(|m| m.role == Role::Owner) {
+            if self.is_owner(user) {
                 return Err(GroupError::Forbidden("the owner's seat cannot be taken"));
             }
         }
@@ -359,12 +391,12 @@ impl GroupChat {
     /// A moderator mutes or unmutes a member at the SFU.
     pub fn set_moderator_mute(
         &mut self,
-        actor: &UserId,
+        actor: &Actor,
         user: &UserId,
         muted: bool,
     ) -> Result<(), GroupError> {
         self.require_moderator(actor)?;
-        if actor != user && self.member(user).is_some_and(|m| m.role == Role::Owner) {
+        if !actor.is(user) && self.is_owner(user) {
             return Err(GroupError::Forbidden("the owner cannot be muted"));
         }
         self.member_mut(user)?.muted_by_moderator = muted;
@@ -374,11 +406,11 @@ impl GroupChat {
     /// The owner names or unnames a moderator.
     pub fn set_role(
         &mut self,
-        actor: &UserId,
+        actor: &Actor,
         user: &UserId,
         moderator: bool,
     ) -> Result<(), GroupError> {
-        if actor != &self.owner {
+        if !self.owner_power(actor) {
             return Err(GroupError::Forbidden("only the owner may name moderators"));
         }
         let member = self.member_mut(user)?;
@@ -394,13 +426,13 @@ impl GroupChat {
     }
 
     /// A moderator removes `user`: out of the group, and refused from then on.
-    pub fn remove_member(&mut self, actor: &UserId, user: &UserId) -> Result<(), GroupError> {
+    pub fn remove_member(&mut self, actor: &Actor, user: &UserId) -> Result<(), GroupError> {
         self.require_moderator(actor)?;
         match self.member(user) {
             Some(m) if m.role == Role::Owner => {
                 return Err(GroupError::Forbidden("the owner cannot be removed"));
             }
-            Some(m) if m.role == Role::Moderator && actor != &self.owner => {
+            Some(m) if m.role == Role::Moderator && !self.owner_power(actor) => {
                 return Err(GroupError::Forbidden(
                     "only the owner may remove a moderator",
                 ));
@@ -417,7 +449,7 @@ impl GroupChat {
     }
 
     /// A moderator ends the room for everyone.
-    pub fn end(&mut self, actor: &UserId) -> Result<(), GroupError> {
+    pub fn end(&mut self, actor: &Actor) -> Result<(), GroupError> {
         self.require_moderator(actor)?;
         self.state = RoomState::Ended;
         Ok(())
@@ -491,12 +523,31 @@ mod tests {
         let a = UserId::random();
         g.reserve_place(&a, "a", 0, 30).unwrap();
         g.confirm_member(&a, "a").unwrap();
-        g.grant_seat(&owner, &a).unwrap();
+        g.grant_seat(&Actor::Member(owner.clone()), &a).unwrap();
         g.depart(&a);
         g.depart(&owner);
         assert!(!g.member(&a).unwrap().seated);
         assert!(g.member(&owner).unwrap().seated);
         assert_eq!(g.seated(), 1);
+    }
+
+    #[test]
+    fn the_service_moderates_but_cannot_touch_the_owner() {
+        let (mut g, owner) = active(10, 2);
+        let a = UserId::random();
+        g.reserve_place(&a, "a", 0, 30).unwrap();
+        g.confirm_member(&a, "a").unwrap();
+        g.grant_seat(&Actor::Service, &a).unwrap();
+        g.set_role(&Actor::Service, &a, true).unwrap();
+        assert!(g.revoke_seat(&Actor::Service, &owner).is_err());
+        assert!(g.set_moderator_mute(&Actor::Service, &owner, true).is_err());
+        assert!(g.remove_member(&Actor::Service, &owner).is_err());
+        assert!(g.member(&owner).unwrap().seated);
+        // The owner may still leave its own seat.
+        g.revoke_seat(&Actor::Member(owner.clone()), &owner)
+            .unwrap();
+        g.remove_member(&Actor::Service, &a).unwrap();
+        g.end(&Actor::Service).unwrap();
     }
 
     #[test]
@@ -508,18 +559,24 @@ mod tests {
             g.confirm_member(u, "x").unwrap();
         }
         assert!(matches!(
-            g.grant_seat(&a, &b),
+            g.grant_seat(&Actor::Member(a.clone()), &b),
             Err(GroupError::Forbidden(_))
         ));
-        g.grant_seat(&owner, &a).unwrap();
-        assert_eq!(g.grant_seat(&owner, &b), Err(GroupError::NoFreeSeat(2)));
-        g.revoke_seat(&a, &a).unwrap();
-        g.grant_seat(&owner, &b).unwrap();
-        assert!(g.remove_member(&owner, &owner).is_err());
-        g.remove_member(&owner, &b).unwrap();
+        g.grant_seat(&Actor::Member(owner.clone()), &a).unwrap();
+        assert_eq!(
+            g.grant_seat(&Actor::Member(owner.clone()), &b),
+            Err(GroupError::NoFreeSeat(2))
+        );
+        g.revoke_seat(&Actor::Member(a.clone()), &a).unwrap();
+        g.grant_seat(&Actor::Member(owner.clone()), &b).unwrap();
+        assert!(
+            g.remove_member(&Actor::Member(owner.clone()), &owner)
+                .is_err()
+        );
+        g.remove_member(&Actor::Member(owner.clone()), &b).unwrap();
         assert_eq!(g.reserve_place(&b, "b", 0, 30), Err(GroupError::Removed));
-        assert!(g.end(&a).is_err());
-        g.end(&owner).unwrap();
+        assert!(g.end(&Actor::Member(a.clone())).is_err());
+        g.end(&Actor::Member(owner.clone())).unwrap();
         assert_eq!(g.reserve_place(&a, "a", 0, 30), Err(GroupError::NotActive));
     }
 }

@@ -12,7 +12,7 @@ use chorus_proto::signal::{
 use chorus_proto::token::{Grants, TokenIssuer};
 use chorus_proto::{ParticipantId, RoomId, UserId};
 
-use crate::rooms::group_chat::{self, GroupChat, GroupError, Member};
+use crate::rooms::group_chat::{self, Actor, GroupChat, GroupError, Member};
 use crate::rooms::{Presence, RoomRegistry, room_info};
 use crate::sfu_client::SfuClient;
 use crate::store::{Change, SharedStore, UpdateError};
@@ -515,7 +515,7 @@ impl RoomService {
     pub async fn moderate(
         &self,
         room: &RoomId,
-        actor: &UserId,
+        actor: &Actor,
         target: &UserId,
         action: Moderation,
     ) -> Result<(), Failure> {
@@ -543,7 +543,7 @@ impl RoomService {
     }
 
     /// `actor` (a moderator) ends the room for everyone.
-    pub async fn end(&self, room: &RoomId, actor: &UserId) -> Result<(), Failure> {
+    pub async fn end(&self, room: &RoomId, actor: &Actor) -> Result<(), Failure> {
         let actor = actor.clone();
         self.change(room, Box::new(move |g| g.end(&actor))).await?;
         if let Err(status) = self.sfu.close_room(room).await {

@@ -13,6 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::app::AppState;
+use crate::rooms::group_chat::Actor;
 use crate::rooms::service::{Entered, Failure, Moderation, NewRoom, Visitor};
 use crate::ws::outbox::Outbox;
 
@@ -219,7 +220,9 @@ impl Session {
             }
             ClientMessage::EndRoom => {
                 let (room, me) = self.in_room()?;
-                rooms.end(&room, &rooms.actor(&room, &me)?).await?;
+                rooms
+                    .end(&room, &Actor::Member(rooms.actor(&room, &me)?))
+                    .await?;
                 self.current = None;
             }
             ClientMessage::Ping => self.outbox.send(ServerMessage::Pong),
@@ -274,7 +277,9 @@ impl Session {
                 "to leave the room, use leave".into(),
             ));
         }
-        rooms.moderate(&room, &actor, &target, action).await
+        rooms
+            .moderate(&room, &Actor::Member(actor), &target, action)
+            .await
     }
 
     fn entered(&mut self, entered: Entered) {
