@@ -207,7 +207,6 @@ async fn scenario(
 /// A client that asks for a seat the moment it is told it is connected must get it: being
 /// told `connected` means being a member (the web client and `interop_webrtc` do this).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server race: on_connected announces connected before confirm_member; request_seat then gets not_in_room (see the report of issue 3's tests)"]
 async fn asking_for_a_seat_as_soon_as_connected_works() {
     const PEERS: usize = 12;
     let server = ChorusServer::spawn();

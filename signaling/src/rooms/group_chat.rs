@@ -68,6 +68,9 @@ pub struct GroupChat {
     pub removed: Vec<UserId>,
     /// Unix seconds.
     pub created_at: u64,
+    /// Bumped by every saved change.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// Who asks for a change.
@@ -194,6 +197,7 @@ impl GroupChat {
             reservations: Vec::new(),
             removed: Vec::new(),
             created_at: now,
+            version: 0,
         }
     }
 

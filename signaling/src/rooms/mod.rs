@@ -112,6 +112,9 @@ impl RoomRegistry {
             group: group.clone(),
             presences: HashMap::new(),
         });
+        if group.version < room.group.version {
+            return; // an older record finishing late: the live copy is newer
+        }
         let before: Vec<(ParticipantId, ParticipantInfo)> = room
             .presences
             .iter()

@@ -183,11 +183,18 @@ impl RoomService {
     }
 
     /// Apply a change to a room's group chat atomically and tell everyone.
-    async fn change(&self, room: &RoomId, change: Change) -> Result<GroupChat, Failure> {
+    async fn change(&self, room: &RoomId, mut change: Change) -> Result<GroupChat, Failure> {
         let group = self.resolve(room).await?;
+        // Every saved change bumps the version, so that the live copy never takes an
+        // older record over a newer one when two changes finish out of order.
+        let versioned: Change = Box::new(move |g| {
+            change(g)?;
+            g.version += 1;
+            Ok(())
+        });
         let group = self
             .store
-            .update_group(&group.id, change)
+            .update_group(&group.id, versioned)
             .await
             .map_err(update_failure)?;
         self.registry.apply_group(group.clone());
@@ -334,11 +341,12 @@ impl RoomService {
                 message: "your audio never connected, so the room was not created".into(),
             });
         }
-        let _ = self.sfu.close_room(&group.room).await;
+        // Record first: once the creator is told `left`, the room must already be gone.
         if let Err(e) = self.store.delete_group(&group.id).await {
             tracing::error!(group = %group.id, error = %e, "cannot roll back a pending room");
         }
         self.registry.close(&group.room, LeftReason::RoomClosed);
+        let _ = self.sfu.close_room(&group.room).await;
     }
 
     /// Join a room within its capacity. The place is held while the media connects and
@@ -437,11 +445,11 @@ impl RoomService {
         let Some((user, name)) = self.registry.user_of(room, id) else {
             return;
         };
-        self.registry
-            .update_presence(room, id, |p| p.connected = true);
         let Some(group) = self.registry.group(room) else {
             return;
         };
+        // Membership first, then `connected`: whoever sees the participant connected may
+        // rely on it being a member (e.g. to ask for a seat at once).
         let result = if group.state == RoomState::Pending && group.owner == user {
             tracing::info!(room = %room, "creator connected: room active");
             self.change(room, Box::new(GroupChat::activate)).await
@@ -450,6 +458,10 @@ impl RoomService {
             self.change(room, Box::new(move |g| g.confirm_member(&who, &name)))
                 .await
         };
+        if result.is_ok() {
+            self.registry
+                .update_presence(room, id, |p| p.connected = true);
+        }
         if let Err((code, message)) = result {
             // The place was lost meanwhile (removed, or expired and taken): out it goes.
             tracing::info!(room = %room, participant = %id, %message, "connected but cannot be confirmed");
