@@ -12,7 +12,7 @@ use chorus_bench::webrtc_peer::{HearReport, PeerConfig, WebrtcPeer};
 use chorus_proto::signal::{ClientMessage, ErrorCode, LeftReason};
 use common::ChorusServer;
 use serde_json::json;
-use support::{Api, wait_self_connected};
+use support::{Api, summary, wait_self_connected};
 
 /// Tones of the three speakers and of the listener that publishes anyway: 110 Hz apart,
 /// none a harmonic of another that is in play.
@@ -23,24 +23,6 @@ const HEARD_WINDOWS: u64 = 10;
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on the whole scenario, whatever step hangs (it takes ≈ 2 s).
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(40);
-
-fn summary(name: &str, heard: &HearReport) -> String {
-    let tones: Vec<String> = heard
-        .tones
-        .iter()
-        .filter(|t| t.windows > 0)
-        .map(|t| format!("{}Hz×{}", t.hz, t.windows))
-        .collect();
-    format!(
-        "{name}: tracks {} packets {} lost {} windows {} first packet {:?} tones [{}]",
-        heard.tracks,
-        heard.packets,
-        heard.lost,
-        heard.windows,
-        heard.first_packet_after,
-        tones.join(" ")
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webrtc_peers_hear_each_other_and_not_the_listener() {
