@@ -5,6 +5,7 @@
 
 mod slots;
 mod stun;
+mod timers;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ use crate::auth::Revocations;
 use crate::error::SfuError;
 use crate::metrics::{DropReason, Metrics};
 use slots::{Slot, SlotChoice, choose_slot};
+use timers::Timers;
 
 /// Largest SDP offer accepted (a browser's audio offer is 2–6 KiB).
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;
@@ -150,7 +152,10 @@ struct Participant {
     connected: bool,
     ice_down_since: Option<Instant>,
     last_rx: Instant,
+    /// The `Rtc`'s own deadline (its last `Output::Timeout`).
     next_timeout: Instant,
+    /// Its live entry in the engine's [`Timers`].
+    armed: Option<Instant>,
     /// Smoothed loudness 0..1 and when it was last updated.
     level: f32,
     level_at: Option<Instant>,
@@ -178,6 +183,9 @@ pub struct Engine {
     outputs: VecDeque<Output>,
     /// Frames received and not yet forwarded; kept to reuse its allocation.
     media: Vec<(u64, MediaData)>,
+    timers: Timers,
+    /// Timer entries due now; kept to reuse its allocation.
+    due: Vec<(Instant, u64)>,
     next_tick: Instant,
     metrics: Metrics,
 }
@@ -218,6 +226,8 @@ impl Engine {
             revoked: Revocations::default(),
             outputs: VecDeque::new(),
             media: Vec::new(),
+            timers: Timers::default(),
+            due: Vec::new(),
             next_tick: now + TICK,
             metrics: Metrics::default(),
         })
@@ -335,6 +345,8 @@ impl Engine {
         }
         self.by_pair.insert(pair, key);
         self.by_ufrag.insert(ufrag.clone(), key);
+        let mut armed = None;
+        self.timers.arm(key, next_timeout, &mut armed);
         self.participants.insert(
             key,
             Participant {
@@ -357,6 +369,7 @@ impl Engine {
                 ice_down_since: None,
                 last_rx: now,
                 next_timeout,
+                armed,
                 level: 0.0,
                 level_at: None,
                 failed: false,
@@ -426,6 +439,7 @@ impl Engine {
             now,
             &mut self.outputs,
             &mut self.media,
+            &mut self.timers,
             &mut self.metrics,
         );
         self.forward_pending(now);
@@ -437,16 +451,30 @@ impl Engine {
             participants,
             outputs,
             media,
+            timers,
+            due,
             metrics,
             ..
         } = self;
-        for (key, p) in participants.iter_mut() {
+        // Take what is due first: an `Rtc` that reports a deadline of "now" again is
+        // served on the next call, not in a loop here.
+        timers.pop_due(now, due);
+        for (at, key) in due.drain(..) {
+            let Some(p) = participants.get_mut(&key) else {
+                continue; // removed
+            };
+            if p.armed != Some(at) {
+                continue; // superseded by an earlier entry, already served
+            }
+            p.armed = None;
             if p.next_timeout <= now {
                 if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
                     tracing::debug!(participant = %p.id, error = %e, "rtc failed");
                     p.failed = true;
                 }
-                drain(*key, p, now, outputs, media, metrics);
+                drain(key, p, now, outputs, media, timers, metrics);
+            } else {
+                timers.arm(key, p.next_timeout, &mut p.armed);
             }
         }
         self.forward_pending(now);
@@ -461,12 +489,10 @@ impl Engine {
         if let Some(o) = self.outputs.pop_front() {
             return o;
         }
-        // A scan, not a heap: cheap at the hundreds of participants a core serves, and
-        // deadlines move on every packet.
         let t = self
-            .participants
-            .values()
-            .fold(self.next_tick, |t, p| t.min(p.next_timeout));
+            .timers
+            .next()
+            .map_or(self.next_tick, |t| t.min(self.next_tick));
         Output::Timeout(t)
     }
 
@@ -658,6 +684,7 @@ impl Engine {
                 now,
                 &mut self.outputs,
                 &mut self.media,
+                &mut self.timers,
                 &mut self.metrics,
             );
         }
@@ -748,6 +775,7 @@ impl Engine {
                 now,
                 &mut self.outputs,
                 &mut ignored,
+                &mut self.timers,
                 &mut self.metrics,
             );
         }
@@ -806,26 +834,37 @@ fn push_transmit(outputs: &mut VecDeque<Output>, metrics: &mut Metrics, t: str0m
 }
 
 /// Poll one participant's `Rtc` until it gives its next deadline: transmits go out,
-/// received frames are queued for forwarding, state changes become events.
+/// received frames are queued for forwarding, state changes become events, and the
+/// deadline is armed in `timers`.
 fn drain(
     key: u64,
     p: &mut Participant,
     now: Instant,
     outputs: &mut VecDeque<Output>,
     media: &mut Vec<(u64, MediaData)>,
+    timers: &mut Timers,
     metrics: &mut Metrics,
 ) {
+    p.next_timeout = poll_rtc(key, p, now, outputs, media, metrics);
+    timers.arm(key, p.next_timeout, &mut p.armed);
+}
+
+/// The polling loop of [`drain`]; returns the `Rtc`'s next deadline.
+fn poll_rtc(
+    key: u64,
+    p: &mut Participant,
+    now: Instant,
+    outputs: &mut VecDeque<Output>,
+    media: &mut Vec<(u64, MediaData)>,
+    metrics: &mut Metrics,
+) -> Instant {
     loop {
         if !p.rtc.is_alive() {
             // Removed at the next tick; nothing to wait for until then.
-            p.next_timeout = now + TICK;
-            return;
+            return now + TICK;
         }
         match p.rtc.poll_output() {
-            Ok(str0m::Output::Timeout(t)) => {
-                p.next_timeout = t;
-                return;
-            }
+            Ok(str0m::Output::Timeout(t)) => return t,
             Ok(str0m::Output::Transmit(t)) => push_transmit(outputs, metrics, t),
             Ok(str0m::Output::Event(e)) => match e {
                 Event::Connected if !p.connected => {
@@ -851,8 +890,7 @@ fn drain(
             Err(e) => {
                 tracing::debug!(participant = %p.id, error = %e, "rtc failed");
                 p.failed = true;
-                p.next_timeout = now + TICK;
-                return;
+                return now + TICK;
             }
         }
     }
