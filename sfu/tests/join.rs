@@ -44,3 +44,22 @@ fn offer_without_audio_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("SDP"), "{err}");
 }
+
+/// Listeners send no media: their answer leaves out transport-cc, so their clients send
+/// no TWCC feedback for what we forward; speakers keep it.
+#[test]
+fn transport_cc_only_for_publishers() {
+    const TWCC: &str = "transport-wide-cc-extensions";
+    let mut sim = Sim::new();
+    let room = RoomId::random();
+    let mut answer_for = |grants| {
+        let (_, offer, ..) = sim.offer(3);
+        assert!(offer.contains(TWCC));
+        let id = chorus_proto::ParticipantId::random();
+        sim.engine
+            .admit(common::claims(&room, &id, grants), &offer, sim.now)
+            .unwrap()
+    };
+    assert!(answer_for(Grants::SPEAKER).contains(TWCC));
+    assert!(!answer_for(Grants::LISTENER).contains(TWCC));
+}
