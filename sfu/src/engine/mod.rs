@@ -684,6 +684,13 @@ impl Engine {
                     continue;
                 }
             }
+            // str0m packetises written frames in its timeout handling. Do it now, while
+            // this subscriber's `Rtc` is in cache, rather than visiting every subscriber
+            // again from the timer (and a millisecond later).
+            if let Err(e) = s.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!(participant = %s.id, error = %e, "rtc failed");
+                s.failed = true;
+            }
             drain(
                 s_key,
                 s,
