@@ -63,6 +63,9 @@ pub enum ClientMessage {
         #[serde(default)]
         listener: bool,
     },
+    /// Leave the room and give up membership of its group chat, freeing the place
+    /// (the owner cannot); answered by [`ServerMessage::Left`].
+    LeaveGroup,
     /// Ask to speak: takes a free seat in an `open` room, else raises a hand.
     RequestSeat,
     /// Lower a raised hand.

@@ -264,3 +264,65 @@ fn tail(log: &str, lines: usize) -> String {
     let all: Vec<&str> = log.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+/// A full room frees a place when a member gives up membership (`leave_group`), unlike a
+/// plain `leave`, after which the member keeps its place (it is its group chat).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_the_group_frees_a_place_for_someone_else() {
+    let server = ChorusServer::spawn();
+    let api = Api::of(&server);
+    // Owner + 1 place.
+    let created = api
+        .create_room(json!({"name": "Tight", "owner_name": "Host", "capacity": 2, "seats": 1}))
+        .await;
+    let room = created.room.id.clone();
+    let step = Duration::from_secs(15);
+    let mut peers = Vec::new();
+    let outcome = async {
+        let config = |name: &str, token: Option<&str>| {
+            support::peer_config(&server.ws_url, &room, name, None, token)
+        };
+        peers.push(support::join_connected(config("Ada", None), step).await?);
+        let ada_token = peers[0].user_token().to_owned();
+        // Ada leaves the room but stays a member: Ben finds it full.
+        peers[0]
+            .send(&ClientMessage::Leave)
+            .map_err(|e| e.to_string())?;
+        api.wait_members(&room, "Ada to stay a member", step, |m| m.len() == 2)
+            .await?;
+        let mut ben = RawClient::hello(&server.ws_url, "Ben", None).await;
+        let mut media = MediaPeer::new(&MediaConfig::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let offer = media.create_offer(step).await.map_err(|e| e.to_string())?;
+        media.close().await;
+        ben.send(&ClientMessage::Join {
+            room: room.clone(),
+            offer,
+            listener: false,
+        })
+        .await;
+        let (code, words) = ben.expect_error("room_full while Ada is a member").await?;
+        if code != ErrorCode::RoomFull {
+            return Err(format!("expected room_full, got {code:?}: {words}"));
+        }
+        ben.close().await;
+        // Ada comes back as herself (a member: no new place needed) and gives the place up.
+        support::close_all(&mut peers).await;
+        peers.clear();
+        peers.push(support::join_connected(config("Ada", Some(&ada_token)), step).await?);
+        peers[0]
+            .send(&ClientMessage::LeaveGroup)
+            .map_err(|e| e.to_string())?;
+        api.wait_members(&room, "Ada to be gone", step, |m| m.len() == 1)
+            .await?;
+        // Now Ben gets in.
+        peers.push(support::join_connected(config("Ben", None), step).await?);
+        Ok::<(), String>(())
+    }
+    .await;
+    support::close_all(&mut peers).await;
+    if let Err(e) = outcome {
+        panic!("{e}\n--- server log (tail) ---\n{}", server.log());
+    }
+}

@@ -300,6 +300,19 @@ impl GroupChat {
         }
     }
 
+    /// `user` gives up membership: its place is free for someone else.
+    pub fn leave_group(&mut self, user: &UserId) -> Result<(), GroupError> {
+        if self.is_owner(user) {
+            return Err(GroupError::Forbidden(
+                "the owner cannot leave the group; end the room instead",
+            ));
+        }
+        self.member_mut(user)?;
+        self.members.retain(|m| &m.user != user);
+        self.release_place(user);
+        Ok(())
+    }
+
     /// Give back a place held by a join that failed.
     pub fn release_place(&mut self, user: &UserId) {
         self.reservations.retain(|r| &r.user != user);
@@ -552,6 +565,20 @@ mod tests {
             .unwrap();
         g.remove_member(&Actor::Service, &a).unwrap();
         g.end(&Actor::Service).unwrap();
+    }
+
+    #[test]
+    fn leaving_the_group_frees_the_place() {
+        let (mut g, owner) = active(2, 1);
+        let (a, b) = (UserId::random(), UserId::random());
+        g.reserve_place(&a, "a", 0, 30).unwrap();
+        g.confirm_member(&a, "a").unwrap();
+        assert_eq!(g.reserve_place(&b, "b", 0, 30), Err(GroupError::Full(2)));
+        g.leave_group(&a).unwrap();
+        assert_eq!(g.reserve_place(&b, "b", 0, 30), Ok(Place::Reserved));
+        assert!(g.leave_group(&owner).is_err());
+        // Unlike removal, leaving is not a ban.
+        assert!(!g.removed.contains(&a));
     }
 
     #[test]

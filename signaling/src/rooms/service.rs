@@ -482,6 +482,17 @@ impl RoomService {
         self.after_departure(group, room, id, &user).await;
     }
 
+    /// Leave the room and give up membership of its group chat.
+    pub async fn leave_group(&self, room: &RoomId, id: &ParticipantId) -> Result<(), Failure> {
+        let user = self.actor(room, id)?;
+        let who = user.clone();
+        self.change(room, Box::new(move |g| g.leave_group(&who)))
+            .await?;
+        self.leave(room, id, LeftReason::Left).await;
+        tracing::info!(room = %room, user = %user, "left the group");
+        Ok(())
+    }
+
     /// Mute or unmute oneself (the client stops sending; everyone sees the icon).
     pub fn set_self_muted(&self, room: &RoomId, id: &ParticipantId, muted: bool) {
         self.registry

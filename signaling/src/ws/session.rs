@@ -186,6 +186,14 @@ impl Session {
                 let (room, me) = self.in_room()?;
                 rooms.set_self_muted(&room, &me, muted);
             }
+            ClientMessage::LeaveGroup => {
+                let (room, me) = self.in_room()?;
+                rooms.leave_group(&room, &me).await?;
+                self.current = None;
+                self.outbox.send(ServerMessage::Left {
+                    reason: LeftReason::Left,
+                });
+            }
             ClientMessage::RequestSeat => {
                 let (room, me) = self.in_room()?;
                 rooms.request_seat(&room, &rooms.actor(&room, &me)?).await?;
