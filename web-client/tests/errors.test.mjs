@@ -6,31 +6,21 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, getRoom } from './server.mjs';
 import { openBrowser } from './browser.mjs';
-import { createRoomFromLanding, diagnostics } from './util.mjs';
+import { createRoomFromLanding, diagnostics, withServer } from './util.mjs';
 
 test('a link to an unknown room says the room is not open', { timeout: 60_000 }, async () => {
-  const server = await startServer();
-  const browsers = [];
-  try {
+  await withServer({}, async ({ server, browsers }) => {
     browsers.push(await openBrowser());
     const { page } = browsers[0];
-    try {
-      await page.goto(`${server.url}/r/no-such-room-42`);
-      await page.waitForSelector('#final[data-reason="not_found"]', { state: 'visible', timeout: 10_000 });
-      assert.match(await page.textContent('#final-text'), /not open/i);
-      assert.equal((await page.textContent('#room-title')).trim(), 'Room not found');
-      // Nothing to join, no media: a way to start a new room instead.
-      assert.equal(await page.isVisible('#join-btn'), false);
-      assert.equal(await page.isVisible('#final-home'), true);
-      assert.equal(await page.evaluate(() => window.chorus.pc), null);
-    } catch (e) {
-      e.message += `\n${diagnostics(server, browsers)}`;
-      throw e;
-    }
-  } finally {
-    await Promise.all(browsers.map((b) => b.close()));
-    await server.stop();
-  }
+    await page.goto(`${server.url}/r/no-such-room-42`);
+    await page.waitForSelector('#final[data-reason="not_found"]', { state: 'visible', timeout: 10_000 });
+    assert.match(await page.textContent('#final-text'), /not open/i);
+    assert.equal((await page.textContent('#room-title')).trim(), 'Room not found');
+    // Nothing to join, no media: a way to start a new room instead.
+    assert.equal(await page.isVisible('#join-btn'), false);
+    assert.equal(await page.isVisible('#final-home'), true);
+    assert.equal(await page.evaluate(() => window.chorus.pc), null);
+  });
 });
 
 test('losing the server during a call is said, and leaves the room', { timeout: 60_000 }, async () => {
@@ -64,9 +54,7 @@ test('losing the server during a call is said, and leaves the room', { timeout: 
 });
 
 test('a room whose creator audio never connects is rolled back, and the user is told', { timeout: 60_000 }, async () => {
-  const server = await startServer({ extraArgs: ['--pending-timeout-secs', '3'] });
-  const browsers = [];
-  try {
+  await withServer({ extraArgs: ['--pending-timeout-secs', '3'] }, async ({ server, browsers }) => {
     browsers.push(await openBrowser());
     const { page } = browsers[0];
     // Media blocked, as by a firewall dropping UDP: the browser never learns the SFU's
@@ -83,40 +71,32 @@ test('a room whose creator audio never connects is rolled back, and the user is 
     page.on('websocket', (ws) => ws.on('framereceived', (f) => {
       try { frames.push(JSON.parse(f.payload)); } catch { /* not JSON */ }
     }));
-    try {
-      await page.goto(`${server.url}/`);
-      await page.fill('#create-name', 'Ada');
-      await page.fill('#create-title', 'Never live');
-      await page.click('#create-btn');
-      await page.waitForURL(/\/r\/[A-Za-z0-9_-]+$/, { timeout: 15_000 });
-      const id = new URL(page.url()).pathname.split('/')[2];
-      // While the creator's media connects the room is "Starting…", its link not shown.
-      await page.waitForSelector('#room-state[data-state="pending"]', { timeout: 5_000 });
-      assert.equal((await page.textContent('#room-state')).trim(), 'Starting…');
-      assert.equal(await page.isVisible('#share'), false, 'no link to share before the room is live');
+    await page.goto(`${server.url}/`);
+    await page.fill('#create-name', 'Ada');
+    await page.fill('#create-title', 'Never live');
+    await page.click('#create-btn');
+    await page.waitForURL(/\/r\/[A-Za-z0-9_-]+$/, { timeout: 15_000 });
+    const id = new URL(page.url()).pathname.split('/')[2];
+    // While the creator's media connects the room is "Starting…", its link not shown.
+    await page.waitForSelector('#room-state[data-state="pending"]', { timeout: 5_000 });
+    assert.equal((await page.textContent('#room-state')).trim(), 'Starting…');
+    assert.equal(await page.isVisible('#share'), false, 'no link to share before the room is live');
 
-      const started = Date.now();
-      await page.waitForSelector('#final[data-reason="not_created"]', { state: 'visible', timeout: 15_000 });
-      const waited = Date.now() - started;
-      assert.match(await page.textContent('#final-text'), /room was not created/i);
-      assert.equal(await page.isVisible('#in-room'), false);
-      assert.equal(await page.isVisible('#share'), false);
-      assert.equal(await page.evaluate(() => window.chorus.pc), null, 'peer connection closed');
-      assert.ok(waited < 10_000, `rolled back after the 3 s wait, not much later (${waited} ms)`);
+    const started = Date.now();
+    await page.waitForSelector('#final[data-reason="not_created"]', { state: 'visible', timeout: 15_000 });
+    const waited = Date.now() - started;
+    assert.match(await page.textContent('#final-text'), /room was not created/i);
+    assert.equal(await page.isVisible('#in-room'), false);
+    assert.equal(await page.isVisible('#share'), false);
+    assert.equal(await page.evaluate(() => window.chorus.pc), null, 'peer connection closed');
+    assert.ok(waited < 10_000, `rolled back after the 3 s wait, not much later (${waited} ms)`);
 
-      // The protocol's rollback: error media_unavailable, then left room_closed.
-      const tail = frames.filter((f) => f.type === 'error' || f.type === 'left')
-        .map((f) => `${f.type}:${f.code || f.reason}`);
-      assert.deepEqual(tail, ['error:media_unavailable', 'left:room_closed'], `frames: ${JSON.stringify(frames)}`);
+    // The protocol's rollback: error media_unavailable, then left room_closed.
+    const tail = frames.filter((f) => f.type === 'error' || f.type === 'left')
+      .map((f) => `${f.type}:${f.code || f.reason}`);
+    assert.deepEqual(tail, ['error:media_unavailable', 'left:room_closed'], `frames: ${JSON.stringify(frames)}`);
 
-      const api = await getRoom(server.url, id);
-      assert.equal(api.status, 404, `nothing left behind: ${JSON.stringify(api)}`);
-    } catch (e) {
-      e.message += `\n${diagnostics(server, browsers)}`;
-      throw e;
-    }
-  } finally {
-    await Promise.all(browsers.map((b) => b.close()));
-    await server.stop();
-  }
+    const api = await getRoom(server.url, id);
+    assert.equal(api.status, 404, `nothing left behind: ${JSON.stringify(api)}`);
+  });
 });

@@ -3,6 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { inboundAudio, sleep } from './browser.mjs';
+import { startServer } from './server.mjs';
 
 /** Poll `probe` until it returns a truthy value; fail with `what` and the last value. */
 export async function waitFor(probe, { timeoutMs = 15_000, intervalMs = 250, what = 'condition' } = {}) {
@@ -154,4 +155,23 @@ export function diagnostics(server, browsers) {
     parts.push(server.output());
   }
   return parts.join('\n');
+}
+
+/**
+ * Run `body({ server, browsers })` against a fresh server; push every browser opened onto
+ * `browsers`. A failure carries the server's log and the pages' state; browsers and server
+ * are always stopped.
+ */
+export async function withServer(options, body) {
+  const server = await startServer(options);
+  const browsers = [];
+  try {
+    await body({ server, browsers });
+  } catch (e) {
+    e.message += `\n${diagnostics(server, browsers)}`;
+    throw e;
+  } finally {
+    await Promise.all(browsers.map((b) => b.close()));
+    await server.stop();
+  }
 }
