@@ -236,26 +236,20 @@ impl TokenVerifier {
 
     /// Check signature, issuer and expiry; return the claims.
     pub fn verify(&self, token: &str) -> Result<RoomClaims, TokenError> {
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(TokenError::TooLarge);
-        }
-        use jsonwebtoken::errors::ErrorKind;
-        jsonwebtoken::decode::<RoomClaims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                ErrorKind::InvalidSignature => TokenError::BadSignature,
-                _ => TokenError::Malformed(e.to_string()),
-            })
+        self.decode(token)
     }
 
     /// Check a user token: signature, issuer, expiry and kind.
     pub fn verify_user(&self, token: &str) -> Result<UserClaims, TokenError> {
+        self.decode(token)
+    }
+
+    fn decode<C: serde::de::DeserializeOwned>(&self, token: &str) -> Result<C, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::TooLarge);
         }
         use jsonwebtoken::errors::ErrorKind;
-        jsonwebtoken::decode::<UserClaims>(token, &self.decoding, &self.validation)
+        jsonwebtoken::decode::<C>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
