@@ -9,6 +9,7 @@
 
 mod app;
 mod auth;
+pub mod cli;
 mod config;
 mod error;
 mod http;
