@@ -123,6 +123,7 @@ function bindRoomControls() {
   el.seatLeaveBtn.addEventListener('click', () => send({ type: 'leave_seat' }));
   el.leaveBtn.addEventListener('click', onLeave);
   el.endBtn.addEventListener('click', onEndRoom);
+  el.leaveGroupBtn.addEventListener('click', onLeaveGroup);
   for (const b of el.sheet.querySelectorAll('.sheet-act')) {
     b.addEventListener('click', () => onSheetAction(b.dataset.act));
   }
@@ -640,6 +641,26 @@ async function onEndRoom() {
 }
 
 // ---------------------------------------------------------------- leaving
+
+/** Leave the room and give up membership of its group chat, freeing the place. */
+async function onLeaveGroup() {
+  if (state.phase !== 'in') {
+    return;
+  }
+  if (!(await ui.confirmAction('Leave the group? Your place goes to someone else; joining again needs a free place.', 'Leave the group'))) {
+    return;
+  }
+  state.phase = 'leaving';
+  try {
+    await state.signal.request({ type: 'leave_group' }, 'left', 3000);
+  } catch (e) {
+    state.phase = 'in';
+    ui.showToast(e.message, { code: e.code });
+    return;
+  }
+  leaveLocally();
+  ui.showRoomPhase('left', 'You left the group: your place is free for someone else.');
+}
 
 async function onLeave() {
   if (state.phase !== 'in') {

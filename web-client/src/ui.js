@@ -43,6 +43,7 @@ export const el = {
   seatLeaveBtn: $('seat-leave-btn'),
   leaveBtn: $('leave-btn'),
   endBtn: $('end-btn'),
+  leaveGroupBtn: $('leave-group-btn'),
   sheet: $('sheet'),
   sheetTitle: $('sheet-title'),
   sheetSub: $('sheet-sub'),
@@ -160,6 +161,8 @@ export function renderControls({ me, room, selfMuted, freeSeats }) {
   el.handBtn.textContent = { raise: 'Raise hand', lower: 'Lower hand', take: 'Take a seat' }[hand];
   el.handBtn.classList.toggle('btn-primary', hand !== 'lower');
   el.endBtn.hidden = !(me.role === 'owner' || me.role === 'moderator');
+  // The owner cannot leave its group chat (it ends the room instead).
+  el.leaveGroupBtn.hidden = me.role === 'owner';
 
   let words;
   if (me.muted_by_moderator) {
