@@ -29,7 +29,9 @@ test('leaving the group frees a place in a full room', { timeout: 60_000 }, asyn
     await bo.click('#leave-group-btn');
     await bo.waitForSelector('#confirm[open]', { timeout: 5_000 });
     await bo.click('#confirm-yes');
-    await bo.waitForFunction(() => /give|free/i.test(document.body.innerText), null, { timeout: 10_000 });
+    // Bo is out, told why, and its media is closed.
+    await bo.waitForSelector('#in-room', { state: 'hidden', timeout: 10_000 });
+    assert.match(await bo.textContent('#left-note'), /left the group/i);
     assert.equal(await bo.evaluate(() => window.chorus.pc), null, 'Bo\'s peer connection closed');
 
     // Now Cy gets in.
