@@ -112,7 +112,7 @@ pub async fn join(req: JoinRequest) -> JoinResult {
         rtc: peer.rtc,
         socket: peer.socket,
         local: peer.local,
-        send_mid: matches!(req.role, Role::Speaker { .. }).then_some(send_mid),
+        send_mid: speaker.then_some(send_mid),
         opened_at,
     };
     Ok((setup, SessionGuard::Chorus(Held { stop, task })))
