@@ -12,15 +12,17 @@ mod engine;
 mod error;
 mod metrics;
 mod net;
+mod fleet;
 pub mod prometheus;
 mod server;
 
 pub use auth::{Authenticator, Revocations};
 pub use config::{DEFAULT_AUDIO_SLOTS, DEFAULT_CONNECT_TIMEOUT, SfuConfig};
 pub use engine::{
-    Engine, EngineConfig, EngineEvent, EngineStats, LeaveReason, MAX_OFFER_BYTES, Output, Transmit,
-    install_crypto_provider,
+    Engine, EngineConfig, EngineEvent, EngineStats, LeaveReason, MAX_OFFER_BYTES, Output,
+    ParticipantState, Transmit, install_crypto_provider,
 };
 pub use error::SfuError;
+pub use fleet::FleetConfig;
 pub use metrics::{DropReason, Metrics};
 pub use server::{SfuHandle, start};

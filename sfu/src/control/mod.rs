@@ -1,7 +1,8 @@
 //! The gRPC face of the node: `SfuControl` over the engine loop. Each call checks and
 //! parses its input at the edge (sizes, ids, token), sends one command to the loop and
-//! waits for its oneshot reply. Events are a broadcast: a slow watcher loses old events
-//! (logged), it never stalls the engine.
+//! waits for its oneshot reply. Events are a broadcast that never stalls the engine: a
+//! watcher too slow to keep up has its stream ended with DATA_LOSS (never a silent gap),
+//! subscribes again and re-syncs from `Participants`.
 
 use std::pin::Pin;
 
@@ -9,8 +10,9 @@ use chorus_proto::sfu::sfu_control_server::SfuControl;
 use chorus_proto::sfu::{
     AdmitRequest, AdmitResponse, CloseRoomRequest, CloseRoomResponse, EventsRequest,
     LeaveReason as ProtoLeaveReason, NodeStatsRequest, NodeStatsResponse, ParticipantConnected,
-    ParticipantLeft, ParticipantLevel, RemoveParticipantRequest, RemoveParticipantResponse,
-    RoomEvent, SpeakingLevels, UpdateGrantsRequest, UpdateGrantsResponse, room_event,
+    ParticipantLeft, ParticipantLevel, ParticipantState, ParticipantsRequest, ParticipantsResponse,
+    RemoveParticipantRequest, RemoveParticipantResponse, RoomEvent, SpeakingLevels,
+    UpdateGrantsRequest, UpdateGrantsResponse, room_event,
 };
 use chorus_proto::token::{Grants, TokenError};
 use chorus_proto::{NodeId, ParticipantId, RoomId};
@@ -227,17 +229,41 @@ impl SfuControl for ControlService {
             .upgrade()
             .map(|sender| sender.subscribe())
             .ok_or_else(|| to_status(SfuError::ShuttingDown))?;
-        let stream = BroadcastStream::new(receiver).filter_map(|item| match item {
-            Ok(event) => to_proto(event).map(Ok),
-            Err(BroadcastStreamRecvError::Lagged(n)) => {
-                tracing::warn!(
-                    missed = n,
-                    "an Events watcher is too slow; events were dropped"
-                );
-                None
-            }
-        });
+        // A lag ends the stream: the watcher must know it missed lifecycle events, so it
+        // re-subscribes and diffs against `Participants` instead of carrying a ghost.
+        let stream = BroadcastStream::new(receiver)
+            .map_while(|item| match item {
+                Ok(event) => Some(event),
+                Err(BroadcastStreamRecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "an Events watcher is too slow; ending its stream so that it re-syncs"
+                    );
+                    None
+                }
+            })
+            .filter_map(|event| to_proto(event).map(Ok::<RoomEvent, Status>))
+            .chain(tokio_stream::once(Err(Status::data_loss(
+                "events were dropped for this watcher (or the node is stopping); subscribe again and re-sync with Participants",
+            ))));
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn participants(
+        &self,
+        _request: Request<ParticipantsRequest>,
+    ) -> Result<Response<ParticipantsResponse>, Status> {
+        let list = self.call(|reply| Command::Participants { reply }).await?;
+        Ok(Response::new(ParticipantsResponse {
+            participants: list
+                .into_iter()
+                .map(|p| ParticipantState {
+                    room_id: p.room.into(),
+                    participant_id: p.participant.into(),
+                    connected: p.connected,
+                })
+                .collect(),
+        }))
     }
 
     async fn node_stats(

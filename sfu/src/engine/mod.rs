@@ -124,6 +124,17 @@ pub enum Output {
     Timeout(Instant),
 }
 
+/// One participant as [`Engine::participants`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantState {
+    /// Its room.
+    pub room: RoomId,
+    /// The participant.
+    pub participant: ParticipantId,
+    /// ICE and DTLS completed.
+    pub connected: bool,
+}
+
 /// Load and counters.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EngineStats {
@@ -560,6 +571,19 @@ impl Engine {
             participants: self.participants.len(),
             metrics: self.metrics,
         }
+    }
+
+    /// Every participant and whether its media is connected: the snapshot a watcher of
+    /// the events diffs against after it (re)subscribes.
+    pub fn participants(&self) -> Vec<ParticipantState> {
+        self.participants
+            .values()
+            .map(|p| ParticipantState {
+                room: p.room.clone(),
+                participant: p.id.clone(),
+                connected: p.connected,
+            })
+            .collect()
     }
 
     /// The I/O shell could not send a datagram.

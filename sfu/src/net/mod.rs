@@ -14,7 +14,7 @@ use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::engine::{Engine, EngineEvent, EngineStats, Output};
+use crate::engine::{Engine, EngineEvent, EngineStats, Output, ParticipantState};
 use crate::error::SfuError;
 
 /// Largest datagram read; WebRTC keeps datagrams under ≈ 1200 bytes.
@@ -49,6 +49,9 @@ pub(crate) enum Command {
     },
     Stats {
         reply: oneshot::Sender<EngineStats>,
+    },
+    Participants {
+        reply: oneshot::Sender<Vec<ParticipantState>>,
     },
     Shutdown,
 }
@@ -305,6 +308,9 @@ fn handle_command(engine: &mut Engine, command: Command, now: Instant) {
         }
         Command::Stats { reply } => {
             let _ = reply.send(engine.stats());
+        }
+        Command::Participants { reply } => {
+            let _ = reply.send(engine.participants());
         }
         Command::Shutdown => {}
     }
