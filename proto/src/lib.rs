@@ -5,8 +5,10 @@
 //! - [`token`]: the Ed25519-signed room token that signaling mints and the SFU verifies.
 //! - [`api_key`]: signing and checking server-API requests (`docs/api.md`).
 //! - [`ids`]: newtype ids shared by all of the above.
+//! - [`fleet`]: Redis key names and the node records a fleet shares.
 
 pub mod api_key;
+pub mod fleet;
 pub mod hex;
 pub mod ids;
 pub mod signal;

@@ -30,6 +30,8 @@ pub struct SfuConfig {
     pub audio_slots: usize,
     /// Admitted but not connected after this long: removed with `CONNECT_TIMEOUT`.
     pub connect_timeout: Duration,
+    /// Membership of a fleet (`--redis`); `None`: a node driven by one signaling.
+    pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
 impl SfuConfig {
@@ -44,6 +46,7 @@ impl SfuConfig {
             token_public_key,
             audio_slots: DEFAULT_AUDIO_SLOTS,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            fleet: None,
         }
     }
 }

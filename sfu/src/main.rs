@@ -63,6 +63,25 @@ struct Args {
     /// Seconds an admitted participant may take to connect its media.
     #[arg(long, env = "CHORUS_SFU_CONNECT_TIMEOUT", default_value_t = 15)]
     connect_timeout_secs: u64,
+
+    /// Join a fleet: register this node in Redis (with a heartbeat) so that signaling
+    /// nodes find it and place rooms on it by load.
+    #[arg(long, env = "CHORUS_REDIS_URL")]
+    redis: Option<String>,
+
+    /// Where signaling reaches this node's gRPC, e.g. http://10.0.0.5:7881 (needed with
+    /// --redis when --grpc listens on a wildcard address).
+    #[arg(long, env = "CHORUS_SFU_ADVERTISE_GRPC")]
+    advertise_grpc: Option<String>,
+
+    /// A region label, shown with the node's load.
+    #[arg(long, env = "CHORUS_SFU_REGION")]
+    region: Option<String>,
+
+    /// Start drained: take no new rooms (existing ones go on). SIGUSR1 drains a running
+    /// node.
+    #[arg(long, env = "CHORUS_SFU_DRAIN")]
+    drain: bool,
 }
 
 fn config(args: Args) -> Result<SfuConfig, String> {
@@ -86,6 +105,14 @@ fn config(args: Args) -> Result<SfuConfig, String> {
     config.public_ips = args.public_ips;
     config.audio_slots = args.audio_slots;
     config.connect_timeout = Duration::from_secs(args.connect_timeout_secs);
+    if let Some(redis_url) = args.redis.filter(|u| !u.trim().is_empty()) {
+        config.fleet = Some(chorus_sfu::FleetConfig {
+            redis_url,
+            advertise_grpc: args.advertise_grpc,
+            region: args.region,
+            drain: args.drain,
+        });
+    }
     Ok(config)
 }
 
@@ -130,12 +157,29 @@ async fn main() -> ExitCode {
     for addr in handle.udp_addrs() {
         println!("udp {addr}");
     }
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        eprintln!("chorus-sfu: cannot wait for Ctrl-C: {e}");
-    }
+    wait_for_stop(&handle).await;
     tracing::info!("shutting down");
     handle.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Until SIGINT or SIGTERM; SIGUSR1 meanwhile drains the node.
+async fn wait_for_stop(handle: &chorus_sfu::SfuHandle) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut usr1)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::user_defined1()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = usr1.recv() => handle.drain(),
+        }
+    }
 }
 
 /// `GET /metrics`: the node's counters, asked of its own gRPC server (the one surface

@@ -25,6 +25,7 @@ pub struct SfuHandle {
     media: MediaLoop,
     stop_grpc: oneshot::Sender<()>,
     grpc_task: tokio::task::JoinHandle<()>,
+    fleet: Option<crate::fleet::Registration>,
 }
 
 impl SfuHandle {
@@ -38,8 +39,20 @@ impl SfuHandle {
         self.media.udp_addrs.clone()
     }
 
-    /// Stop the media loop (open Events streams end with it), then the gRPC server.
+    /// Take no new rooms (in a fleet: the node's record says it drains); rooms here go on.
+    pub fn drain(&self) {
+        if let Some(fleet) = &self.fleet {
+            fleet.drain();
+            tracing::info!("draining: no new rooms will be placed on this node");
+        }
+    }
+
+    /// Leave the fleet (so no new room is placed here), stop the media loop (open Events
+    /// streams end with it), then the gRPC server.
     pub async fn shutdown(mut self) {
+        if let Some(fleet) = self.fleet.take() {
+            fleet.stop().await;
+        }
         self.media.shutdown().await;
         let _ = self.stop_grpc.send(());
         // Graceful first; a client holding a call open must not hold shutdown forever.
@@ -93,10 +106,36 @@ pub async fn start(config: SfuConfig) -> Result<SfuHandle, SfuError> {
         }
     });
     tracing::info!(node = %config.node_id, grpc = %grpc_addr, udp = ?media.udp_addrs, "SFU listening");
+    let fleet = match &config.fleet {
+        Some(fleet) => {
+            let grpc_url = match &fleet.advertise_grpc {
+                Some(url) => url.clone(),
+                None if grpc_addr.ip().is_unspecified() => {
+                    return Err(SfuError::Config(
+                        "with --redis and a wildcard --grpc address, say where signaling reaches this node: --advertise-grpc http://HOST:PORT".into(),
+                    ));
+                }
+                None => format!("http://{grpc_addr}"),
+            };
+            let media_addrs = media.udp_addrs.iter().map(ToString::to_string).collect();
+            let registration = crate::fleet::register(
+                fleet,
+                config.node_id.clone(),
+                grpc_url.clone(),
+                media_addrs,
+                media.commands.clone(),
+            )
+            .await?;
+            tracing::info!(node = %config.node_id, %grpc_url, "joined the fleet");
+            Some(registration)
+        }
+        None => None,
+    };
     Ok(SfuHandle {
         grpc_addr,
         media,
         stop_grpc,
         grpc_task,
+        fleet,
     })
 }
