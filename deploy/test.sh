@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 log() { printf '\n== %s\n' "$*"; }
 
 # System packages: cmake builds the bundled libopus of the test peers; Chromium is the
-# browser the web-client tests drive.
+# browser the web-client tests drive; redis-server backs the fleet tests (each test
+# starts its own on a free loopback port and stops it by pid).
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 if ((${#need[@]})); then
   log "installing ${need[*]}"

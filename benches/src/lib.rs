@@ -5,8 +5,10 @@
 //!   that joins through the real signaling, publishes a tone and reports what it hears.
 //! - [`load`]: `chorus-load`, synthetic str0m peers by the thousand and what they measure.
 //! - [`rest`]: the REST calls the tools need (creating rooms).
+//! - [`redis_server`]: a real `redis-server` on a free loopback port, for fleet tests.
 
 pub mod load;
+pub mod redis_server;
 pub mod rest;
 pub mod tone;
 pub mod webrtc_peer;

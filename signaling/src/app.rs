@@ -21,6 +21,8 @@ pub struct AppState {
     pub users: TokenVerifier,
     /// The server API's key.
     pub api_key: ApiKey,
+    /// The fleet's Redis, when there is one (for metrics).
+    pub redis: Option<crate::redis_client::Redis>,
 }
 
 /// How long a user token lets a client come back as the same user.

@@ -32,18 +32,33 @@ pub struct ServeArgs {
     /// Folder holding the web client.
     #[arg(long, env = "CHORUS_WEB_DIR", default_value_os_t = default_web_dir())]
     pub web_dir: PathBuf,
+    /// Redis of a fleet (`redis://[:password@]host:6379/0`, `rediss://` for TLS): rooms,
+    /// SFU nodes and presences are shared by every node on it. Without it: the embedded
+    /// store on disk and one SFU.
+    #[arg(long, env = "CHORUS_REDIS_URL")]
+    pub redis: Option<String>,
+    /// This signaling node's id in the fleet (default: random).
+    #[arg(long, env = "CHORUS_NODE_ID")]
+    pub node_id: Option<String>,
 }
 
 impl ServeArgs {
     /// The signaling configuration these flags describe, driving the SFU at `sfu_url`.
-    pub fn config(&self, sfu_url: String) -> SignalingConfig {
+    pub fn config(&self, sfu_url: String) -> Result<SignalingConfig, String> {
         let mut config = SignalingConfig::new(sfu_url);
+        config.redis_url = self.redis.clone().filter(|u| !u.trim().is_empty());
+        config.node_id = match &self.node_id {
+            Some(id) => Some(
+                chorus_proto::NodeId::parse(id.clone()).map_err(|e| format!("--node-id: {e}"))?,
+            ),
+            None => None,
+        };
         config.listen = self.listen;
         config.tls = TlsMode::choose(self.listen, self.tls_cert.clone(), self.tls_key.clone());
         config.data_dir = self.data_dir.clone();
         config.web_dir = self.web_dir.clone();
         config.timeouts.pending = Duration::from_secs(self.pending_timeout_secs.max(1));
-        config
+        Ok(config)
     }
 }
 

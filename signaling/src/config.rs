@@ -43,8 +43,14 @@ pub struct SignalingConfig {
     pub listen: SocketAddr,
     /// HTTPS or not.
     pub tls: TlsMode,
-    /// gRPC address of the SFU node, e.g. `http://127.0.0.1:7881`.
+    /// gRPC address of the SFU node, e.g. `http://127.0.0.1:7881` (ignored with
+    /// `redis_url`: SFU nodes register themselves there).
     pub sfu_url: String,
+    /// Redis of the fleet (`--redis`): shared store, node router and room bus. `None`:
+    /// the embedded store and the one SFU at `sfu_url`.
+    pub redis_url: Option<String>,
+    /// This signaling node's id (random when not given).
+    pub node_id: Option<chorus_proto::NodeId>,
     /// Folder holding the web client (index.html, src/, style.css).
     pub web_dir: PathBuf,
     /// Folder for durable data (and the self-signed certificate).
@@ -62,6 +68,8 @@ impl SignalingConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7880)),
             tls: TlsMode::Off,
             sfu_url: sfu_url.into(),
+            redis_url: None,
+            node_id: None,
             web_dir: default_web_dir(),
             data_dir: PathBuf::from("chorus-data"),
             api_key: None,

@@ -39,6 +39,14 @@ pub enum SignalingError {
         /// Why.
         reason: String,
     },
+    /// Redis (`--redis`) did not answer at start-up.
+    #[error("Redis at {url} cannot be reached: {reason}")]
+    RedisUnreachable {
+        /// Where (without its password).
+        url: String,
+        /// Why.
+        reason: String,
+    },
     /// The room token key is unusable.
     #[error(transparent)]
     Token(#[from] chorus_proto::token::TokenError),

@@ -14,7 +14,9 @@ mod config;
 mod error;
 mod http;
 mod net;
+mod redis_client;
 mod rooms;
+mod routing;
 mod sfu_client;
 mod store;
 mod tls;
@@ -76,24 +78,47 @@ pub async fn start(
         source,
     })?;
 
-    let store: store::SharedStore = Arc::new(store::EmbeddedStore::open(
-        &config.data_dir.join("chorus.redb"),
-    )?);
-    let sfu = sfu_client::SfuClient::connect_lazy(&config.sfu_url)?;
+    let node_id = config.node_id.clone().unwrap_or_else(chorus_proto::NodeId::random);
     let users = tokens.verifier()?;
-    let rooms =
-        rooms::service::RoomService::new(store, sfu.clone(), tokens.clone(), config.timeouts);
-    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
-    rooms::sfu_events::spawn(sfu.clone(), rooms.clone(), subscribed_tx);
-    match tokio::time::timeout(Duration::from_secs(10), subscribed).await {
-        Ok(Ok(())) => {}
-        _ => {
-            return Err(SignalingError::SfuUnreachable {
-                url: config.sfu_url.clone(),
-                reason: "no event stream within 10 s".into(),
-            });
+    let (seams, inbound) = match &config.redis_url {
+        None => (local_seams(&config, node_id.clone()).await?, None),
+        Some(url) => {
+            let redis = redis_client::Redis::connect(url).await?;
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let bus = rooms::bus::RedisBus::start(redis.clone(), node_id.clone(), None, tx);
+            let seams = rooms::service::Seams {
+                store: Arc::new(store::RedisStore::new(redis.clone())),
+                router: Arc::new(routing::RedisRouter::new(redis.clone())),
+                bus: Arc::new(bus),
+            };
+            tracing::info!(node = %node_id, redis = %redis_client::redact(url), "joined the fleet");
+            (seams, Some((rx, redis)))
         }
-    }
+    };
+    let rooms = rooms::service::RoomService::new(seams, tokens.clone(), config.timeouts);
+    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+    rooms::sfu_events::spawn(rooms.clone(), subscribed_tx);
+    let redis = match inbound {
+        Some((rx, redis)) => {
+            tokio::spawn(rooms.clone().follow_bus(rx));
+            tokio::spawn(rooms.clone().sweep_orphans(Duration::from_secs(2)));
+            Some(redis)
+        }
+        None => {
+            // One SFU: wait until its events are followed, so no early join's event is
+            // missed. (A fleet's nodes come and go; each is re-synced when followed.)
+            match tokio::time::timeout(Duration::from_secs(10), subscribed).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    return Err(SignalingError::SfuUnreachable {
+                        url: config.sfu_url.clone(),
+                        reason: "no event stream within 10 s".into(),
+                    });
+                }
+            }
+            None
+        }
+    };
 
     let api_key = match config.api_key.clone() {
         Some(key) => key,
@@ -104,6 +129,7 @@ pub async fn start(
         tokens,
         users,
         api_key,
+        redis,
     });
     let app = http::router(state, &config.web_dir);
 
@@ -167,12 +193,48 @@ pub async fn start(
             })
         }
     };
-    tracing::info!(%url, sfu = %config.sfu_url, "signaling is serving");
+    match &config.redis_url {
+        Some(_) => tracing::info!(%url, node = %node_id, "signaling is serving (fleet)"),
+        None => tracing::info!(%url, sfu = %config.sfu_url, "signaling is serving"),
+    }
     Ok(SignalingHandle {
         local_addr,
         url,
         server,
         task,
+    })
+}
+
+/// The seams of a node alone: the embedded store on disk, the one SFU at `--sfu`, and
+/// nobody else to tell.
+async fn local_seams(
+    config: &SignalingConfig,
+    node: chorus_proto::NodeId,
+) -> Result<rooms::service::Seams, SignalingError> {
+    let store: store::SharedStore = Arc::new(store::EmbeddedStore::open(
+        &config.data_dir.join("chorus.redb"),
+    )?);
+    let sfu = sfu_client::SfuClient::connect_lazy(&config.sfu_url)?;
+    // The SFU's own id names it in metrics and the API; ask it (it may still be starting).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let stats = loop {
+        match sfu.node_stats().await {
+            Ok(stats) => break stats,
+            Err(status) if tokio::time::Instant::now() >= deadline => {
+                return Err(SignalingError::SfuUnreachable {
+                    url: config.sfu_url.clone(),
+                    reason: status.message().to_owned(),
+                });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    let sfu_id = chorus_proto::NodeId::parse(stats.node_id)
+        .unwrap_or_else(|_| chorus_proto::NodeId::random());
+    Ok(rooms::service::Seams {
+        store,
+        router: Arc::new(routing::LocalRouter::new(sfu, sfu_id)),
+        bus: Arc::new(rooms::bus::LocalBus::new(node)),
     })
 }
 

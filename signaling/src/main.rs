@@ -14,7 +14,8 @@ struct Args {
     command: Option<Command>,
     #[command(flatten)]
     serve: ServeArgs,
-    /// gRPC address of the SFU node.
+    /// gRPC address of the SFU node (without --redis; with it, SFU nodes are found in
+    /// Redis, where they register themselves).
     #[arg(long, env = "CHORUS_SFU", default_value = "http://127.0.0.1:7881")]
     sfu: String,
     /// Ed25519 private key (PKCS#8 PEM) that signs room tokens; made if missing.
@@ -54,7 +55,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         );
         return Ok(());
     }
-    let config = args.serve.config(args.sfu);
+    let config = args.serve.config(args.sfu)?;
     let signaling = chorus_signaling::start(config, tokens).await?;
     println!("Chorus signaling is running: open {}", signaling.url());
     let _ = tokio::signal::ctrl_c().await;

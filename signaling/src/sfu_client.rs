@@ -117,6 +117,18 @@ impl SfuClient {
         Ok(self.client.clone().node_stats(request).await?.into_inner())
     }
 
+    /// Every participant on the node and whether its media is connected.
+    pub async fn participants(&self) -> Result<Vec<chorus_proto::sfu::ParticipantState>, Status> {
+        let request = chorus_proto::sfu::ParticipantsRequest {};
+        Ok(self
+            .client
+            .clone()
+            .participants(request)
+            .await?
+            .into_inner()
+            .participants)
+    }
+
     /// Subscribe to every room event of this node.
     pub async fn events(&self) -> Result<Streaming<RoomEvent>, Status> {
         Ok(self

@@ -44,6 +44,8 @@ pub struct RoomView {
     pub unreadable: u64,
     /// The socket is closed.
     pub closed: bool,
+    /// Times the server asked for a new media offer (its SFU node went away).
+    pub media_reconnects: u64,
 }
 
 impl RoomView {
@@ -79,8 +81,10 @@ impl RoomView {
             }
             ServerMessage::Left { reason } => self.left = Some(*reason),
             ServerMessage::Error { code, message } => self.errors.push((*code, message.clone())),
+            ServerMessage::ReconnectMedia { .. } => self.media_reconnects += 1,
             ServerMessage::Welcome { .. }
             | ServerMessage::RoomUpdated { .. }
+            | ServerMessage::MediaAnswer { .. }
             | ServerMessage::Pong => {}
         }
     }

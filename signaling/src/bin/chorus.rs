@@ -37,6 +37,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    if args.serve.redis.is_some() {
+        return Err("`chorus` is Chorus on one machine and needs no Redis; for a fleet run \
+                    `chorus-signaling --redis URL` and `chorus-sfu --redis URL` (deploy/README.md)"
+            .into());
+    }
     let data_dir = &args.serve.data_dir;
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("cannot create the data folder {}: {e}", data_dir.display()))?;
@@ -48,7 +53,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     sfu_config.public_ips = args.public_ips.clone();
     let sfu = chorus_sfu::start(sfu_config).await?;
 
-    let config = args.serve.config(format!("http://{}", sfu.grpc_addr()));
+    let config = args.serve.config(format!("http://{}", sfu.grpc_addr()))?;
     let signaling = chorus_signaling::start(config, tokens).await?;
 
     let media: Vec<String> = sfu.udp_addrs().iter().map(ToString::to_string).collect();

@@ -60,7 +60,7 @@ pub async fn get_room(
             ErrorCode::RoomNotFound => not_found(),
             _ => ApiError(StatusCode::INTERNAL_SERVER_ERROR, code, message),
         })?;
-    let participants = state.rooms.registry.participants(&id).len();
+    let participants = state.rooms.participants(&id).await.len();
     Ok(Json(RoomStatus {
         room: crate::rooms::room_info(&group),
         participants,

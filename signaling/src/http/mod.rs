@@ -39,6 +39,75 @@ pub fn router(state: Arc<AppState>, web_dir: &Path) -> Router {
         .with_state(state)
 }
 
+/// The SFU side as this node sees it: alone, the one SFU's counters (the embedded
+/// default's `/metrics` carries them); in a fleet, every live SFU node's load, the
+/// placements, and this node's Redis traffic.
+async fn fleet_metrics(state: &AppState) -> String {
+    use chorus_proto::fleet::SfuNodeRecord;
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    let router = state.rooms.router();
+    let nodes = match router.nodes().await {
+        Ok(nodes) => nodes,
+        Err(e) => {
+            tracing::warn!(error = %e, "SFU nodes unavailable for metrics");
+            Vec::new()
+        }
+    };
+    let Some(redis) = &state.redis else {
+        if let Some(node) = nodes.first()
+            && let Ok(sfu) = state.rooms.sfu_client(node)
+        {
+            match sfu.node_stats().await {
+                Ok(stats) => text.push_str(&chorus_sfu::prometheus::node_metrics(&stats)),
+                Err(status) => {
+                    tracing::warn!(error = %status.message(), "SFU node stats unavailable");
+                }
+            }
+        }
+        return text;
+    };
+    let bound = router.rooms_per_node().await.unwrap_or_default();
+    let _ = writeln!(
+        text,
+        "# HELP chorus_fleet_sfu_nodes Live SFU nodes in the fleet.\n# TYPE chorus_fleet_sfu_nodes gauge\nchorus_fleet_sfu_nodes {}",
+        nodes.len()
+    );
+    type Gauge = (&'static str, &'static str, fn(&SfuNodeRecord) -> f64);
+    let gauges: [Gauge; 5] = [
+        ("chorus_fleet_sfu_participants", "Participants on each SFU node (its heartbeat).", |n| f64::from(n.participants)),
+        ("chorus_fleet_sfu_rooms", "Rooms with participants on each SFU node (its heartbeat).", |n| f64::from(n.rooms)),
+        ("chorus_fleet_sfu_forwarded_per_second", "Packets forwarded per second by each SFU node.", |n| n.forwarded_per_sec),
+        ("chorus_fleet_sfu_cpu_cores", "CPU used by each SFU node, in cores.", |n| n.cpu_cores),
+        ("chorus_fleet_sfu_draining", "1 while an SFU node drains (takes no new rooms).", |n| if n.draining { 1.0 } else { 0.0 }),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for node in &nodes {
+            let _ = writeln!(text, "{name}{{node=\"{}\"}} {}", node.id, value(node));
+        }
+    }
+    let _ = writeln!(
+        text,
+        "# HELP chorus_fleet_sfu_bound_rooms Rooms placed on each SFU node.\n# TYPE chorus_fleet_sfu_bound_rooms gauge"
+    );
+    for (node, rooms) in &bound {
+        let _ = writeln!(text, "chorus_fleet_sfu_bound_rooms{{node=\"{node}\"}} {rooms}");
+    }
+    let m = redis.metrics();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = write!(
+        text,
+        "# HELP chorus_redis_commands_total Redis commands sent by this node.\n# TYPE chorus_redis_commands_total counter\nchorus_redis_commands_total {}\n\
+         # HELP chorus_redis_errors_total Redis commands that failed (connection, timeout, server error).\n# TYPE chorus_redis_errors_total counter\nchorus_redis_errors_total {}\n\
+         # HELP chorus_redis_latency_seconds_total Time spent waiting for Redis replies.\n# TYPE chorus_redis_latency_seconds_total counter\nchorus_redis_latency_seconds_total {}\n",
+        load(&m.commands),
+        load(&m.errors),
+        load(&m.latency_us) as f64 / 1e6,
+    );
+    text
+}
+
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> String {
     let (rooms, participants) = state.rooms.registry.counts();
@@ -52,9 +121,6 @@ async fn metrics(axum::extract::State(state): axum::extract::State<Arc<AppState>
     );
     // This process (in the embedded default it carries the SFU too), then the SFU's counters.
     text.push_str(&chorus_sfu::prometheus::process_metrics());
-    match state.rooms.sfu().node_stats().await {
-        Ok(stats) => text.push_str(&chorus_sfu::prometheus::node_metrics(&stats)),
-        Err(status) => tracing::warn!(error = %status.message(), "SFU node stats unavailable"),
-    }
+    text.push_str(&fleet_metrics(&state).await);
     text
 }

@@ -84,7 +84,10 @@ fn failure((code, message): Failure) -> ApiError {
         ErrorCode::RoomNotFound | ErrorCode::NotInRoom => StatusCode::NOT_FOUND,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::RoomFull | ErrorCode::NoFreeSeat => StatusCode::CONFLICT,
-        ErrorCode::Internal | ErrorCode::MediaUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::MediaUnavailable | ErrorCode::TemporarilyUnavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::BAD_REQUEST,
     };
     ApiError::new(status, code, &message)
@@ -138,12 +141,19 @@ struct RoomView {
     group: GroupId,
     owner: UserId,
     members: Vec<MemberView>,
-    /// Participants present now (on this node).
+    /// Participants present now (on every signaling node).
     present: usize,
+    /// The SFU node the room's media is on, if it has been placed.
+    node: Option<String>,
 }
 
-fn view(state: &AppState, group: &GroupChat) -> RoomView {
+async fn view(state: &AppState, group: &GroupChat) -> RoomView {
+    let node = match state.rooms.router().bound_node(&group.room).await {
+        Ok(node) => node.map(|n| n.to_string()),
+        Err(_) => None,
+    };
     RoomView {
+        node,
         room: room_info(group),
         group: group.id.clone(),
         owner: group.owner.clone(),
@@ -159,7 +169,7 @@ fn view(state: &AppState, group: &GroupChat) -> RoomView {
                 muted_by_moderator: m.muted_by_moderator,
             })
             .collect(),
-        present: state.rooms.registry.participants(&group.room).len(),
+        present: state.rooms.participants(&group.room).await.len(),
     }
 }
 
@@ -213,7 +223,7 @@ async fn create_room(
     Ok((
         StatusCode::CREATED,
         Json(Created {
-            room: view(&state, &group),
+            room: view(&state, &group).await,
             owner_token,
         }),
     ))
@@ -227,7 +237,13 @@ struct RoomList {
 async fn list_rooms(State(state): State<Arc<AppState>>) -> Result<Json<RoomList>, ApiError> {
     let groups = state.rooms.all().await.map_err(failure)?;
     Ok(Json(RoomList {
-        rooms: groups.iter().map(|g| view(&state, g)).collect(),
+        rooms: {
+            let mut views = Vec::with_capacity(groups.len());
+            for g in &groups {
+                views.push(view(&state, g).await);
+            }
+            views
+        },
     }))
 }
 
@@ -240,7 +256,7 @@ async fn get_room(
         .resolve(&parse_room(&room)?)
         .await
         .map_err(failure)?;
-    Ok(Json(view(&state, &group)))
+    Ok(Json(view(&state, &group).await))
 }
 
 async fn end_room(
@@ -287,7 +303,7 @@ async fn change_member(
             .map_err(failure)?;
     }
     let group = state.rooms.resolve(&room).await.map_err(failure)?;
-    Ok(Json(view(&state, &group)))
+    Ok(Json(view(&state, &group).await))
 }
 
 async fn remove_member(

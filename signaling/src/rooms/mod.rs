@@ -1,33 +1,38 @@
 //! Voice rooms: who is in which room right now, and telling every member when that
 //! changes. Membership, seats and roles are durable and live in the room's group chat
 //! record (`group_chat`, saved by the store); this module keeps a copy of that record per
-//! live room together with the presences (participants) of this node.
+//! live room together with the presences (participants) whose sessions are on this node.
+//!
+//! Sessions on other signaling nodes are reached over the room bus (`bus`): whatever
+//! this registry tells its own sessions about the room, it also publishes, and what other
+//! nodes publish it hands to its own sessions.
 
+pub mod bus;
 pub mod group_chat;
 pub mod service;
 pub mod sfu_events;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Instant;
 
+use chorus_proto::fleet::PresenceRecord;
 use chorus_proto::signal::{
     LeftReason, ParticipantInfo, Role, RoomInfo, ServerMessage, SpeakerLevel,
 };
-use chorus_proto::{ParticipantId, RoomId, UserId};
+use chorus_proto::{NodeId, ParticipantId, RoomId, UserId};
+use tokio::sync::mpsc;
 
+use crate::rooms::bus::{BusEvent, Envelope, RoomNews};
 use crate::rooms::group_chat::GroupChat;
 use crate::ws::outbox::Outbox;
 
-/// One participant's presence in a live room.
+/// One participant's presence in a live room, held by this node.
 pub struct Presence {
-    /// The user behind it.
-    pub user: UserId,
-    /// Display name.
-    pub name: String,
-    /// Muted by its own user.
-    pub self_muted: bool,
-    /// Media connected to the SFU.
-    pub connected: bool,
+    /// What every node knows of it.
+    pub record: PresenceRecord,
+    /// When its media was admitted at the SFU (`record.sfu` set); `None` until then.
+    pub admitted_at: Option<Instant>,
     /// The session's frame queue.
     pub outbox: Outbox,
 }
@@ -35,6 +40,18 @@ pub struct Presence {
 struct LiveRoom {
     group: GroupChat,
     presences: HashMap<ParticipantId, Presence>,
+}
+
+/// What the registry hands to the bus, in order (one queue, so that a presence is in
+/// the directory before the news of its arrival is published).
+#[derive(Debug)]
+pub enum Outgoing {
+    /// Publish an event.
+    Publish(Envelope),
+    /// Record a presence in the directory.
+    Put(RoomId, ParticipantId, PresenceRecord),
+    /// Take a presence out of the directory.
+    Remove(RoomId, ParticipantId),
 }
 
 /// A room as clients see it.
@@ -50,7 +67,12 @@ pub fn room_info(group: &GroupChat) -> RoomInfo {
     }
 }
 
-fn participant_info(id: &ParticipantId, p: &Presence, group: &GroupChat) -> ParticipantInfo {
+/// A participant as clients see it: its presence with its member's roles and seat.
+pub fn participant_info(
+    id: &ParticipantId,
+    p: &PresenceRecord,
+    group: &GroupChat,
+) -> ParticipantInfo {
     let member = group.member(&p.user);
     ParticipantInfo {
         id: id.clone(),
@@ -66,32 +88,44 @@ fn participant_info(id: &ParticipantId, p: &Presence, group: &GroupChat) -> Part
 }
 
 impl LiveRoom {
-    fn broadcast(&self, message: &ServerMessage) {
-        for p in self.presences.values() {
-            p.outbox.send(message.clone());
+    fn tell_local(&self, news: &RoomNews, except: Option<&ParticipantId>) {
+        let message = ServerMessage::from(news.clone());
+        for (id, p) in &self.presences {
+            if Some(id) != except {
+                p.outbox.send(message.clone());
+            }
         }
     }
 
     fn info(&self, id: &ParticipantId) -> Option<ParticipantInfo> {
         self.presences
             .get(id)
-            .map(|p| participant_info(id, p, &self.group))
-    }
-
-    fn announce(&self, id: &ParticipantId) {
-        if let Some(participant) = self.info(id) {
-            self.broadcast(&ServerMessage::ParticipantUpdated { participant });
-        }
+            .map(|p| participant_info(id, &p.record, &self.group))
     }
 }
 
 /// The live rooms of this signaling node.
-#[derive(Default)]
 pub struct RoomRegistry {
+    node: NodeId,
     rooms: Mutex<HashMap<RoomId, LiveRoom>>,
+    bus: mpsc::UnboundedSender<Outgoing>,
 }
 
 impl RoomRegistry {
+    /// A registry for `node`, handing what other nodes must learn to `bus`.
+    pub fn new(node: NodeId, bus: mpsc::UnboundedSender<Outgoing>) -> Self {
+        Self {
+            node,
+            rooms: Mutex::default(),
+            bus,
+        }
+    }
+
+    /// This node.
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, LiveRoom>> {
         // A panic while holding this lock would be a bug in this module; keep serving.
         self.rooms
@@ -99,37 +133,77 @@ impl RoomRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Publish an event for the other nodes of a room.
+    pub fn publish(&self, room: &RoomId, event: BusEvent) {
+        let _ = self.bus.send(Outgoing::Publish(Envelope {
+            origin: self.node.clone(),
+            room: room.clone(),
+            event,
+        }));
+    }
+
+    /// Tell the whole room (this node's sessions and every other node's), but `except`.
+    fn tell(&self, live: &LiveRoom, news: RoomNews, except: Option<&ParticipantId>) {
+        live.tell_local(&news, except);
+        self.publish(
+            &live.group.room,
+            BusEvent::Tell {
+                news,
+                except: except.cloned(),
+            },
+        );
+    }
+
+    fn announce(&self, live: &LiveRoom, id: &ParticipantId) {
+        if let Some(participant) = live.info(id) {
+            self.tell(live, RoomNews::Participant { participant }, None);
+        }
+    }
+
     /// The cached group chat of a live room.
     pub fn group(&self, room: &RoomId) -> Option<GroupChat> {
         self.lock().get(room).map(|r| r.group.clone())
     }
 
-    /// Take a group chat record as it now is (opening its live room if needed) and tell
-    /// the room's participants whatever changed for them.
-    pub fn apply_group(&self, group: GroupChat) {
+    /// Take a group chat record as it now is and tell the room's participants whatever
+    /// changed for them. `publish`: the change was made here, so other nodes are sent the
+    /// record too (each re-announces its own presences).
+    pub fn apply_group(&self, group: GroupChat, publish: bool) {
         let mut rooms = self.lock();
-        let room = rooms.entry(group.room.clone()).or_insert_with(|| LiveRoom {
-            group: group.clone(),
-            presences: HashMap::new(),
-        });
+        if publish {
+            self.publish(
+                &group.room,
+                BusEvent::Group {
+                    group: Box::new(group.clone()),
+                },
+            );
+        }
+        // Rooms without sessions here are not kept: the store has the record.
+        let Some(room) = rooms.get_mut(&group.room) else {
+            return;
+        };
         if group.version < room.group.version {
             return; // an older record finishing late: the live copy is newer
         }
         let before: Vec<(ParticipantId, ParticipantInfo)> = room
             .presences
             .iter()
-            .map(|(id, p)| (id.clone(), participant_info(id, p, &room.group)))
+            .map(|(id, p)| (id.clone(), participant_info(id, &p.record, &room.group)))
             .collect();
         let room_changed = room_info(&room.group) != room_info(&group);
         room.group = group;
         if room_changed {
-            room.broadcast(&ServerMessage::RoomUpdated {
+            // Every node tells its own sessions: each received the record.
+            let message = ServerMessage::RoomUpdated {
                 room: room_info(&room.group),
-            });
+            };
+            for p in room.presences.values() {
+                p.outbox.send(message.clone());
+            }
         }
         for (id, old) in before {
             if room.info(&id).is_some_and(|new| new != old) {
-                room.announce(&id);
+                self.announce(room, &id);
             }
         }
     }
@@ -142,7 +216,12 @@ impl RoomRegistry {
             group: group.clone(),
             presences: HashMap::new(),
         });
-        live.presences.insert(id.clone(), presence);
+        let _ = self.bus.send(Outgoing::Put(
+            group.room.clone(),
+            id.clone(),
+            presence.record.clone(),
+        ));
+        live.presences.insert(id, presence);
     }
 
     /// Tell everyone else in the room about a participant who just entered (its own
@@ -154,15 +233,10 @@ impl RoomRegistry {
         let Some(participant) = live.info(id) else {
             return;
         };
-        let message = ServerMessage::ParticipantUpdated { participant };
-        for (other, presence) in &live.presences {
-            if other != id {
-                presence.outbox.send(message.clone());
-            }
-        }
+        self.tell(live, RoomNews::Participant { participant }, Some(id));
     }
 
-    /// Everyone present in a room.
+    /// This node's participants in a room.
     pub fn participants(&self, room: &RoomId) -> Vec<ParticipantInfo> {
         self.lock()
             .get(room)
@@ -170,22 +244,27 @@ impl RoomRegistry {
             .unwrap_or_default()
     }
 
-    /// The user behind a participant, and its display name.
-    pub fn user_of(&self, room: &RoomId, id: &ParticipantId) -> Option<(UserId, String)> {
+    /// The record of one of this node's presences.
+    pub fn record(&self, room: &RoomId, id: &ParticipantId) -> Option<PresenceRecord> {
         self.lock()
             .get(room)
             .and_then(|r| r.presences.get(id))
-            .map(|p| (p.user.clone(), p.name.clone()))
+            .map(|p| p.record.clone())
     }
 
-    /// The participants of a user in a room (one, unless a join is replacing another).
+    /// The user behind one of this node's participants, and its display name.
+    pub fn user_of(&self, room: &RoomId, id: &ParticipantId) -> Option<(UserId, String)> {
+        self.record(room, id).map(|r| (r.user, r.name))
+    }
+
+    /// This node's participants of a user in a room.
     pub fn presences_of(&self, room: &RoomId, user: &UserId) -> Vec<ParticipantId> {
         self.lock()
             .get(room)
             .map(|r| {
                 r.presences
                     .iter()
-                    .filter(|(_, p)| &p.user == user)
+                    .filter(|(_, p)| &p.record.user == user)
                     .map(|(id, _)| id.clone())
                     .collect()
             })
@@ -200,7 +279,7 @@ impl RoomRegistry {
             .map(|p| p.outbox.clone())
     }
 
-    /// Whether a participant is (still) present.
+    /// Whether a participant is (still) present on this node.
     pub fn contains(&self, room: &RoomId, id: &ParticipantId) -> bool {
         self.lock()
             .get(room)
@@ -221,8 +300,16 @@ impl RoomRegistry {
         let Some(presence) = live.presences.get_mut(id) else {
             return;
         };
+        let before = presence.record.clone();
         change(presence);
-        live.announce(id);
+        if presence.record != before {
+            let _ = self.bus.send(Outgoing::Put(
+                room.clone(),
+                id.clone(),
+                presence.record.clone(),
+            ));
+        }
+        self.announce(live, id);
     }
 
     /// Take a participant out and tell the others why; its own session is sent `left`
@@ -237,42 +324,89 @@ impl RoomRegistry {
         let mut rooms = self.lock();
         let live = rooms.get_mut(room)?;
         let presence = live.presences.remove(id)?;
+        let _ = self.bus.send(Outgoing::Remove(room.clone(), id.clone()));
         if tell_self {
             presence.outbox.send(ServerMessage::Left { reason });
         }
-        live.broadcast(&ServerMessage::ParticipantLeft {
-            participant: id.clone(),
-            reason,
-        });
-        // A room nobody is in need not be kept: the store has its record.
+        self.tell(
+            live,
+            RoomNews::Left {
+                participant: id.clone(),
+                reason,
+            },
+            None,
+        );
+        // A room nobody is in here need not be kept: the store has its record.
         if live.presences.is_empty() {
             rooms.remove(room);
         }
-        Some(presence.user)
+        Some(presence.record.user)
     }
 
-    /// Close a live room: every presence is told `left` with `reason`.
-    pub fn close(&self, room: &RoomId, reason: LeftReason) {
+    /// Close a live room: every presence is told `left` with `reason`. `publish`: the
+    /// room was closed here, so every other node closes it too.
+    pub fn close(&self, room: &RoomId, reason: LeftReason, publish: bool) {
+        if publish {
+            self.publish(room, BusEvent::Close { reason });
+        }
         let Some(live) = self.lock().remove(room) else {
             return;
         };
-        for presence in live.presences.values() {
+        for (id, presence) in &live.presences {
+            let _ = self.bus.send(Outgoing::Remove(room.clone(), id.clone()));
             presence.outbox.send(ServerMessage::Left { reason });
         }
     }
 
-    /// Pass the SFU's speaking levels on to a room's participants.
+    /// Hand news published by another node to this node's sessions of the room.
+    pub fn deliver(&self, room: &RoomId, news: &RoomNews, except: Option<&ParticipantId>) {
+        if let Some(live) = self.lock().get(room) {
+            live.tell_local(news, except);
+        }
+    }
+
+    /// Tell the whole room a participant of another node is gone (its node died).
+    pub fn tell_left(&self, room: &RoomId, participant: &ParticipantId, reason: LeftReason) {
+        let news = RoomNews::Left {
+            participant: participant.clone(),
+            reason,
+        };
+        match self.lock().get(room) {
+            Some(live) => self.tell(live, news, None),
+            None => self.publish(room, BusEvent::Tell { news, except: None }),
+        }
+    }
+
+    /// Pass the SFU's speaking levels on to a room's participants on this node (every
+    /// signaling node follows every SFU, so each tells its own sessions).
     pub fn speaking(&self, room: &RoomId, levels: Vec<SpeakerLevel>) {
         let rooms = self.lock();
         let Some(live) = rooms.get(room) else { return };
-        let levels: Vec<SpeakerLevel> = levels
-            .into_iter()
-            .filter(|l| live.presences.contains_key(&l.participant))
-            .collect();
         let message = ServerMessage::Speaking { levels };
         for p in live.presences.values() {
             p.outbox.send_lossy(message.clone());
         }
+    }
+
+    /// This node's presences whose media is on `sfu`, with when each was admitted.
+    pub fn presences_on(&self, sfu: &NodeId) -> Vec<(RoomId, ParticipantId, bool, Instant)> {
+        let rooms = self.lock();
+        let mut out = Vec::new();
+        for (room, live) in rooms.iter() {
+            for (id, p) in &live.presences {
+                if p.record.sfu.as_ref() == Some(sfu)
+                    && let Some(at) = p.admitted_at
+                {
+                    out.push((room.clone(), id.clone(), p.record.connected, at));
+                }
+            }
+        }
+        out
+    }
+
+    /// Rooms with sessions on this node.
+    pub fn live_rooms(&self) -> Vec<RoomId> {
+        self.lock().keys().cloned().collect()
     }
 
     /// Number of live rooms and of participants, for metrics.

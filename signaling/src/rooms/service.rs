@@ -1,21 +1,31 @@
 //! Room semantics: creating a room through its creator's media, joining within capacity,
 //! seats, moderation and ending. Each operation changes the group chat record atomically
-//! in the store, tells the SFU what changed for media (grants, removal), and lets the
-//! registry tell the participants.
+//! in the store, tells the room's SFU node what changed for media (grants, removal), and
+//! lets the registry tell the participants — on this signaling node and, over the room
+//! bus, on every other.
+//!
+//! The service talks only to seams: the [`Store`](crate::store::Store), the
+//! [`NodeRouter`] (which SFU node holds a room) and the [`RoomBus`] (the other signaling
+//! nodes). Each has a local implementation and a Redis one.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use chorus_proto::fleet::{PresenceRecord, SfuNodeRecord};
 use chorus_proto::signal::{
     ErrorCode, LeftReason, ParticipantInfo, Role, RoomInfo, RoomState, SeatMode, ServerMessage,
 };
 use chorus_proto::token::{Grants, TokenIssuer};
-use chorus_proto::{ParticipantId, RoomId, UserId};
+use chorus_proto::{NodeId, ParticipantId, RoomId, UserId};
+use tokio::sync::mpsc;
 
+use crate::rooms::bus::{BusEvent, Inbound, RoomBus};
 use crate::rooms::group_chat::{self, Actor, GroupChat, GroupError, Member};
-use crate::rooms::{Presence, RoomRegistry, room_info};
+use crate::rooms::{Outgoing, Presence, RoomRegistry, participant_info, room_info};
+use crate::routing::{NodeRouter, RouteError, SfuPool};
 use crate::sfu_client::SfuClient;
-use crate::store::{Change, SharedStore, UpdateError};
+use crate::store::{Change, SharedStore, StoreError, UpdateError};
 use crate::ws::outbox::Outbox;
 
 /// An error for the user: a code and words.
@@ -81,15 +91,27 @@ pub struct NewRoom {
     pub seat_mode: SeatMode,
 }
 
-/// Rooms of this node: store, SFU and registry together.
+/// Rooms of this node: store, SFU nodes, bus and registry together.
 pub struct RoomService {
     /// Presences of live rooms.
     pub registry: RoomRegistry,
     store: SharedStore,
-    sfu: SfuClient,
+    router: Arc<dyn NodeRouter>,
+    pool: SfuPool,
+    bus: Arc<dyn RoomBus>,
     tokens: TokenIssuer,
     timeouts: RoomTimeouts,
     me: Weak<RoomService>,
+}
+
+/// The seams a [`RoomService`] is built on, chosen at start-up.
+pub struct Seams {
+    /// Durable records.
+    pub store: SharedStore,
+    /// Which SFU node holds a room.
+    pub router: Arc<dyn NodeRouter>,
+    /// The other signaling nodes.
+    pub bus: Arc<dyn RoomBus>,
 }
 
 fn now_secs() -> u64 {
@@ -106,22 +128,45 @@ fn group_failure(e: &GroupError) -> Failure {
 fn update_failure(e: UpdateError) -> Failure {
     match e {
         UpdateError::Group(e) => group_failure(&e),
-        UpdateError::Store(e) => {
-            tracing::error!(error = %e, "store update failed");
+        UpdateError::Store(e) => store_failure(e),
+    }
+}
+
+fn store_failure(e: StoreError) -> Failure {
+    match e {
+        StoreError::Unavailable(reason) => {
+            tracing::warn!(%reason, "store unavailable");
+            (
+                ErrorCode::TemporarilyUnavailable,
+                "the server's storage is temporarily unavailable; nothing was changed, try again in a moment".into(),
+            )
+        }
+        e => {
+            tracing::error!(error = %e, "store failed");
             (
                 ErrorCode::Internal,
-                "the server could not save that; try again".into(),
+                "the server could not read or save the room; try again".into(),
             )
         }
     }
 }
 
-fn store_failure(e: crate::store::StoreError) -> Failure {
-    tracing::error!(error = %e, "store failed");
-    (
-        ErrorCode::Internal,
-        "the server could not read or save the room; try again".into(),
-    )
+fn route_failure(e: RouteError) -> Failure {
+    match e {
+        RouteError::NoNode => (ErrorCode::MediaUnavailable, e.to_string()),
+        RouteError::Unavailable(_) => {
+            tracing::warn!(error = %e, "node registry unavailable");
+            (
+                ErrorCode::TemporarilyUnavailable,
+                "the server's node registry is temporarily unavailable; try again in a moment"
+                    .into(),
+            )
+        }
+        e => {
+            tracing::error!(error = %e, "routing failed");
+            (ErrorCode::Internal, format!("the server could not route the room: {e}"))
+        }
+    }
 }
 
 /// What a member may do at the SFU.
@@ -141,26 +186,140 @@ fn not_present() -> Failure {
 }
 
 impl RoomService {
-    /// A service over `store` and `sfu`.
-    pub fn new(
-        store: SharedStore,
-        sfu: SfuClient,
-        tokens: TokenIssuer,
-        timeouts: RoomTimeouts,
-    ) -> Arc<Self> {
+    /// A service over its seams. Starts the task that hands the registry's news to the
+    /// bus, in order.
+    pub fn new(seams: Seams, tokens: TokenIssuer, timeouts: RoomTimeouts) -> Arc<Self> {
+        let (outgoing, queue) = mpsc::unbounded_channel();
+        let node = seams.bus.node().clone();
+        tokio::spawn(drain_outgoing(seams.bus.clone(), queue));
         Arc::new_cyclic(|me| Self {
-            registry: RoomRegistry::default(),
-            store,
-            sfu,
+            registry: RoomRegistry::new(node, outgoing),
+            store: seams.store,
+            router: seams.router,
+            pool: SfuPool::default(),
+            bus: seams.bus,
             tokens,
             timeouts,
             me: me.clone(),
         })
     }
 
-    /// The SFU node these rooms live on.
-    pub fn sfu(&self) -> &SfuClient {
-        &self.sfu
+    /// Which SFU node holds which room.
+    pub fn router(&self) -> &Arc<dyn NodeRouter> {
+        &self.router
+    }
+
+    /// The client of an SFU node.
+    pub fn sfu_client(&self, node: &SfuNodeRecord) -> Result<SfuClient, Failure> {
+        self.pool.client(node).map_err(route_failure)
+    }
+
+    /// The SFU node of a room (placing it if it has none, or its node is gone).
+    async fn sfu_for(&self, room: &RoomId) -> Result<(SfuNodeRecord, SfuClient), Failure> {
+        let node = self
+            .router
+            .node_for_room(room)
+            .await
+            .map_err(route_failure)?;
+        let client = self.sfu_client(&node)?;
+        Ok((node, client))
+    }
+
+    /// Remove a participant at its room's SFU node (best effort: it may be gone already).
+    async fn sfu_remove(&self, room: &RoomId, id: &ParticipantId) {
+        match self.sfu_for(room).await {
+            Ok((_, sfu)) => {
+                if let Err(status) = sfu.remove(room, id).await {
+                    tracing::warn!(room = %room, participant = %id, error = %status.message(), "SFU removal failed");
+                }
+            }
+            Err((_, message)) => {
+                tracing::warn!(room = %room, participant = %id, %message, "SFU removal skipped");
+            }
+        }
+    }
+
+    /// Close a room at its SFU node and forget the binding.
+    async fn sfu_close(&self, room: &RoomId) {
+        let Ok(Some(node)) = self.router.bound_node(room).await else {
+            return;
+        };
+        if let Ok(nodes) = self.router.nodes().await
+            && let Some(record) = nodes.iter().find(|n| n.id == node)
+            && let Ok(sfu) = self.sfu_client(record)
+            && let Err(status) = sfu.close_room(room).await
+        {
+            tracing::warn!(room = %room, error = %status.message(), "SFU room close failed");
+        }
+        if let Err(e) = self.router.unbind(room, &node).await {
+            tracing::warn!(room = %room, error = %e, "cannot unbind a closed room");
+        }
+    }
+
+    /// Everyone present in a room, on this node and on every other.
+    pub async fn participants(&self, room: &RoomId) -> Vec<ParticipantInfo> {
+        let mut list = self.registry.participants(room);
+        if self.bus.is_shared() {
+            let Ok(group) = self.resolve(room).await else {
+                return list;
+            };
+            let here: HashSet<ParticipantId> = list.iter().map(|p| p.id.clone()).collect();
+            match self.bus.presences(room).await {
+                Ok(remote) => list.extend(
+                    remote
+                        .iter()
+                        .filter(|(id, _)| !here.contains(id))
+                        .map(|(id, record)| participant_info(id, record, &group)),
+                ),
+                Err(e) => tracing::warn!(room = %room, error = %e, "presences of other nodes unavailable"),
+            }
+        }
+        list
+    }
+
+    /// Every presence of a user in a room, whichever node holds it: (participant, held
+    /// here).
+    async fn presences_of(&self, room: &RoomId, user: &UserId) -> Vec<(ParticipantId, bool)> {
+        let mut out: Vec<(ParticipantId, bool)> = self
+            .registry
+            .presences_of(room, user)
+            .into_iter()
+            .map(|id| (id, true))
+            .collect();
+        if self.bus.is_shared()
+            && let Ok(remote) = self.bus.presences(room).await
+        {
+            for (id, record) in remote {
+                if &record.user == user && !out.iter().any(|(known, _)| known == &id) {
+                    out.push((id, false));
+                }
+            }
+        }
+        out
+    }
+
+    /// Take a presence out wherever it is held: here directly, elsewhere by asking its
+    /// node over the bus.
+    fn remove_anywhere(
+        &self,
+        room: &RoomId,
+        id: &ParticipantId,
+        here: bool,
+        reason: LeftReason,
+        tell_self: bool,
+    ) {
+        if here {
+            self.registry.remove(room, id, reason, tell_self);
+        } else {
+            self.registry.publish(
+                room,
+                BusEvent::Remove {
+                    participant: id.clone(),
+                    reason,
+                    tell_self,
+                },
+            );
+        }
     }
 
     /// The group chat of a room: the live copy, else the store's.
@@ -197,41 +356,48 @@ impl RoomService {
             .update_group(&group.id, versioned)
             .await
             .map_err(update_failure)?;
-        self.registry.apply_group(group.clone());
+        self.registry.apply_group(group.clone(), true);
         Ok(group)
     }
 
-    /// Tell the SFU what `user` may now do, for each of its presences.
+    /// Tell the SFU what `user` may now do, for each of its presences (on any node).
     async fn push_grants(&self, group: &GroupChat, user: &UserId) {
         let member = group.member(user);
         let grants = grants_for(member);
         let muted = member.is_some_and(|m| m.muted_by_moderator);
-        for id in self.registry.presences_of(&group.room, user) {
-            if let Err((_, message)) = self
-                .sfu
-                .update_grants(&group.room, &id, grants, muted)
-                .await
-            {
+        let presences = self.presences_of(&group.room, user).await;
+        if presences.is_empty() {
+            return;
+        }
+        let sfu = match self.sfu_for(&group.room).await {
+            Ok((_, sfu)) => sfu,
+            Err((_, message)) => {
+                tracing::warn!(room = %group.room, %message, "grant update skipped");
+                return;
+            }
+        };
+        for (id, _) in presences {
+            if let Err((_, message)) = sfu.update_grants(&group.room, &id, grants, muted).await {
                 tracing::warn!(room = %group.room, participant = %id, %message, "grant update failed");
             }
         }
     }
 
-    /// Mint a token and have the SFU answer the offer.
+    /// Mint a token and have the room's SFU node answer the offer.
     async fn admit(
         &self,
         group: &GroupChat,
         id: &ParticipantId,
-        visitor: &Visitor<'_>,
+        (user, name): (&UserId, &str),
         offer: String,
     ) -> Result<String, Failure> {
-        let member = group.member(visitor.user);
+        let member = group.member(user);
         let token = self
             .tokens
             .mint(
                 &group.room,
                 id,
-                visitor.name,
+                name,
                 grants_for(member),
                 self.timeouts.token_ttl,
             )
@@ -241,23 +407,27 @@ impl RoomService {
                     format!("cannot issue a room token: {e}"),
                 )
             })?;
-        let answer = self.sfu.admit(token, offer).await?;
+        let (node, sfu) = self.sfu_for(&group.room).await?;
+        let answer = sfu.admit(token, offer).await?;
         if member.is_some_and(|m| m.muted_by_moderator) {
-            let _ = self
-                .sfu
+            let _ = sfu
                 .update_grants(&group.room, id, grants_for(member), true)
                 .await;
         }
+        self.registry.update_presence(&group.room, id, |p| {
+            p.record.sfu = Some(node.id.clone());
+            p.admitted_at = Some(Instant::now());
+        });
         Ok(answer)
     }
 
-    fn entered(&self, group: &GroupChat, you: ParticipantId, answer: String) -> Entered {
+    async fn entered(&self, group: &GroupChat, you: ParticipantId, answer: String) -> Entered {
         self.registry.announce_arrival(&group.room, &you);
         Entered {
             room: room_info(group),
             you,
             answer,
-            participants: self.registry.participants(&group.room),
+            participants: self.participants(&group.room).await,
         }
     }
 
@@ -290,7 +460,7 @@ impl RoomService {
         let id = ParticipantId::random();
         self.registry
             .add(&group, id.clone(), self.presence(&visitor));
-        let answer = match self.admit(&group, &id, &visitor, offer).await {
+        let answer = match self.admit(&group, &id, (visitor.user, visitor.name), offer).await {
             Ok(answer) => answer,
             Err(failure) => {
                 self.roll_back(&group, &id, false).await;
@@ -305,15 +475,20 @@ impl RoomService {
                 service.expire_pending(&room, &creator).await;
             });
         }
-        Ok(self.entered(&group, id, answer))
+        Ok(self.entered(&group, id, answer).await)
     }
 
     fn presence(&self, visitor: &Visitor<'_>) -> Presence {
         Presence {
-            user: visitor.user.clone(),
-            name: visitor.name.to_owned(),
-            self_muted: false,
-            connected: false,
+            record: PresenceRecord {
+                user: visitor.user.clone(),
+                name: visitor.name.to_owned(),
+                self_muted: false,
+                connected: false,
+                node: self.registry.node().clone(),
+                sfu: None,
+            },
+            admitted_at: None,
             outbox: visitor.outbox.clone(),
         }
     }
@@ -345,8 +520,9 @@ impl RoomService {
         if let Err(e) = self.store.delete_group(&group.id).await {
             tracing::error!(group = %group.id, error = %e, "cannot roll back a pending room");
         }
-        self.registry.close(&group.room, LeftReason::RoomClosed);
-        let _ = self.sfu.close_room(&group.room).await;
+        self.registry
+            .close(&group.room, LeftReason::RoomClosed, true);
+        self.sfu_close(&group.room).await;
     }
 
     /// Join a room within its capacity. The place is held while the media connects and
@@ -368,18 +544,18 @@ impl RoomService {
                 Box::new(move |g| g.reserve_place(&user, &name, now_secs(), ttl).map(|_| ())),
             )
             .await?;
-        // One presence per user and room: a second tab replaces the first.
-        for old in self.registry.presences_of(room, visitor.user) {
-            self.registry.remove(room, &old, LeftReason::Replaced, true);
-            let _ = self.sfu.remove(room, &old).await;
+        // One presence per user and room: a second tab replaces the first, on any node.
+        for (old, here) in self.presences_of(room, visitor.user).await {
+            self.remove_anywhere(room, &old, here, LeftReason::Replaced, true);
+            self.sfu_remove(room, &old).await;
         }
         let id = ParticipantId::random();
         self.registry
             .add(&group, id.clone(), self.presence(&visitor));
-        match self.admit(&group, &id, &visitor, offer).await {
+        match self.admit(&group, &id, (visitor.user, visitor.name), offer).await {
             Ok(answer) => {
                 tracing::info!(room = %room, participant = %id, user = %visitor.user, "joining");
-                Ok(self.entered(&group, id, answer))
+                Ok(self.entered(&group, id, answer).await)
             }
             Err(failure) => {
                 self.registry.remove(room, &id, LeftReason::Left, false);
@@ -419,9 +595,7 @@ impl RoomService {
         let Some(user) = self.registry.remove(room, id, reason, false) else {
             return;
         };
-        if let Err(status) = self.sfu.remove(room, id).await {
-            tracing::warn!(room = %room, participant = %id, error = %status.message(), "SFU removal failed");
-        }
+        self.sfu_remove(room, id).await;
         self.after_departure(group, room, id, &user).await;
     }
 
@@ -460,7 +634,7 @@ impl RoomService {
         };
         if result.is_ok() {
             self.registry
-                .update_presence(room, id, |p| p.connected = true);
+                .update_presence(room, id, |p| p.record.connected = true);
         }
         if let Err((code, message)) = result {
             // The place was lost meanwhile (removed, or expired and taken): out it goes.
@@ -469,7 +643,7 @@ impl RoomService {
                 outbox.send(ServerMessage::Error { code, message });
             }
             self.registry.remove(room, id, LeftReason::Removed, true);
-            let _ = self.sfu.remove(room, id).await;
+            self.sfu_remove(room, id).await;
         }
     }
 
@@ -480,6 +654,47 @@ impl RoomService {
             return;
         };
         self.after_departure(group, room, id, &user).await;
+    }
+
+    /// The SFU node carrying some of this node's sessions is gone: each is told to
+    /// reconnect its media (a new offer), keeping its place, seat and role meanwhile.
+    pub async fn sfu_node_lost(&self, node: &NodeId) {
+        self.pool.forget(node);
+        let lost = self.registry.presences_on(node);
+        if !lost.is_empty() {
+            tracing::warn!(sfu = %node, sessions = lost.len(), "asking sessions to move their media to another node");
+        }
+        for (room, id, _, _) in lost {
+            self.registry.update_presence(&room, &id, |p| {
+                p.record.connected = false;
+                p.record.sfu = None;
+                p.admitted_at = None;
+            });
+            if let Some(outbox) = self.registry.outbox_of(&room, &id) {
+                outbox.send(ServerMessage::ReconnectMedia {
+                    reason: "the media server carrying this room went away; reconnecting your audio"
+                        .into(),
+                });
+            }
+        }
+    }
+
+    /// A session's fresh offer after [`ServerMessage::ReconnectMedia`]: admitted on the
+    /// room's node as it is now (placed again if its node is gone), same participant.
+    pub async fn reconnect_media(
+        &self,
+        room: &RoomId,
+        id: &ParticipantId,
+        offer: String,
+    ) -> Result<String, Failure> {
+        let (user, name) = self
+            .registry
+            .user_of(room, id)
+            .ok_or_else(|| (ErrorCode::NotInRoom, "you are not in a room".to_owned()))?;
+        let group = self.resolve(room).await?;
+        let answer = self.admit(&group, id, (&user, &name), offer).await?;
+        tracing::info!(room = %room, participant = %id, "media reconnected");
+        Ok(answer)
     }
 
     /// Leave the room and give up membership of its group chat.
@@ -496,7 +711,7 @@ impl RoomService {
     /// Mute or unmute oneself (the client stops sending; everyone sees the icon).
     pub fn set_self_muted(&self, room: &RoomId, id: &ParticipantId, muted: bool) {
         self.registry
-            .update_presence(room, id, |p| p.self_muted = muted);
+            .update_presence(room, id, |p| p.record.self_muted = muted);
     }
 
     /// The user behind one's own participant.
@@ -507,12 +722,18 @@ impl RoomService {
             .ok_or_else(|| (ErrorCode::NotInRoom, "you are not in a room".into()))
     }
 
-    /// The user behind another participant.
-    pub fn target(&self, room: &RoomId, id: &ParticipantId) -> Result<UserId, Failure> {
-        self.registry
-            .user_of(room, id)
-            .map(|(user, _)| user)
-            .ok_or_else(not_present)
+    /// The user behind another participant, whichever node holds it.
+    pub async fn target(&self, room: &RoomId, id: &ParticipantId) -> Result<UserId, Failure> {
+        if let Some((user, _)) = self.registry.user_of(room, id) {
+            return Ok(user);
+        }
+        if self.bus.is_shared()
+            && let Ok(remote) = self.bus.presences(room).await
+            && let Some((_, record)) = remote.into_iter().find(|(known, _)| known == id)
+        {
+            return Ok(record.user);
+        }
+        Err(not_present())
     }
 
     /// Ask to speak.
@@ -554,9 +775,9 @@ impl RoomService {
         };
         let group = self.change(room, change).await?;
         if action == Moderation::Remove {
-            for id in self.registry.presences_of(room, target) {
-                let _ = self.sfu.remove(room, &id).await;
-                self.registry.remove(room, &id, LeftReason::Removed, true);
+            for (id, here) in self.presences_of(room, target).await {
+                self.sfu_remove(room, &id).await;
+                self.remove_anywhere(room, &id, here, LeftReason::Removed, true);
             }
             tracing::info!(room = %room, user = %target, "removed by a moderator");
         } else {
@@ -569,10 +790,8 @@ impl RoomService {
     pub async fn end(&self, room: &RoomId, actor: &Actor) -> Result<(), Failure> {
         let actor = actor.clone();
         self.change(room, Box::new(move |g| g.end(&actor))).await?;
-        if let Err(status) = self.sfu.close_room(room).await {
-            tracing::warn!(room = %room, error = %status.message(), "SFU room close failed");
-        }
-        self.registry.close(room, LeftReason::RoomClosed);
+        self.sfu_close(room).await;
+        self.registry.close(room, LeftReason::RoomClosed, true);
         tracing::info!(room = %room, "room ended");
         Ok(())
     }
@@ -610,6 +829,87 @@ impl RoomService {
     /// Every group chat, for the server API.
     pub async fn all(&self) -> Result<Vec<GroupChat>, Failure> {
         self.store.groups().await.map_err(store_failure)
+    }
+}
+
+/// Hand the registry's outgoing news to the bus, one at a time and in order.
+async fn drain_outgoing(bus: Arc<dyn RoomBus>, mut queue: mpsc::UnboundedReceiver<Outgoing>) {
+    while let Some(item) = queue.recv().await {
+        let result = match &item {
+            Outgoing::Publish(envelope) => bus.publish(envelope).await,
+            Outgoing::Put(room, id, record) => bus.put_presence(room, id, record).await,
+            Outgoing::Remove(room, id) => bus.remove_presence(room, id).await.map(|_| ()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "room bus: could not hand on news; other nodes may be behind until it recovers");
+        }
+    }
+}
+
+impl RoomService {
+    /// Apply what another node published, and re-read what may have been missed when the
+    /// subscription was down. Runs until the bus stops.
+    pub async fn follow_bus(self: Arc<Self>, mut inbound: mpsc::UnboundedReceiver<Inbound>) {
+        while let Some(item) = inbound.recv().await {
+            match item {
+                Inbound::Event(envelope) => self.apply_bus_event(envelope.room, envelope.event),
+                Inbound::Resubscribed => {
+                    for room in self.registry.live_rooms() {
+                        if let Ok(Some(group)) = self.store.group_by_room(&room).await {
+                            self.registry.apply_group(group, false);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_bus_event(&self, room: RoomId, event: BusEvent) {
+        match event {
+            BusEvent::Group { group } => self.registry.apply_group(*group, false),
+            BusEvent::Tell { news, except } => self.registry.deliver(&room, &news, except.as_ref()),
+            BusEvent::Remove {
+                participant,
+                reason,
+                tell_self,
+            } => {
+                self.registry.remove(&room, &participant, reason, tell_self);
+            }
+            BusEvent::Close { reason } => self.registry.close(&room, reason, false),
+        }
+    }
+
+    /// Clear, every couple of seconds, the presences of signaling nodes that died: the
+    /// room is told they left, their media is removed, their seats and held places are
+    /// given back (a pending room whose creator was there is rolled back). Runs forever.
+    pub async fn sweep_orphans(self: Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let orphans = match self.bus.claim_orphans().await {
+                Ok(orphans) => orphans,
+                Err(e) => {
+                    tracing::debug!(error = %e, "orphan sweep skipped");
+                    continue;
+                }
+            };
+            for orphan in orphans {
+                tracing::info!(room = %orphan.room, participant = %orphan.participant, node = %orphan.record.node, "clearing a presence left by a node that is gone");
+                self.registry
+                    .tell_left(&orphan.room, &orphan.participant, LeftReason::Disconnected);
+                self.sfu_remove(&orphan.room, &orphan.participant).await;
+                let group = self.resolve(&orphan.room).await.ok();
+                self.after_departure(group, &orphan.room, &orphan.participant, &orphan.record.user)
+                    .await;
+            }
+        }
+    }
+
+    /// This node's presences on an SFU node, for re-syncing after its event stream
+    /// (re)connected: (room, participant, connected, admitted at).
+    pub fn presences_on(&self, sfu: &NodeId) -> Vec<(RoomId, ParticipantId, bool, Instant)> {
+        self.registry.presences_on(sfu)
     }
 }
 

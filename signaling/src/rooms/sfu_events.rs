@@ -1,48 +1,155 @@
-//! The SFU's event stream, applied to the rooms: media connected, participant gone,
-//! who is speaking. Reconnects by itself when the stream breaks.
+//! The SFU nodes' event streams, applied to the rooms: media connected, participant gone,
+//! who is speaking. Every signaling node follows every live SFU node (each acts only on
+//! its own sessions), discovering nodes through the router.
+//!
+//! Lifecycle events must never be lost: after every (re)subscription the follower asks
+//! the node for its participants and diffs them against this node's presences there — a
+//! presence connected at the SFU is confirmed, one the SFU no longer has is gone. (A
+//! stream that lagged is ended by the SFU, so a gap always leads here.) Speaking levels
+//! may be dropped. When a node is gone for good, its sessions are told to reconnect
+//! their media, which moves to another node.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use chorus_proto::fleet::SfuNodeRecord;
 use chorus_proto::sfu::room_event::Kind;
 use chorus_proto::sfu::{LeaveReason, RoomEvent};
 use chorus_proto::signal::{LeftReason, SpeakerLevel};
-use chorus_proto::{ParticipantId, RoomId};
+use chorus_proto::{NodeId, ParticipantId, RoomId};
 use tokio::sync::oneshot;
 
 use crate::rooms::service::RoomService;
-use crate::sfu_client::SfuClient;
 
-/// Follow the SFU's events for as long as the process lives. `subscribed` fires once the
-/// first subscription stands, so that no event of an early join is missed.
-pub fn spawn(sfu: SfuClient, rooms: Arc<RoomService>, subscribed: oneshot::Sender<()>) {
+/// How often the list of SFU nodes is read to find new ones.
+const DISCOVERY_EVERY: Duration = Duration::from_secs(1);
+
+type Followed = Arc<Mutex<HashSet<NodeId>>>;
+
+/// Follow the events of every SFU node for as long as the process lives. `subscribed`
+/// fires once the first subscription stands, so that no event of an early join is
+/// missed (the embedded default waits for it).
+pub fn spawn(rooms: Arc<RoomService>, subscribed: oneshot::Sender<()>) {
     tokio::spawn(async move {
+        let followed: Followed = Arc::default();
         let mut subscribed = Some(subscribed);
+        let mut tick = tokio::time::interval(DISCOVERY_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            match sfu.events().await {
+            tick.tick().await;
+            let nodes = match rooms.router().nodes().await {
+                Ok(nodes) => nodes,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot list SFU nodes");
+                    continue;
+                }
+            };
+            for node in nodes {
+                let new = followed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(node.id.clone());
+                if new {
+                    tokio::spawn(follow(
+                        rooms.clone(),
+                        node,
+                        followed.clone(),
+                        subscribed.take(),
+                    ));
+                }
+            }
+        }
+    });
+}
+
+/// Follow one SFU node until it is gone.
+async fn follow(
+    rooms: Arc<RoomService>,
+    node: SfuNodeRecord,
+    followed: Followed,
+    mut subscribed: Option<oneshot::Sender<()>>,
+) {
+    let id = node.id.clone();
+    let mut node = node;
+    loop {
+        match rooms.sfu_client(&node) {
+            Ok(sfu) => match sfu.events().await {
                 Ok(mut stream) => {
                     if let Some(tx) = subscribed.take() {
                         let _ = tx.send(());
                     }
-                    tracing::info!(sfu = sfu.url(), "following SFU events");
+                    tracing::info!(sfu = %id, url = sfu.url(), "following SFU events");
+                    resync(&rooms, &sfu, &id).await;
                     loop {
                         match stream.message().await {
                             Ok(Some(event)) => apply(&rooms, event).await,
                             Ok(None) => break,
                             Err(status) => {
-                                tracing::warn!(sfu = sfu.url(), error = %status.message(), "SFU event stream broke");
+                                tracing::warn!(sfu = %id, error = %status.message(), "SFU event stream ended");
                                 break;
                             }
                         }
                     }
                 }
                 Err(status) => {
-                    tracing::warn!(sfu = sfu.url(), error = %status.message(), "cannot follow SFU events");
+                    tracing::debug!(sfu = %id, error = %status.message(), "cannot follow SFU events");
                 }
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            },
+            Err((_, message)) => tracing::warn!(sfu = %id, %message, "no client for SFU node"),
         }
-    });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Still alive (a restart, a hiccup)? Follow again, at its current address.
+        match rooms.router().nodes().await {
+            Ok(nodes) => match nodes.into_iter().find(|n| n.id == id) {
+                Some(current) => node = current,
+                None => {
+                    tracing::warn!(sfu = %id, "SFU node is gone");
+                    followed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                    rooms.sfu_node_lost(&id).await;
+                    return;
+                }
+            },
+            Err(e) => tracing::debug!(error = %e, "cannot check SFU nodes"),
+        }
+    }
+}
+
+/// Diff this node's presences on `sfu` against what the SFU has: confirm the connected,
+/// clear the gone. Only presences admitted before the snapshot was asked for are judged
+/// (a later admit may not be in it yet).
+async fn resync(rooms: &RoomService, sfu: &crate::sfu_client::SfuClient, node: &NodeId) {
+    let asked = Instant::now();
+    let snapshot = match sfu.participants().await {
+        Ok(list) => list,
+        Err(status) => {
+            tracing::warn!(sfu = %node, error = %status.message(), "cannot re-sync with SFU participants");
+            return;
+        }
+    };
+    let at_sfu: HashMap<(String, String), bool> = snapshot
+        .into_iter()
+        .map(|p| ((p.room_id, p.participant_id), p.connected))
+        .collect();
+    for (room, id, connected, admitted) in rooms.presences_on(node) {
+        if admitted > asked {
+            continue;
+        }
+        match at_sfu.get(&(room.to_string(), id.to_string())) {
+            Some(true) if !connected => {
+                tracing::info!(room = %room, participant = %id, "re-sync: connected while we were away");
+                rooms.on_connected(&room, &id).await;
+            }
+            Some(_) => {}
+            None => {
+                tracing::info!(room = %room, participant = %id, "re-sync: gone from the SFU while we were away");
+                rooms.on_left(&room, &id, LeftReason::ConnectionLost).await;
+            }
+        }
+    }
 }
 
 async fn apply(rooms: &RoomService, event: RoomEvent) {

@@ -195,6 +195,13 @@ mod tests {
         let _ = std::fs::remove_file(path);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn contract_retried_change_sees_fresh_record() {
+        let (store, path) = temp_store("fresh");
+        contract::retried_change_sees_fresh_record(Arc::new(store)).await;
+        let _ = std::fs::remove_file(path);
+    }
+
     #[tokio::test]
     async fn survives_reopening() {
         let (store, path) = temp_store("reopen");

@@ -8,12 +8,14 @@
 //! interleave, on one node or many.
 
 mod embedded;
+mod redis;
 
 use std::sync::Arc;
 
 use chorus_proto::{GroupId, RoomId};
 
 pub use embedded::EmbeddedStore;
+pub use self::redis::RedisStore;
 
 use crate::rooms::group_chat::{GroupChat, GroupError};
 
@@ -29,6 +31,10 @@ pub enum StoreError {
     /// The backend failed.
     #[error("storage failed: {0}")]
     Backend(String),
+    /// The backend cannot be reached right now (Redis down or too slow); nothing was
+    /// half-written, and the same request can be tried again shortly.
+    #[error("storage is temporarily unavailable: {0}")]
+    Unavailable(String),
     /// A stored record could not be read back.
     #[error("a stored record is unreadable: {0}")]
     Corrupt(String),
@@ -146,5 +152,78 @@ pub(crate) mod contract {
             Err(UpdateError::Group(GroupError::NotFound))
         ));
         let _ = Place::Member;
+    }
+
+    /// Two stores (two nodes' connections) race joins into one room of 10: exactly 9
+    /// get in beside the owner, whichever store they went through.
+    pub async fn two_stores_race(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+        let mut group = sample();
+        group.state = RoomState::Active;
+        a.create_group(&group).await.unwrap();
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let id = group.id.clone();
+                tokio::spawn(async move {
+                    let user = UserId::random();
+                    store
+                        .update_group(
+                            &id,
+                            Box::new(move |g| {
+                                g.reserve_place(&user, &format!("u{i}"), 0, u64::MAX / 2)
+                                    .map(|_| ())
+                            }),
+                        )
+                        .await
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(UpdateError::Group(GroupError::Full(10))) => {}
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!(ok, 9, "exactly the free places are given, across both stores");
+        let via_b = b.group_by_room(&group.room).await.unwrap().unwrap();
+        assert_eq!(via_b.members.len() + via_b.reservations.len(), 10);
+        assert!(b.delete_group(&group.id).await.unwrap());
+    }
+
+    /// A change that loses a race runs again on the record as the winner left it, so
+    /// nothing the winner wrote is lost.
+    pub async fn retried_change_sees_fresh_record(store: Arc<dyn Store>) {
+        let mut group = sample();
+        group.state = RoomState::Active;
+        store.create_group(&group).await.unwrap();
+        // Twenty concurrent renames that each append a letter: if any change ran on a
+        // stale record and still won, a letter would be missing.
+        let tasks: Vec<_> = (0..20u8)
+            .map(|i| {
+                let store = store.clone();
+                let id = group.id.clone();
+                tokio::spawn(async move {
+                    store
+                        .update_group(
+                            &id,
+                            Box::new(move |g| {
+                                g.name.push(char::from(b'a' + i));
+                                Ok(())
+                            }),
+                        )
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let saved = store.group_by_room(&group.room).await.unwrap().unwrap();
+        let added: std::collections::BTreeSet<char> = saved.name["Friday".len()..].chars().collect();
+        assert_eq!(added.len(), 20, "every change kept: {}", saved.name);
+        assert_eq!(saved.name.len(), "Friday".len() + 20);
+        assert!(store.delete_group(&group.id).await.unwrap());
     }
 }

@@ -186,6 +186,11 @@ impl Session {
                 let (room, me) = self.in_room()?;
                 rooms.set_self_muted(&room, &me, muted);
             }
+            ClientMessage::MediaOffer { offer } => {
+                let (room, me) = self.in_room()?;
+                let answer = rooms.reconnect_media(&room, &me, offer).await?;
+                self.outbox.send(ServerMessage::MediaAnswer { answer });
+            }
             ClientMessage::LeaveGroup => {
                 let (room, me) = self.in_room()?;
                 rooms.leave_group(&room, &me).await?;
@@ -276,7 +281,7 @@ impl Session {
         let rooms = &self.state.rooms;
         let actor = rooms.actor(&room, &me)?;
         let target = match target {
-            Some(target) => rooms.target(&room, target)?,
+            Some(target) => rooms.target(&room, target).await?,
             None => actor.clone(),
         };
         if action == Moderation::Remove && target == actor {

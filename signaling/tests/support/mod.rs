@@ -39,9 +39,14 @@ pub struct Created {
 
 impl Api {
     pub fn of(server: &ChorusServer) -> Self {
+        Self::new(&server.url, server.api_key())
+    }
+
+    /// The API of the server at `url` (`http://host:port/`), signed with `key`.
+    pub fn new(url: &str, key: chorus_proto::api_key::ApiKey) -> Self {
         Self {
-            url: server.url.clone(),
-            key: server.api_key(),
+            url: url.to_owned(),
+            key,
         }
     }
 

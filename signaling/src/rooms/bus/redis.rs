@@ -1,0 +1,282 @@
+//! The fleet's room bus on Redis.
+//!
+//! - Events: `PUBLISH chorus:room-events:{room}`; every node pattern-subscribes to all
+//!   rooms and hands on what concerns its own sessions (a node without sessions in a
+//!   room drops its events at once). One subscription per node keeps reconnection
+//!   trivial; per-room subscriptions are the refinement for very large fleets.
+//! - Presences: a hash per room (`chorus:presences:{room}`), plus a set per node of the
+//!   presences it holds, so that the presences of a node that died are found at once.
+//! - Liveness: each node refreshes `chorus:signaling:{node}` with a TTL; a node whose key
+//!   expired is dead, and its presences are claimed (HDEL decides who) and cleared by
+//!   whichever live node sweeps first.
+//!
+//! Pub/sub is at-most-once: events published while a node's subscription is down are
+//! lost to it. When it comes back, the node is told ([`Inbound::Resubscribed`]) so that
+//! it re-reads what it shows its sessions.
+
+use std::time::Duration;
+
+use chorus_proto::fleet::{self, PresenceRecord, SignalingNodeRecord, keys, unix_ms};
+use chorus_proto::{NodeId, ParticipantId, RoomId};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::{BusError, Envelope, Orphan, RoomBus};
+use crate::redis_client::Redis;
+
+/// What the bus hands to the node's rooms.
+#[derive(Debug)]
+pub enum Inbound {
+    /// An event from another node.
+    Event(Envelope),
+    /// The subscription came back after a gap: events may have been missed.
+    Resubscribed,
+}
+
+/// The room bus of a fleet node.
+pub struct RedisBus {
+    node: NodeId,
+    redis: Redis,
+}
+
+fn unavailable(e: redis::RedisError) -> BusError {
+    BusError(e.to_string())
+}
+
+impl RedisBus {
+    /// Join the fleet as `node`: start the heartbeat and the subscription, whose events
+    /// arrive on `inbound`. Both run until the process ends.
+    pub fn start(redis: Redis, node: NodeId, url: Option<String>, inbound: mpsc::UnboundedSender<Inbound>) -> Self {
+        tokio::spawn(heartbeat(redis.clone(), node.clone(), url));
+        tokio::spawn(subscribe(redis.clone(), node.clone(), inbound));
+        Self { node, redis }
+    }
+}
+
+/// Refresh this node's record every [`fleet::HEARTBEAT_MS`].
+async fn heartbeat(redis: Redis, node: NodeId, url: Option<String>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(fleet::HEARTBEAT_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let record = SignalingNodeRecord {
+            id: node.clone(),
+            url: url.clone(),
+            updated_ms: unix_ms(),
+        };
+        let Ok(json) = serde_json::to_string(&record) else {
+            continue;
+        };
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(keys::signaling_node(&node))
+            .arg(json)
+            .arg("PX")
+            .arg(fleet::NODE_TTL_MS)
+            .ignore()
+            .sadd(keys::signaling_nodes(), node.as_str())
+            .ignore();
+        match redis.pipe::<()>(&pipe).await {
+            Ok(()) if failing => {
+                tracing::info!(node = %node, "heartbeat restored");
+                failing = false;
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                tracing::warn!(node = %node, error = %e, "heartbeat failed; retrying");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Follow every room's events, reconnecting with back-off.
+async fn subscribe(redis: Redis, node: NodeId, inbound: mpsc::UnboundedSender<Inbound>) {
+    let pattern = keys::room_channel_pattern();
+    let mut delay = Duration::from_millis(100);
+    let mut first = true;
+    loop {
+        let pubsub = match redis.pubsub().await {
+            Ok(mut pubsub) => match pubsub.psubscribe(&pattern).await {
+                Ok(()) => Some(pubsub),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot subscribe to room events");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot connect for room events");
+                None
+            }
+        };
+        if let Some(pubsub) = pubsub {
+            delay = Duration::from_millis(100);
+            if !first && inbound.send(Inbound::Resubscribed).is_err() {
+                return;
+            }
+            first = false;
+            let mut messages = pubsub.into_on_message();
+            while let Some(message) = messages.next().await {
+                let envelope = match serde_json::from_slice::<Envelope>(message.get_payload_bytes()) {
+                    Ok(envelope) => envelope,
+                    Err(e) => {
+                        tracing::warn!(channel = message.get_channel_name(), error = %e, "unreadable room event; dropped");
+                        continue;
+                    }
+                };
+                if envelope.origin == node {
+                    continue; // applied when published
+                }
+                if inbound.send(Inbound::Event(envelope)).is_err() {
+                    return; // the rooms are gone: the node is stopping
+                }
+            }
+            tracing::warn!("room event subscription ended; reconnecting");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[async_trait::async_trait]
+impl RoomBus for RedisBus {
+    fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
+        let json = serde_json::to_string(envelope).map_err(|e| BusError(e.to_string()))?;
+        self.redis
+            .query::<i64>(
+                redis::cmd("PUBLISH")
+                    .arg(keys::room_channel(&envelope.room))
+                    .arg(json),
+            )
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn put_presence(
+        &self,
+        room: &RoomId,
+        participant: &ParticipantId,
+        record: &PresenceRecord,
+    ) -> Result<(), BusError> {
+        let json = serde_json::to_string(record).map_err(|e| BusError(e.to_string()))?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hset(keys::presences(room), participant.as_str(), json)
+            .ignore()
+            .sadd(
+                keys::node_presences(&self.node),
+                keys::presence_member(room, participant),
+            )
+            .ignore();
+        self.redis.pipe::<()>(&pipe).await.map_err(unavailable)
+    }
+
+    async fn remove_presence(
+        &self,
+        room: &RoomId,
+        participant: &ParticipantId,
+    ) -> Result<bool, BusError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hdel(keys::presences(room), participant.as_str())
+            .srem(
+                keys::node_presences(&self.node),
+                keys::presence_member(room, participant),
+            )
+            .ignore();
+        let (removed,): (i64,) = self.redis.pipe(&pipe).await.map_err(unavailable)?;
+        Ok(removed == 1)
+    }
+
+    async fn presences(
+        &self,
+        room: &RoomId,
+    ) -> Result<Vec<(ParticipantId, PresenceRecord)>, BusError> {
+        let all: Vec<(String, String)> = self
+            .redis
+            .query(redis::cmd("HGETALL").arg(keys::presences(room)))
+            .await
+            .map_err(unavailable)?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(id, json)| {
+                let id = ParticipantId::parse(id).ok()?;
+                let record = serde_json::from_str::<PresenceRecord>(&json).ok()?;
+                Some((id, record))
+            })
+            .collect())
+    }
+
+    async fn claim_orphans(&self) -> Result<Vec<Orphan>, BusError> {
+        let nodes: Vec<String> = self
+            .redis
+            .query(redis::cmd("SMEMBERS").arg(keys::signaling_nodes()))
+            .await
+            .map_err(unavailable)?;
+        let mut orphans = Vec::new();
+        for node in nodes.into_iter().filter_map(|n| NodeId::parse(n).ok()) {
+            if node == self.node {
+                continue;
+            }
+            let alive: bool = self
+                .redis
+                .query(redis::cmd("EXISTS").arg(keys::signaling_node(&node)))
+                .await
+                .map_err(unavailable)?;
+            if alive {
+                continue;
+            }
+            let members: Vec<String> = self
+                .redis
+                .query(redis::cmd("SMEMBERS").arg(keys::node_presences(&node)))
+                .await
+                .map_err(unavailable)?;
+            for member in members {
+                let Some((room, participant)) = member.split_once('/') else {
+                    continue;
+                };
+                let (Ok(room), Ok(participant)) =
+                    (RoomId::parse(room), ParticipantId::parse(participant))
+                else {
+                    continue;
+                };
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .hget(keys::presences(&room), participant.as_str())
+                    .hdel(keys::presences(&room), participant.as_str())
+                    .srem(keys::node_presences(&node), &member)
+                    .ignore();
+                let (json, removed): (Option<String>, i64) =
+                    self.redis.pipe(&pipe).await.map_err(unavailable)?;
+                // HDEL's answer decides who cleans up: one node, once.
+                if removed != 1 {
+                    continue;
+                }
+                let Some(record) = json.and_then(|j| serde_json::from_str(&j).ok()) else {
+                    continue;
+                };
+                orphans.push(Orphan {
+                    room,
+                    participant,
+                    record,
+                });
+            }
+            let mut pipe = redis::pipe();
+            pipe.srem(keys::signaling_nodes(), node.as_str()).ignore();
+            let _ = self.redis.pipe::<()>(&pipe).await;
+            tracing::info!(node = %node, "a signaling node is gone; its presences were cleared");
+        }
+        Ok(orphans)
+    }
+}

@@ -1,0 +1,340 @@
+//! Many nodes on one Redis, as real processes on loopback: 2 × `chorus-sfu` and
+//! 2 × `chorus-signaling` on a `redis-server` of the test's own. Decoding `webrtc` peers
+//! check who hears whom; the server API (signed with one key for the whole fleet) checks
+//! what is stored.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod fleet_support;
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chorus_bench::webrtc_peer::WebrtcPeer;
+use chorus_proto::signal::{ClientMessage, LeftReason};
+use fleet_support::Fleet;
+use serde_json::{Value, json};
+use support::{Api, close_all, join_connected, peer_config, summary, wait_info};
+
+const STEP: Duration = Duration::from_secs(20);
+
+/// Wait until `ear` has heard `hz` in `more` new 100 ms windows.
+async fn hears(ear: &WebrtcPeer, hz: f32, more: u64, within: Duration) -> Result<Duration, String> {
+    let since = Instant::now();
+    let before = ear.heard().windows_with(hz);
+    loop {
+        if ear.heard().windows_with(hz) >= before + more {
+            return Ok(since.elapsed());
+        }
+        if since.elapsed() >= within {
+            return Err(format!(
+                "{hz} Hz not heard within {within:?}: {}",
+                summary("ear", &ear.heard())
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn fail(fleet: &Fleet, message: String) -> ! {
+    panic!("{message}\n--- logs (tails) ---\n{}", fleet.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_on_two_signaling_nodes_share_a_room_and_hear_each_other() {
+    let fleet = Fleet::start(2, 2);
+    let mut peers = Vec::new();
+    let outcome = share_a_room(&fleet, &mut peers).await;
+    close_all(&mut peers).await;
+    if let Err(message) = outcome {
+        fail(&fleet, message);
+    }
+}
+
+async fn share_a_room(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), String> {
+    let (a, b) = (&fleet.nodes[0], &fleet.nodes[1]);
+    let api_a = Api::new(&a.url, a.api_key());
+    let api_b = Api::new(&b.url, a.api_key());
+    let created = api_a
+        .create_room(json!({"name": "Across", "owner_name": "Host", "capacity": 10,
+                            "seats": 3, "seat_mode": "moderated"}))
+        .await;
+    let room = created.room.id.clone();
+    // The owner speaks through node A; Lea (a listener at first) is on node B.
+    peers.push(
+        join_connected(
+            peer_config(&a.ws_url, &room, "Host", Some(330.0), Some(&created.owner_token)),
+            STEP,
+        )
+        .await?,
+    );
+    peers.push(join_connected(peer_config(&b.ws_url, &room, "Lea", Some(440.0), None), STEP).await?);
+    let (host, lea) = (peers[0].id().clone(), peers[1].id().clone());
+    // Each sees the other, although their sessions are on different nodes.
+    wait_info(&peers[0], &lea, "Host (node A) sees Lea (node B)", STEP, |p| p.connected).await?;
+    wait_info(&peers[1], &host, "Lea (node B) sees Host (node A)", STEP, |p| p.connected).await?;
+    hears(&peers[1], 330.0, 10, STEP)
+        .await
+        .map_err(|e| format!("Lea on node B hears the owner on node A: {e}"))?;
+    // Both nodes list the same members (one store).
+    let members_b = api_b
+        .wait_members(&room, "owner + Lea", STEP, |m| m.len() == 2)
+        .await?;
+    // Seated over node B's API while her session is on node B and the owner's on A.
+    let lea_user = peers[1].user().to_string();
+    let (status, body) = api_a
+        .call(
+            "PATCH",
+            &format!("/api/v1/rooms/{room}/members/{lea_user}"),
+            Some(json!({"seated": true})),
+        )
+        .await;
+    if status != 200 {
+        return Err(format!("PATCH seated via node A: {status} {body}; members {members_b:?}"));
+    }
+    wait_info(&peers[0], &lea, "Host sees Lea seated", STEP, |p| p.speaker).await?;
+    hears(&peers[0], 440.0, 5, Duration::from_secs(5))
+        .await
+        .map_err(|e| format!("Host on node A hears Lea, seated, on node B: {e}"))?;
+    // The room's media is on one SFU node, named in the API of both signaling nodes.
+    let (_, view_a) = api_a.room(&room).await;
+    let (_, view_b) = api_b.room(&room).await;
+    if view_a["node"].is_null() || view_a["node"] != view_b["node"] {
+        return Err(format!("the room's node: A says {}, B says {}", view_a["node"], view_b["node"]));
+    }
+    // Leaving on node B is seen on node A.
+    peers[1]
+        .leave()
+        .await
+        .map_err(|e| format!("Lea leaves: {e}"))?;
+    peers[0]
+        .wait_for_departure(&lea, STEP)
+        .await
+        .map_err(|e| format!("Host (node A) sees Lea (node B) leave: {e}"))?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_are_spread_over_both_sfu_nodes() {
+    let fleet = Fleet::start(2, 2);
+    let mut peers = Vec::new();
+    let outcome = spread(&fleet, &mut peers).await;
+    close_all(&mut peers).await;
+    if let Err(message) = outcome {
+        fail(&fleet, message);
+    }
+}
+
+async fn spread(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), String> {
+    let api = Api::new(&fleet.nodes[0].url, fleet.nodes[0].api_key());
+    let mut rooms = Vec::new();
+    for i in 0..10 {
+        let created = api
+            .create_room(json!({"name": format!("Room {i}"), "owner_name": "Host"}))
+            .await;
+        rooms.push(created.room.id.clone());
+    }
+    // One listener in each, joining through alternate signaling nodes.
+    for (i, room) in rooms.iter().enumerate() {
+        let node = &fleet.nodes[i % 2];
+        peers.push(join_connected(peer_config(&node.ws_url, room, &format!("L{i}"), None, None), STEP).await?);
+    }
+    let mut per_node: HashMap<String, usize> = HashMap::new();
+    for room in &rooms {
+        let (_, view) = api.room(room).await;
+        let node = view["node"].as_str().unwrap_or("none").to_owned();
+        *per_node.entry(node).or_default() += 1;
+    }
+    let counts: Vec<usize> = fleet
+        .sfus
+        .iter()
+        .map(|s| per_node.get(&s.id).copied().unwrap_or(0))
+        .collect();
+    eprintln!("rooms per SFU node: {per_node:?}");
+    // Placed one after another, by load: an even split.
+    if counts != vec![5, 5] {
+        return Err(format!("10 rooms placed as {per_node:?}, not 5 and 5"));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_is_exact_with_joins_split_over_two_nodes() {
+    let fleet = Fleet::start(1, 2);
+    let mut peers = Vec::new();
+    let outcome = capacity(&fleet, &mut peers).await;
+    close_all(&mut peers).await;
+    if let Err(message) = outcome {
+        fail(&fleet, message);
+    }
+}
+
+async fn capacity(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), String> {
+    let api = Api::new(&fleet.nodes[0].url, fleet.nodes[0].api_key());
+    // The owner is a member: 5 free places for 16 joiners racing over both nodes.
+    let created = api
+        .create_room(json!({"name": "Small", "owner_name": "Host", "capacity": 6}))
+        .await;
+    let room = created.room.id.clone();
+    let joins: Vec<_> = (0..16)
+        .map(|i| {
+            let ws = fleet.nodes[i % 2].ws_url.clone();
+            let room = room.clone();
+            tokio::spawn(async move {
+                WebrtcPeer::join(peer_config(&ws, &room, &format!("J{i}"), None, None)).await
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for join in joins {
+        match join.await.map_err(|e| e.to_string())? {
+            Ok(peer) => peers.push(peer),
+            Err(_) => refused += 1,
+        }
+    }
+    if peers.len() != 5 || refused != 11 {
+        return Err(format!("{} got in and {refused} were refused; 5 and 11 expected", peers.len()));
+    }
+    for peer in peers.iter() {
+        support::wait_self_connected(peer, "joiner", STEP).await?;
+    }
+    let members = api
+        .wait_members(&room, "owner + 5 members", STEP, |m| m.len() == 6)
+        .await?;
+    if members.len() != 6 {
+        return Err(format!("members: {members:?}"));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_signaling_node_leaves_no_ghosts_and_its_clients_rejoin_elsewhere() {
+    let mut fleet = Fleet::start(1, 2);
+    let mut peers = Vec::new();
+    let outcome = signaling_killed(&mut fleet, &mut peers).await;
+    close_all(&mut peers).await;
+    if let Err(message) = outcome {
+        fail(&fleet, message);
+    }
+}
+
+async fn signaling_killed(fleet: &mut Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), String> {
+    let api = Api::new(&fleet.nodes[0].url, fleet.nodes[0].api_key());
+    let created = api
+        .create_room(json!({"name": "Kill", "owner_name": "Host", "seat_mode": "open"}))
+        .await;
+    let room = created.room.id.clone();
+    let (a_ws, b_ws) = (fleet.nodes[0].ws_url.clone(), fleet.nodes[1].ws_url.clone());
+    peers.push(join_connected(peer_config(&a_ws, &room, "Stay", None, None), STEP).await?);
+    peers.push(join_connected(peer_config(&b_ws, &room, "Moved", Some(550.0), None), STEP).await?);
+    let moved = peers[1].id().clone();
+    let moved_token = peers[1].user_token().to_owned();
+    peers[1]
+        .send(&ClientMessage::RequestSeat)
+        .map_err(|e| e.to_string())?;
+    wait_info(&peers[0], &moved, "Stay sees Moved seated", STEP, |p| p.speaker).await?;
+    hears(&peers[0], 550.0, 5, STEP).await?;
+
+    // Node B dies with Moved's session: within the heartbeat TTL and a sweep, Stay sees
+    // it leave (no ghost), and the store no longer holds its seat.
+    let killed = Instant::now();
+    fleet.nodes[1].kill();
+    let departure = peers[0]
+        .wait_for_departure(&moved, Duration::from_secs(15))
+        .await
+        .map_err(|e| format!("Stay never saw Moved's node die: {e}"))?;
+    eprintln!("ghost cleared {:?} after the kill ({departure:?})", killed.elapsed());
+    if departure != LeftReason::Disconnected {
+        return Err(format!("Moved left as {departure:?}, not disconnected"));
+    }
+    let (_, view) = api.room(&room).await;
+    if view["present"] != 1 {
+        return Err(format!("presences after the sweep: {view}"));
+    }
+    // Moved's client comes back through node A as the same user and is heard again.
+    let mut old = peers.remove(1);
+    old.close().await;
+    peers.push(
+        join_connected(peer_config(&a_ws, &room, "Moved", Some(550.0), Some(&moved_token)), STEP)
+            .await?,
+    );
+    peers[1]
+        .send(&ClientMessage::RequestSeat)
+        .map_err(|e| e.to_string())?;
+    hears(&peers[0], 550.0, 5, STEP)
+        .await
+        .map_err(|e| format!("Moved, rejoined on node A: {e}"))?;
+    let members: Vec<Value> = api.members(&room).await;
+    if members.len() != 3 {
+        return Err(format!("the same user rejoined: members {members:?}"));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_sfu_node_moves_its_rooms_and_audio_comes_back() {
+    let mut fleet = Fleet::start(2, 1);
+    let mut peers = Vec::new();
+    let outcome = sfu_killed(&mut fleet, &mut peers).await;
+    close_all(&mut peers).await;
+    if let Err(message) = outcome {
+        fail(&fleet, message);
+    }
+}
+
+async fn sfu_killed(fleet: &mut Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), String> {
+    let node = &fleet.nodes[0];
+    let api = Api::new(&node.url, node.api_key());
+    let created = api
+        .create_room(json!({"name": "Failover", "owner_name": "Host", "seat_mode": "open"}))
+        .await;
+    let room = created.room.id.clone();
+    let ws = node.ws_url.clone();
+    peers.push(join_connected(peer_config(&ws, &room, "Ear", None, None), STEP).await?);
+    peers.push(join_connected(peer_config(&ws, &room, "Voice", Some(440.0), None), STEP).await?);
+    let voice = peers[1].id().clone();
+    peers[1]
+        .send(&ClientMessage::RequestSeat)
+        .map_err(|e| e.to_string())?;
+    wait_info(&peers[0], &voice, "Voice seated", STEP, |p| p.speaker).await?;
+    hears(&peers[0], 440.0, 5, STEP).await?;
+    let (_, view) = api.room(&room).await;
+    let first = view["node"].as_str().unwrap_or_default().to_owned();
+    let Some(dead) = fleet.sfus.iter_mut().find(|s| s.id == first) else {
+        return Err(format!("the room is on no known node: {view}"));
+    };
+    let killed = Instant::now();
+    dead.kill();
+    // Each session is told to reconnect its media; these test clients do it by joining
+    // again as the same user (a new peer connection), which lands on the live node.
+    for peer in peers.iter() {
+        peer.wait_for("reconnect_media", STEP, |v| (v.media_reconnects > 0).then_some(()))
+            .await
+            .map_err(|e| format!("told to reconnect media: {e}"))?;
+    }
+    let told = killed.elapsed();
+    let tokens: Vec<(String, Option<f32>)> = vec![
+        (peers[0].user_token().to_owned(), None),
+        (peers[1].user_token().to_owned(), Some(440.0)),
+    ];
+    close_all(peers).await;
+    peers.clear();
+    for ((token, tone), name) in tokens.into_iter().zip(["Ear", "Voice"]) {
+        peers.push(join_connected(peer_config(&ws, &room, name, tone, Some(&token)), STEP).await?);
+    }
+    peers[1]
+        .send(&ClientMessage::RequestSeat)
+        .map_err(|e| e.to_string())?;
+    hears(&peers[0], 440.0, 5, STEP)
+        .await
+        .map_err(|e| format!("after the SFU kill: {e}"))?;
+    let back = killed.elapsed();
+    let (_, view) = api.room(&room).await;
+    let now_on = view["node"].as_str().unwrap_or_default().to_owned();
+    eprintln!("SFU {first} killed: sessions told after {told:?}, audio back on {now_on} after {back:?}");
+    if now_on == first || now_on.is_empty() {
+        return Err(format!("the room is still on the dead node {first}: {view}"));
+    }
+    Ok(())
+}

@@ -1,0 +1,260 @@
+//! A fleet on loopback for tests: a real `redis-server`, `chorus-sfu` and
+//! `chorus-signaling` processes (the binaries of this workspace), each on ports it picks,
+//! each stopped by its pid (SIGKILL when a test kills it, and on drop).
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+pub use chorus_bench::redis_server::RedisServer;
+
+fn temp_dir(what: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "chorus-fleet-{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `target/debug/<name>`: a binary of another package of the workspace, built by the
+/// same `cargo test`/`nextest` run (the SFU's binary lives in `chorus-sfu`).
+fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/<test> → target/debug/<name>
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace (`cargo build --workspace`) before these tests",
+        path.display()
+    );
+    path
+}
+
+/// Read a child's stdout until a line starts with `prefix`; the rest of that line.
+fn wait_line(child: &mut Child, prefix: &'static str, log: &Path, what: &str) -> String {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                let _ = tx.send(rest.trim().to_owned());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(rest) => rest,
+        Err(_) => {
+            let _ = child.kill();
+            panic!(
+                "{what} did not print '{prefix}' within 30 s; its log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// The shared room-token key of a fleet: signaling nodes sign with it, SFUs verify with
+/// its public half.
+pub struct TokenKey {
+    pub path: PathBuf,
+    pub public_hex: String,
+}
+
+impl TokenKey {
+    pub fn make() -> Self {
+        let dir = temp_dir("key");
+        let path = dir.join("token-key.pem");
+        let out = Command::new(env!("CARGO_BIN_EXE_chorus-signaling"))
+            .arg("--token-key")
+            .arg(&path)
+            .arg("public-key")
+            .output()
+            .expect("chorus-signaling public-key");
+        assert!(out.status.success(), "public-key: {out:?}");
+        Self {
+            path,
+            public_hex: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        }
+    }
+}
+
+/// A `chorus-sfu` process in the fleet.
+pub struct SfuNode {
+    child: Child,
+    pub id: String,
+    pub grpc: String,
+    dir: PathBuf,
+}
+
+impl SfuNode {
+    pub fn start(redis: &str, key: &TokenKey, id: &str) -> Self {
+        let dir = temp_dir(id);
+        let log = dir.join("stderr.log");
+        let mut child = Command::new(workspace_binary("chorus-sfu"))
+            .args(["--grpc", "127.0.0.1:0", "--udp", "127.0.0.1:0"])
+            .args(["--token-public-key", &key.public_hex])
+            .args(["--redis", redis, "--node-id", id])
+            .env("RUST_LOG", "info,str0m=warn")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start chorus-sfu");
+        let grpc = wait_line(&mut child, "grpc ", &log, id);
+        Self {
+            child,
+            id: id.to_owned(),
+            grpc,
+            dir,
+        }
+    }
+
+    /// SIGKILL: the node dies without leaving the fleet.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for SfuNode {
+    fn drop(&mut self) {
+        self.kill();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A `chorus-signaling` process in the fleet.
+pub struct SignalingNode {
+    child: Child,
+    pub id: String,
+    pub url: String,
+    pub ws_url: String,
+    pub data_dir: PathBuf,
+}
+
+impl SignalingNode {
+    /// Start a node. `api_key_from`: copy the server API key of another node, so that one
+    /// key signs requests to the whole fleet.
+    pub fn start(redis: &str, key: &TokenKey, id: &str, api_key_from: Option<&Path>) -> Self {
+        let data_dir = temp_dir(id);
+        if let Some(from) = api_key_from {
+            std::fs::copy(from.join("api-key.json"), data_dir.join("api-key.json")).unwrap();
+        }
+        Self::spawn(redis, key, id, data_dir)
+    }
+
+    fn spawn(redis: &str, key: &TokenKey, id: &str, data_dir: PathBuf) -> Self {
+        let log = data_dir.join("stderr.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chorus-signaling"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir)
+            .arg("--token-key")
+            .arg(&key.path)
+            .args(["--redis", redis, "--node-id", id])
+            .env("RUST_LOG", "info,str0m=warn")
+            .stdout(Stdio::piped())
+            .stderr(
+                std::fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            )
+            .spawn()
+            .expect("start chorus-signaling");
+        let url = wait_line(&mut child, "Chorus signaling is running: open ", &log, id);
+        let addr = url.trim_start_matches("http://").trim_end_matches('/');
+        Self {
+            ws_url: format!("ws://{addr}/ws"),
+            url,
+            child,
+            id: id.to_owned(),
+            data_dir,
+        }
+    }
+
+    /// SIGKILL: the node dies with its sessions, leaving its presences behind.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The server API key of this node.
+    pub fn api_key(&self) -> chorus_proto::api_key::ApiKey {
+        chorus_bench::rest::api_key_in(&self.data_dir).unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("stderr.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for SignalingNode {
+    fn drop(&mut self) {
+        self.kill();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
+    }
+}
+
+/// Redis, two SFU nodes and two signaling nodes, started in that order.
+pub struct Fleet {
+    pub redis: RedisServer,
+    pub key: TokenKey,
+    pub sfus: Vec<SfuNode>,
+    pub nodes: Vec<SignalingNode>,
+}
+
+impl Fleet {
+    pub fn start(sfus: usize, signaling: usize) -> Self {
+        let redis = RedisServer::start().expect("redis-server");
+        let url = redis.url();
+        let key = TokenKey::make();
+        let sfus = (0..sfus)
+            .map(|i| SfuNode::start(&url, &key, &format!("sfu-{}", char::from(b'a' + i as u8))))
+            .collect();
+        let mut nodes: Vec<SignalingNode> = Vec::new();
+        for i in 0..signaling {
+            let id = format!("sig-{}", char::from(b'a' + i as u8));
+            let from = nodes.first().map(|n| n.data_dir.clone());
+            nodes.push(SignalingNode::start(&url, &key, &id, from.as_deref()));
+        }
+        Self {
+            redis,
+            key,
+            sfus,
+            nodes,
+        }
+    }
+
+    /// Every process's log, for a failure message.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for s in &self.sfus {
+            out.push_str(&format!("==== {} ====\n{}\n", s.id, tail(&s.log())));
+        }
+        for n in &self.nodes {
+            out.push_str(&format!("==== {} ====\n{}\n", n.id, tail(&n.log())));
+        }
+        out
+    }
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
