@@ -63,6 +63,13 @@ pub enum ClientMessage {
         #[serde(default)]
         listener: bool,
     },
+    /// A fresh SDP offer for the room this session is in, after
+    /// [`ServerMessage::ReconnectMedia`]: the media moves to another SFU node, keeping
+    /// the participant, its seat and its role; answered by [`ServerMessage::MediaAnswer`].
+    MediaOffer {
+        /// The new offer (a new peer connection, gathering complete), as for `join`.
+        offer: String,
+    },
     /// Leave the room and give up membership of its group chat, freeing the place
     /// (the owner cannot); answered by [`ServerMessage::Left`].
     LeaveGroup,
@@ -161,6 +168,18 @@ pub enum ServerMessage {
     Speaking {
         /// Loudness per speaking participant.
         levels: Vec<SpeakerLevel>,
+    },
+    /// The SFU node carrying this session's media is gone: make a new peer connection
+    /// and send its offer with [`ClientMessage::MediaOffer`]. The session stays in the
+    /// room, in the same seat and role, meanwhile.
+    ReconnectMedia {
+        /// Why, in words.
+        reason: String,
+    },
+    /// The SFU's answer to [`ClientMessage::MediaOffer`].
+    MediaAnswer {
+        /// Apply it to the new peer connection.
+        answer: String,
     },
     /// This session is no longer in the room.
     Left {
@@ -321,6 +340,9 @@ pub enum ErrorCode {
     BadOffer,
     /// The media server cannot be reached.
     MediaUnavailable,
+    /// A service the server depends on (its shared store) cannot be reached right now;
+    /// nothing was changed, and the same request may be tried again in a moment.
+    TemporarilyUnavailable,
     /// A fault on the server.
     Internal,
 }
