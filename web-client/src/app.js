@@ -455,7 +455,7 @@ function start() {
   // The dock is fixed at the bottom: the page keeps room for it above.
   if (typeof ResizeObserver === 'function') {
     new ResizeObserver(() => {
-      document.body.style.setProperty('--dock-h', `${el.dock.offsetHeight}px`);
+      document.documentElement.style.setProperty('--dock-h', `${el.dock.offsetHeight}px`);
     }).observe(el.dock);
   }
 }

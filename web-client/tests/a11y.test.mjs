@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { openBrowser } from './browser.mjs';
-import { createRoomFromLanding, recordSocket, withServer, engineTest, snap } from './util.mjs';
+import { createRoomFromLanding, recordSocket, withServer, engineTest, snap, pressEnterOnConfirm } from './util.mjs';
 
 /** In the page: every visible text below WCAG AA (4.5:1, or 3:1 for large text). */
 function contrastFailures(scope) {
@@ -83,6 +83,10 @@ for (const scheme of ['light', 'dark']) {
         return new Function(`return (${check})`)()(null);
       }, contrastFailures.toString());
       await snap(page, engine, `desktop-room-${scheme}`);
+      // Seat tiles show whole names and "N free seats" (they wrap, never cut).
+      const cut = await page.evaluate(() => [...document.querySelectorAll('#stage-list .label')]
+        .filter((l) => l.scrollWidth > l.clientWidth + 1 || l.scrollHeight > l.clientHeight + 1).map((l) => l.textContent));
+      assert.deepEqual(cut, [], 'no seat label is cut');
       await page.waitForFunction(() => /speaking/.test(document.getElementById('speaking-now').textContent),
         null, { timeout: 5_000 });
       assert.equal(await page.getAttribute('#speaking-now', 'aria-live'), 'polite');
@@ -91,7 +95,7 @@ for (const scheme of ['light', 'dark']) {
       await page.waitForSelector('#confirm[open]', { timeout: 5_000 });
       assert.equal(await page.evaluate(() => document.activeElement.id), 'confirm-no', 'Cancel has the focus');
       failures.confirm = await page.evaluate(contrastFailures, '#confirm');
-      await page.press('Enter');
+      await pressEnterOnConfirm(page, engine);
       await page.waitForSelector('#confirm', { state: 'hidden', timeout: 5_000 });
       assert.equal(await page.evaluate(() => window.chorus.phase), 'live', 'Enter did not end the room');
 
@@ -110,7 +114,10 @@ for (const device of ['Pixel 7', 'iPhone 14']) {
         name: 'Ada', title: 'Thirty seats', capacity: 100, seats: 30, touch: true,
       });
       const layout = await page.evaluate(() => {
-        const rect = (id) => document.getElementById(id).getBoundingClientRect();
+        const rect = (id) => {
+          const r = document.getElementById(id).getBoundingClientRect();
+          return { top: r.top, bottom: r.bottom };
+        };
         return {
           innerHeight,
           scrollHeight: document.scrollingElement.scrollHeight,

@@ -249,13 +249,20 @@ class FirefoxPage extends BasePage {
     }, [selector, value]);
   }
 
-  async click(selector, { delay } = {}) {
+  // puppeteer clicks an element's centre once any part of it is in view; a person
+  // would first scroll it clear of the pinned controls. So do that.
+  async reveal(selector) {
     await this.waitForSelector(selector);
+    await this.raw.evaluate((sel) => document.querySelector(sel).scrollIntoView({ block: 'center' }), selector);
+  }
+
+  async click(selector, { delay } = {}) {
+    await this.reveal(selector);
     await this.raw.click(selector, delay ? { delay } : {});
   }
 
   async tap(selector) {
-    await this.waitForSelector(selector);
+    await this.reveal(selector);
     await this.raw.tap(selector);
   }
 

@@ -6,7 +6,7 @@ import { getRoom } from './server.mjs';
 import { openBrowser, sleep } from './browser.mjs';
 import {
   waitFor, listedNames, stageAndAudience, createRoomFromLanding, joinByLink, moderate,
-  sampleInbound, audible, waitHearing, withServer, engineTest, snap,
+  sampleInbound, audible, waitHearing, withServer, engineTest, snap, pressEnterOnConfirm,
 } from './util.mjs';
 
 engineTest('the owner mutes a speaker, removes a listener and ends the room', { timeout: 120_000 }, async (engine) => {
@@ -66,7 +66,7 @@ engineTest('the owner mutes a speaker, removes a listener and ends the room', { 
     await owner.waitForSelector('#confirm[open]', { timeout: 5_000 });
     assert.match(await owner.textContent('#confirm-text'), /Remove Linus/);
     assert.equal(await owner.evaluate(() => document.activeElement && document.activeElement.id), 'confirm-no');
-    await owner.press('Enter');
+    await pressEnterOnConfirm(owner, engine);
     await owner.waitForSelector('#confirm', { state: 'hidden', timeout: 5_000 });
     assert.ok((await listedNames(owner)).includes('Linus'), 'Enter on the confirmation cancelled the removal');
     await moderate(owner, 'Linus', '#act-remove');

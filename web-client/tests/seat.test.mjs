@@ -52,9 +52,13 @@ engineTest('a phone listener raises a hand, gets a seat from the owner, and is t
     await owner.click('#in-room .person[data-name="Bo"] .person-menu');
     await owner.waitForSelector('#sheet[open]', { timeout: 5_000 });
     await snap(owner, engine, 'desktop-moderator-sheet');
-    await owner.press('Escape');
+    await owner.click('#sheet-close');
     await owner.waitForSelector('#sheet', { state: 'hidden', timeout: 5_000 });
     await moderate(owner, 'Bo', '#act-grant');
+
+    // Bo is told, on screen and to screen readers.
+    await phone.waitForSelector('#toast[data-code="invited"]', { timeout: 5_000 });
+    assert.match(await phone.textContent('#announcer'), /invited to speak/i);
 
     // Within a few seconds the owner hears Bo: Opus, packets growing, level above 0.
     const heard = await waitHearing(owner, 1, 'the owner hears Bo after the grant', 8_000);

@@ -218,3 +218,17 @@ export async function withServer(options, body) {
     await server.stop();
   }
 }
+
+/**
+ * Answer an open confirmation with Enter, as a keyboard user would (focus is on Cancel).
+ * Firefox over WebDriver BiDi delivers the key events but not a key's default action (a
+ * focused button is not activated), so there the test presses the focused button itself.
+ */
+export async function pressEnterOnConfirm(page, engine) {
+  if (engine === 'firefox') {
+    const focused = await page.evaluate(() => document.activeElement && document.activeElement.id);
+    await page.click(`#${focused}`);
+  } else {
+    await page.press('Enter');
+  }
+}
