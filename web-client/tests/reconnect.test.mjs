@@ -1,4 +1,5 @@
-// Recovering by itself: the server dies and starts again (same port, same data folder).
+// Recovering by itself: the server dies and starts again (same port, same data folder),
+// then is restarted cleanly.
 // Every page says "Reconnecting…" (never "Live" beside "Offline"), rejoins as the same
 // user into the same seat and role with a fresh offer, and hears the others again — with
 // no click, no name typed.
@@ -60,5 +61,13 @@ engineTest('after the server restarts, pages rejoin by themselves: same seat and
     assert.equal(await phone.isVisible('#mute-btn'), true, 'Bo is a speaker again');
     await Promise.all([waitHearing(owner, 1, 'Ada hears Bo after the restart'),
       waitHearing(phone, 1, 'Bo hears Ada after the restart')]);
+
+    // A clean restart (an upgrade: Ctrl-C, then start) is survived the same way.
+    await server.restart({ signal: 'SIGINT' });
+    await Promise.all([live(owner, 'Ada'), live(phone, 'Bo')]);
+    await waitFor(async () => (await stageAndAudience(owner)).stage.includes('Bo'),
+      { timeoutMs: 10_000, what: 'Bo on stage after the clean restart' });
+    await Promise.all([waitHearing(owner, 1, 'Ada hears Bo after the clean restart'),
+      waitHearing(phone, 1, 'Bo hears Ada after the clean restart')]);
   });
 });
