@@ -10,8 +10,11 @@ import {
   waitFor, stageAndAudience, createRoomFromLanding, joinByLink, press, waitHearing, withServer, engineTest, snap,
 } from './util.mjs';
 
+/** Remember the page's peer connection: `live` then waits for a new one. */
+const mark = (page) => page.evaluate(() => { window.__before = window.chorus.pc; });
+
 async function live(page, what) {
-  await page.waitForFunction(() => window.chorus.phase === 'live'
+  await page.waitForFunction(() => window.chorus.phase === 'live' && window.chorus.pc !== window.__before
     && document.getElementById('room-state').dataset.state === 'active'
     && window.chorus.pc && window.chorus.pc.connectionState === 'connected', null, { timeout: 30_000, polling: 200 })
     .catch((e) => { throw new Error(`${what} not back live: ${e.message}`); });
@@ -34,6 +37,7 @@ engineTest('after the server restarts, pages rejoin by themselves: same seat and
     const users = await Promise.all([owner, phone].map((p) => p.evaluate(() => window.chorus.user)));
 
     // The server dies (as in a crash or an OOM kill).
+    await Promise.all([mark(owner), mark(phone)]);
     await server.kill('SIGKILL');
     for (const [name, page] of [['Ada', owner], ['Bo', phone]]) {
       await page.waitForSelector('#room-state[data-state="reconnecting"]', { timeout: 10_000 });
@@ -63,6 +67,7 @@ engineTest('after the server restarts, pages rejoin by themselves: same seat and
       waitHearing(phone, 1, 'Bo hears Ada after the restart')]);
 
     // A clean restart (an upgrade: Ctrl-C, then start) is survived the same way.
+    await Promise.all([mark(owner), mark(phone)]);
     await server.restart({ signal: 'SIGINT' });
     await Promise.all([live(owner, 'Ada'), live(phone, 'Bo')]);
     await waitFor(async () => (await stageAndAudience(owner)).stage.includes('Bo'),
