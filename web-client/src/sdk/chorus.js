@@ -421,6 +421,7 @@ export class ChorusClient extends EventTarget {
         const offer = await this._newPeer();
         const joined = await signal.request({ type: 'join', room: this._state.roomId, offer }, 'joined', ENTER_TIMEOUT_MS);
         if (run !== this._run || this._state.phase !== 'reconnecting') {
+          signal.send({ type: 'leave' }); // the user left meanwhile: leave no presence behind
           return;
         }
         await this._takeJoined(joined, 'rejoined');
