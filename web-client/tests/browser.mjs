@@ -63,16 +63,22 @@ function deviceProfile(device) {
  * Playwright device profile (e.g. 'Pixel 7') for a phone's screen; `colorScheme` 'dark'
  * or 'light'. Resolves with { engine, page, close, logs }.
  */
-export async function openBrowser({ engine = 'chromium', device, colorScheme } = {}) {
-  return engine === 'firefox' ? openFirefox({ device, colorScheme }) : openChromium({ device, colorScheme });
+export async function openBrowser({ engine = 'chromium', device, colorScheme, strictAutoplay = false } = {}) {
+  return engine === 'firefox'
+    ? openFirefox({ device, colorScheme, strictAutoplay })
+    : openChromium({ device, colorScheme, strictAutoplay });
 }
 
-async function openChromium({ device, colorScheme }) {
+/**
+ * `strictAutoplay`: audio may only start after a tap, as on iOS Safari (Chromium's
+ * user-gesture policy; Firefox's "block audible" default, made explicit).
+ */
+async function openChromium({ device, colorScheme, strictAutoplay }) {
   const profile = await mkdtemp(path.join(tmpdir(), 'chorus-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: CHROMIUM_ARGS,
+    args: strictAutoplay ? [...CHROMIUM_ARGS, '--autoplay-policy=user-gesture-required'] : CHROMIUM_ARGS,
     viewport: DESKTOP,
     ...(deviceProfile(device) || {}),
     ...(colorScheme ? { colorScheme } : {}),
@@ -88,7 +94,7 @@ async function openChromium({ device, colorScheme }) {
   return { engine: 'chromium', page: new ChromiumPage(raw), close, logs };
 }
 
-async function openFirefox({ device, colorScheme }) {
+async function openFirefox({ device, colorScheme, strictAutoplay }) {
   if (!existsSync(FIREFOX)) {
     throw new Error(`${FIREFOX} not found: install Debian's firefox-esr (or set CHORUS_ENGINES=chromium)`);
   }
@@ -97,6 +103,10 @@ async function openFirefox({ device, colorScheme }) {
   const prefs = { ...FIREFOX_PREFS };
   if (colorScheme) {
     prefs['layout.css.prefers-color-scheme.content-override'] = colorScheme === 'dark' ? 0 : 1;
+  }
+  if (strictAutoplay) {
+    prefs['media.autoplay.default'] = 1; // block audible
+    prefs['media.autoplay.blocking_policy'] = 2; // only after a real tap on the page
   }
   const browser = await puppeteer.launch({
     browser: 'firefox',

@@ -12,10 +12,13 @@ import { startServer } from './server.mjs';
 /** Screenshots for reviewers (not committed): web-client/test-results/screens/. */
 export const SCREENS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'test-results', 'screens');
 
-/** The same test once per engine: `body(engine)`, named "… [chromium]" / "… [firefox]". */
+/**
+ * The same test once per engine: `body(engine, t)`, named "… [chromium]" / "… [firefox]"
+ * (`t` is node:test's context, e.g. for `t.skip(why)`).
+ */
 export function engineTest(name, options, body) {
   for (const engine of ENGINES) {
-    test(`${name} [${engine}]`, options, () => body(engine));
+    test(`${name} [${engine}]`, options, (t) => body(engine, t));
   }
 }
 
