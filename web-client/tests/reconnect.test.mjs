@@ -1,5 +1,5 @@
-// Recovering by itself: the server dies and starts again (same port, same data folder),
-// then is restarted cleanly.
+// Recovering by itself: the server dies and starts again (same port, same data folder);
+// one page's socket drops while the server stays up; the server is restarted cleanly.
 // Every page says "Reconnecting…" (never "Live" beside "Offline"), rejoins as the same
 // user into the same seat and role with a fresh offer, and hears the others again — with
 // no click, no name typed.
@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { openBrowser } from './browser.mjs';
 import {
   waitFor, stageAndAudience, createRoomFromLanding, joinByLink, press, waitHearing, withServer, engineTest, snap,
+  recordSocket,
 } from './util.mjs';
 
 /** Remember the page's peer connection: `live` then waits for a new one. */
@@ -27,6 +28,7 @@ engineTest('after the server restarts, pages rejoin by themselves: same seat and
     const room = await createRoomFromLanding(owner, server.url, {
       name: 'Ada', title: 'Restart me', seatMode: 'open', seats: 3,
     });
+    await recordSocket(phone);
     await joinByLink(phone, room.url, 'Bo', { touch: true });
     await waitFor(() => phone.textContent('#hand-btn').then((t) => t.trim() === 'Take a seat'),
       { timeoutMs: 5_000, what: '"Take a seat" for Bo' });
@@ -65,6 +67,15 @@ engineTest('after the server restarts, pages rejoin by themselves: same seat and
     assert.equal(await phone.isVisible('#mute-btn'), true, 'Bo is a speaker again');
     await Promise.all([waitHearing(owner, 1, 'Ada hears Bo after the restart'),
       waitHearing(phone, 1, 'Bo hears Ada after the restart')]);
+
+    // Only Bo's socket drops (a network blip; the server stays up). The server gives a
+    // member's seat up when its socket closes; in an open room the page takes a seat again.
+    await mark(phone);
+    await phone.evaluate(() => window.__sockets[window.__sockets.length - 1].close());
+    await live(phone, 'Bo after a dropped socket');
+    await waitFor(async () => (await stageAndAudience(owner)).stage.includes('Bo'),
+      { timeoutMs: 10_000, what: 'Bo on stage again after the dropped socket' });
+    await waitHearing(owner, 1, 'Ada hears Bo after the dropped socket');
 
     // A clean restart (an upgrade: Ctrl-C, then start) is survived the same way.
     await Promise.all([mark(owner), mark(phone)]);

@@ -402,6 +402,8 @@ export class ChorusClient extends EventTarget {
     this._dropNotices();
     this._closePeer();
     this._clearLevels();
+    const mine = this.me();
+    this._wasSpeaker = Boolean(mine && mine.speaker);
     const run = ++this._run;
     this._to('reconnecting', { attempt: 0, reason: why }, why);
     this._reconnectLoop(run);
@@ -425,6 +427,7 @@ export class ChorusClient extends EventTarget {
           return;
         }
         await this._takeJoined(joined, 'rejoined');
+        this._restoreSeat();
         return;
       } catch (e) {
         if (run !== this._run || this._state.phase !== 'reconnecting') {
@@ -441,6 +444,23 @@ export class ChorusClient extends EventTarget {
         }
         this._patch({ error: e }, 'retry_failed');
       }
+    }
+  }
+
+  /**
+   * After a rejoin: a seat survives a server restart (it is in the group's record), but
+   * today's server gives a member's seat up when its socket closes while the server
+   * stays up. In an open room we take a free seat again; in a moderated one we say so.
+   */
+  _restoreSeat() {
+    const mine = this.me();
+    if (!this._wasSpeaker || !mine || mine.speaker) {
+      return;
+    }
+    if (this._state.room && this._state.room.seat_mode === 'open') {
+      this._send({ type: 'request_seat' });
+    } else {
+      this._notice('seat_lost', 'The connection dropped and your mic seat was given up. Raise your hand to ask for it again.');
     }
   }
 
