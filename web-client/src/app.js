@@ -473,6 +473,8 @@ function bindControls() {
   el.endBtn.addEventListener('click', onEndRoom);
   el.leaveGroupBtn.addEventListener('click', onLeaveGroup);
   el.audioUnlock.addEventListener('click', () => audio.unlock());
+  el.micSettings.addEventListener('toggle', () => { if (el.micSettings.open) fillMicrophones(); });
+  el.micSelect.addEventListener('change', onMicrophone);
   for (const b of el.sheet.querySelectorAll('.sheet-act')) {
     b.addEventListener('click', () => onSheetAction(b.dataset.act));
   }
@@ -598,6 +600,29 @@ async function onShare() {
 }
 
 // ---------------------------------------------------------------- in the room
+
+/** The microphones, listed when the user opens the choice (labels need the permission). */
+async function fillMicrophones() {
+  const mics = await client.listMicrophones();
+  const pc = client.pc;
+  const current = pc && pc.getSenders()[0] && pc.getSenders()[0].track;
+  const now = current && current.getSettings ? current.getSettings().deviceId : '';
+  el.micSelect.replaceChildren(...mics.map((m) => {
+    const o = document.createElement('option');
+    o.value = m.deviceId;
+    o.textContent = m.label;
+    o.selected = m.deviceId === now;
+    return o;
+  }));
+}
+
+async function onMicrophone() {
+  try {
+    await client.setMicrophone(el.micSelect.value);
+  } catch (e) {
+    ui.showToast(e.message || String(e), { code: 'microphone' });
+  }
+}
 
 function onMute() {
   if (client.state.phase !== 'live') {

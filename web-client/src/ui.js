@@ -38,6 +38,8 @@ export const el = {
   audienceEmpty: $('audience-empty'),
   audienceMore: $('audience-more'),
   groupInfo: $('group-info'),
+  micSettings: $('mic-settings'),
+  micSelect: $('mic-select'),
   groupText: $('group-text'),
   dock: $('dock'),
   meStatus: $('me-status'),

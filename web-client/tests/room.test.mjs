@@ -57,6 +57,20 @@ engineTest('three browsers take seats in an open room and hear each other; leave
     await snap(pages[0], engine, 'desktop-room-speaking');
     await snap(phone, engine, 'phone-room-on-stage');
 
+    // Grace picks a microphone: the sender's track is replaced (no renegotiation).
+    await pages[1].click('#mic-settings summary');
+    await waitFor(() => pages[1].count('#mic-select option'), { timeoutMs: 5_000, what: 'microphones listed' });
+    const mic = await pages[1].evaluate(() => {
+      const sel = document.getElementById('mic-select');
+      sel.selectedIndex = sel.options.length - 1;
+      sel.dispatchEvent(new Event('change'));
+      return sel.value;
+    });
+    await pages[1].waitForFunction((id) => {
+      const t = window.chorus.pc.getSenders()[0].track;
+      return t && t.readyState === 'live' && t.enabled && t.getSettings().deviceId === id;
+    }, mic, { timeout: 5_000 });
+
     // Grace mutes: her track stops, and the others see her muted.
     await pages[1].click('#mute-btn');
     assert.equal(await pages[1].getAttribute('#mute-btn', 'aria-pressed'), 'true');
