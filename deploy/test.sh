@@ -7,13 +7,14 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*"; }
 
-# System packages: cmake builds the bundled libopus of the test peers; Chromium is the
-# browser the web-client tests drive; redis-server backs the fleet tests (each test
-# starts its own on a free loopback port and stops it by pid).
+# System packages: cmake builds the bundled libopus of the test peers; Chromium and
+# Firefox ESR are the browsers the web-client tests drive; redis-server backs the fleet
+# tests (each test starts its own on a free loopback port and stops it by pid).
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/firefox-esr ] || need+=(firefox-esr)
 if ((${#need[@]})); then
   log "installing ${need[*]}"
   sudo=""
@@ -22,8 +23,8 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
-log "npm ci (playwright-core, no browser download)"
-(cd web-client && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+log "npm ci (playwright-core, puppeteer-core; no browser download)"
+(cd web-client && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -35,7 +36,7 @@ log "building the chorus binary for the browser tests"
 cargo build --locked -p chorus-signaling --bin chorus
 
 status=0
-log "browser tests (headless Chromium)"
+log "browser tests (headless Chromium and Firefox ESR)"
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 (cd web-client && CHORUS_BIN="$target_dir/debug/chorus" npm test) || status=1
 

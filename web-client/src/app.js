@@ -1,55 +1,19 @@
-// The page's flow. The landing page creates a room with the creator's media (the room is
-// pending until that media connects); the room page (/r/<id>) joins it as a listener,
-// shows the stage and the audience, and offers seats, hands, mute and moderation.
-// State lives here; protocol.js talks to the server, media.js to the browser's media.
+// The Chorus page. The session (socket, media, the room's people, reconnecting) is the
+// SDK's (sdk/chorus.js, the same module other apps embed); this file keeps the page's
+// one store (which screen, what the room lookup said, the session's last snapshot),
+// derives what to show from it, and turns taps into SDK calls.
 
-import { Signal, ServerError, describeError, fetchRoom } from './protocol.js';
-import { AudioOut, openMic, createPeer, stopStream } from './media.js';
+import { ChorusClient, describeError, fetchRoom } from './sdk/chorus.js';
+import { AudioOut } from './sdk/playback.js';
+import { createStore } from './store.js';
 import * as ui from './ui.js';
 
 const { el } = ui;
 const NAME_KEY = 'chorus.name';
-// The server's user token: sent in every hello so we stay the same user (and keep our
-// roles, e.g. owner) across reloads.
-const TOKEN_KEY = 'chorus.user_token';
-const SPEAKING_HOLD_MS = 400;
+const REMOVED_KEY = 'chorus.removed_from';
 const MAX_NAME_CHARS = 40;
-const ENTER_TIMEOUT_MS = 20_000;
 
-const state = {
-  roomId: null,
-  room: null, // RoomInfo
-  user: null, // our user id (from welcome)
-  you: null, // our participant id while in the room
-  people: new Map(), // id -> ParticipantInfo
-  levels: new Map(), // id -> { level, at }
-  signal: null,
-  pc: null,
-  mic: null, // MediaStream
-  selfMuted: false,
-  phase: 'out', // out | joining | in | leaving | left | final
-  rollback: null, // the server's words when our pending room was rolled back
-  sheetFor: null, // whose moderator sheet is open
-};
-
-const audio = new AudioOut(el.audioSink);
-
-// For tests and debugging: the live peer connection (for getStats) and a state snapshot.
-window.chorus = {
-  get pc() { return state.pc; },
-  get you() { return state.you; },
-  get user() { return state.user; },
-  get phase() { return state.phase; },
-  get room() { return state.room; },
-  get participants() { return [...state.people.values()]; },
-};
-
-// ---------------------------------------------------------------- start-up
-
-function roomIdFromPath(pathname) {
-  const m = /^\/r\/([A-Za-z0-9_-]{1,64})\/?$/.exec(pathname);
-  return m ? m[1] : null;
-}
+// ---------------------------------------------------------------- storage
 
 function stored(key) {
   try {
@@ -63,8 +27,374 @@ function store(key, value) {
   try {
     localStorage.setItem(key, value);
   } catch {
-    // Private mode: not remembered, which only costs a new guest identity next time.
+    // Private mode: not remembered, which only costs typing the name again.
   }
+}
+
+/** Rooms this browser was removed from (the server refuses them anyway; we say so first). */
+function removedFrom() {
+  try {
+    return JSON.parse(stored(REMOVED_KEY) || '[]');
+  } catch {
+    return [];
+  }
+}
+
+// ---------------------------------------------------------------- the store
+
+const client = new ChorusClient();
+const audio = new AudioOut(el.audioSink, { onBlocked: (b) => page.dispatch('audioBlocked', b) });
+
+const page = createStore({
+  screen: 'landing', // landing | room | missing
+  roomId: null,
+  lookup: { status: 'none', room: null, present: 0 }, // none | loading | found | missing | failed
+  session: client.state,
+  media: 'new', // the peer connection's state
+  audioBlocked: false,
+  removed: false, // this browser was removed from this room before
+  online: navigator.onLine !== false,
+}, {
+  showLanding: (s) => ({ ...s, screen: 'landing', roomId: null }),
+  showMissing: (s) => ({ ...s, screen: 'missing', roomId: null }),
+  openRoom: (s, id) => ({
+    ...s, screen: 'room', roomId: id, removed: removedFrom().includes(id), lookup: { status: 'loading', room: null, present: 0 },
+  }),
+  lookedUp: (s, found) => (found
+    ? { ...s, lookup: { status: 'found', room: found.room, present: Number(found.participants) || 0 } }
+    : { ...s, lookup: { status: 'missing', room: null, present: 0 } }),
+  lookupFailed: (s) => ({ ...s, lookup: { ...s.lookup, status: 'failed' } }),
+  // A room created on the landing page: the page is now that room's page.
+  entered: (s, room) => ({ ...s, screen: 'room', roomId: room.id, lookup: { status: 'found', room, present: 1 } }),
+  session: (s, session) => ({ ...s, session, media: session.phase === 'live' ? s.media : 'new' }),
+  media: (s, state) => (s.media === state ? s : { ...s, media: state }),
+  audioBlocked: (s, blocked) => (s.audioBlocked === blocked ? s : { ...s, audioBlocked: blocked }),
+  removed: (s) => ({ ...s, removed: true }),
+  online: (s, online) => (s.online === online ? s : { ...s, online }),
+});
+
+// For tests and debugging: the live peer connection (for getStats) and a state snapshot.
+window.chorus = {
+  client,
+  get pc() { return client.pc; },
+  get you() { return client.state.you; },
+  get user() { return client.state.user; },
+  get phase() { return client.state.phase; },
+  get room() { return client.state.room; },
+  get participants() { return [...client.people.values()]; },
+  get state() { return page.state; },
+};
+
+// ---------------------------------------------------------------- what to show
+
+const STATE_WORDS = { pending: 'Starting…', active: 'Live', ended: 'Ended' };
+const MEDIA_WORDS = {
+  new: 'Connecting audio…',
+  connecting: 'Connecting audio…',
+  connected: 'Audio connected',
+  disconnected: 'Audio interrupted, reconnecting…',
+  failed: 'Audio connection failed.',
+  closed: 'Audio closed.',
+};
+const LEFT_WORDS = {
+  left: 'You left the room.',
+  left_group: 'You left the group: your place is free for someone else.',
+  connection_lost: 'Your audio connection was lost.',
+  disconnected: 'You were disconnected.',
+  replaced: 'You joined this room from another tab or device.',
+};
+
+/** Everything the page shows, derived from the store alone. */
+export function viewOf(s) {
+  const ses = s.session;
+  let net = { text: '', state: ses.net };
+  if (!s.online) {
+    net = { text: 'Offline', state: 'offline' };
+  } else if (ses.phase === 'reconnecting') {
+    net = { text: 'Reconnecting…', state: 'reconnecting' };
+  } else if (ses.phase === 'idle' && ses.error && ses.error.code === 'unreachable') {
+    net = { text: 'Offline', state: 'offline' };
+  }
+  if (s.screen !== 'room') {
+    return { screen: s.screen, title: s.screen === 'missing' ? 'Page not found · Chorus' : 'Chorus', net };
+  }
+  const inSession = ses.roomId === s.roomId || (ses.phase === 'joining' && !ses.roomId);
+  const room = (inSession && ses.room) || s.lookup.room;
+  const v = {
+    screen: 'room',
+    net,
+    title: room ? `${room.name} · Chorus` : 'Chorus',
+    roomTitle: room ? room.name : s.lookup.status === 'missing' ? 'Room not found' : 'Voice room',
+    badge: null,
+    roomNote: '',
+    shareUrl: '',
+    part: 'out',
+    finalReason: '',
+    finalText: '',
+    leftNote: '',
+    status: { text: '', state: '' },
+    audioBlocked: s.audioBlocked,
+  };
+  const phase = inSession ? ses.phase : 'idle';
+  if (phase === 'live' || phase === 'reconnecting') {
+    v.part = 'in';
+  } else if (phase === 'ended') {
+    v.part = 'final';
+    v.finalReason = ses.reason;
+    v.finalText = {
+      removed: 'You were removed from this room by a moderator. You cannot rejoin it.',
+      room_closed: 'This room has ended.',
+      not_created: 'The room was not created: your audio never connected to the server'
+        + `${ses.error && ses.error.message ? ` (${ses.error.message})` : ''}. Check your network, then try again.`,
+    }[ses.reason] || 'This room is over.';
+  } else if (s.removed) {
+    v.part = 'final';
+    v.finalReason = 'removed';
+    v.finalText = 'You were removed from this room by a moderator. You cannot rejoin it.';
+  } else if (s.lookup.status === 'missing') {
+    v.part = 'final';
+    v.finalReason = 'not_found';
+    v.finalText = 'This room is not open: no room on this server has this link. It may have ended.';
+  } else if (room && room.state === 'ended') {
+    v.part = 'final';
+    v.finalReason = 'room_closed';
+    v.finalText = 'This room has ended. Its link no longer works.';
+  } else if (phase === 'left') {
+    v.part = 'left';
+    v.leftNote = LEFT_WORDS[ses.reason] || 'You are no longer in the room.';
+  }
+  if (phase === 'reconnecting') {
+    v.badge = { text: 'Reconnecting…', state: 'reconnecting' };
+    v.status = { text: `Reconnecting to the server${ses.attempt > 1 ? ` (attempt ${ses.attempt})` : ''}…`, state: 'reconnecting' };
+  } else if (room && !(v.part === 'final' && v.finalReason === 'not_created')) {
+    v.badge = { text: STATE_WORDS[room.state] || room.state, state: room.state };
+  }
+  if (v.part === 'in' && phase === 'live') {
+    v.status = { text: MEDIA_WORDS[s.media] || '', state: s.media };
+  }
+  if (room && room.state === 'active' && v.part !== 'final') {
+    v.shareUrl = new URL(room.link, window.location.origin).href;
+  }
+  if (v.part === 'out' && s.lookup.status === 'found' && room) {
+    if (room.state === 'pending') {
+      v.roomNote = 'This room is starting: try again in a moment.';
+    } else {
+      const n = s.lookup.present;
+      v.roomNote = n === 0 ? 'Nobody is here yet.' : `${n} ${n === 1 ? 'person is' : 'people are'} here.`;
+    }
+  }
+  return v;
+}
+
+// ---------------------------------------------------------------- rendering
+
+const people = new ui.PeopleView({ onActions: (id) => openActions(id) });
+
+let frame = 0;
+/** People and controls at most once per frame, however many updates arrive. */
+function schedulePeople() {
+  if (frame) {
+    return;
+  }
+  const run = () => {
+    if (!frame) {
+      return;
+    }
+    frame = 0;
+    renderPeople();
+  };
+  frame = requestAnimationFrame(run);
+  // rAF waits while a tab is hidden; the lists should still be right when it returns.
+  setTimeout(run, 100);
+}
+
+function renderPeople() {
+  const ses = client.state;
+  if (ses.phase !== 'live' && ses.phase !== 'reconnecting') {
+    people.clear();
+    return;
+  }
+  const room = ses.room;
+  const mine = client.me();
+  const canModerate = client.canModerate && ses.phase === 'live';
+  people.render(client.people, client.levels, { you: ses.you, canModerate, room });
+  let speakers = 0;
+  for (const p of client.people.values()) {
+    speakers += p.speaker ? 1 : 0;
+  }
+  ui.renderControls({ me: mine, room, selfMuted: ses.selfMuted, freeSeats: room.seats - speakers, live: ses.phase === 'live' });
+  if (sheetFor) {
+    const p = client.people.get(sheetFor);
+    if (!p || !canModerate) {
+      closeSheet();
+    } else {
+      ui.openSheet(p, mine && mine.role);
+    }
+  }
+}
+
+page.subscribe((s, prev) => {
+  ui.renderPage(viewOf(s));
+  if (s.session !== prev.session) {
+    onSessionChanged(s.session, prev.session);
+  }
+});
+
+// ---------------------------------------------------------------- session events
+
+client.addEventListener('statechange', (ev) => page.dispatch('session', ev.detail.state));
+client.addEventListener('participants', schedulePeople);
+client.addEventListener('speaking', (ev) => {
+  for (const id of ev.detail.changed) {
+    people.speaking(id, client.levels.get(id) || 0);
+  }
+  announceSpeakers();
+});
+client.addEventListener('media', (ev) => {
+  page.dispatch('media', ev.detail.connectionState);
+  if (ev.detail.connectionState === 'failed') {
+    ui.showToast('Could not connect audio to the server. A firewall may block it; try another network.', { code: 'media_failed' });
+  }
+});
+client.addEventListener('track', (ev) => audio.play(ev.detail.track));
+client.addEventListener('peerclosed', () => audio.releaseAll());
+client.addEventListener('servererror', (ev) => {
+  const e = ev.detail.error;
+  ui.showToast(describeError(e), { code: e.code });
+});
+client.addEventListener('notice', (ev) => {
+  const { code, text, quiet } = ev.detail;
+  ui.announce(text);
+  if (!quiet && code !== 'room_live' && code !== 'to_audience' && code !== 'moderator' && code !== 'not_moderator'
+    && code !== 'on_stage') {
+    ui.showToast(text, { kind: 'info', code });
+  }
+});
+
+function onSessionChanged(ses, prev) {
+  schedulePeople();
+  if (ses.phase === 'ended' && ses.reason === 'removed' && ses.roomId) {
+    const list = removedFrom().filter((id) => id !== ses.roomId).slice(-49);
+    store(REMOVED_KEY, JSON.stringify([...list, ses.roomId]));
+    page.dispatch('removed');
+  }
+  if (ses.phase !== 'live' && ses.phase !== 'reconnecting') {
+    closeSheet();
+    if (el.confirm.open) {
+      el.confirm.close();
+    }
+  }
+  if (ses.phase === 'reconnecting' && prev.phase === 'live') {
+    ui.announce('Lost the connection to the server. Reconnecting…');
+  } else if (ses.phase === 'live' && prev.phase === 'reconnecting') {
+    ui.announce('Reconnected.');
+    if (el.toast.dataset.code === 'disconnected') {
+      ui.hideToast();
+    }
+  }
+  keepAwake(ses.phase === 'live' || ses.phase === 'reconnecting');
+  showOnLockScreen(ses);
+}
+
+let lastSpeakingWords = '';
+let speakingTimer = null;
+/** "Ada is speaking" for screen readers, at most every two seconds. */
+function announceSpeakers() {
+  if (speakingTimer) {
+    return;
+  }
+  speakingTimer = setTimeout(() => {
+    speakingTimer = null;
+    const names = [...client.levels.keys()].map((id) => client.people.get(id)).filter((p) => p && p.speaker)
+      .map((p) => (p.id === client.state.you ? 'You' : p.name));
+    let words = '';
+    if (names.length === 1) {
+      words = names[0] === 'You' ? 'You are speaking' : `${names[0]} is speaking`;
+    } else if (names.length > 1) {
+      words = `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]} are speaking`;
+    }
+    if (words && words !== lastSpeakingWords) {
+      el.speakingNow.textContent = words;
+    }
+    lastSpeakingWords = words;
+  }, 2000);
+}
+
+// ---------------------------------------------------------------- wake lock, lock screen
+
+let wakeLock = null;
+let wantAwake = false;
+async function keepAwake(on) {
+  wantAwake = on;
+  if (!navigator.wakeLock) {
+    return; // not in every browser (Safari 16.4+ has it; Firefox 126+)
+  }
+  if (on && !wakeLock && document.visibilityState === 'visible') {
+    try {
+      wakeLock = await navigator.wakeLock.request('screen');
+      wakeLock.addEventListener('release', () => { wakeLock = null; });
+    } catch {
+      wakeLock = null; // refused (battery saver, not visible): the screen may sleep
+    }
+  } else if (!on && wakeLock) {
+    wakeLock.release().catch(() => {});
+    wakeLock = null;
+  }
+}
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible' && wantAwake) {
+    keepAwake(true);
+  }
+});
+
+function showOnLockScreen(ses) {
+  const ms = navigator.mediaSession;
+  if (!ms) {
+    return;
+  }
+  const inRoom = (ses.phase === 'live' || ses.phase === 'reconnecting') && ses.room;
+  if (!inRoom) {
+    ms.metadata = null;
+    return;
+  }
+  const mine = client.me();
+  if (typeof window.MediaMetadata === 'function') {
+    const artist = mine && mine.speaker ? 'Chorus · on stage' : 'Chorus · listening';
+    if (!ms.metadata || ms.metadata.title !== ses.room.name || ms.metadata.artist !== artist) {
+      ms.metadata = new window.MediaMetadata({
+        title: ses.room.name,
+        artist,
+        artwork: [{ src: '/icons/icon-192.png', sizes: '192x192', type: 'image/png' },
+          { src: '/icons/icon-512.png', sizes: '512x512', type: 'image/png' }],
+      });
+    }
+  }
+  const handlers = {
+    hangup: () => onLeave(),
+    togglemicrophone: () => onMute(),
+    pause: () => onLeave(),
+  };
+  for (const [action, fn] of Object.entries(handlers)) {
+    try {
+      ms.setActionHandler(action, fn);
+    } catch {
+      // This browser does not know the action.
+    }
+  }
+  if (typeof ms.setMicrophoneActive === 'function' && mine) {
+    try {
+      Promise.resolve(ms.setMicrophoneActive(Boolean(mine.speaker && !ses.selfMuted))).catch(() => {});
+    } catch {
+      // not allowed here
+    }
+  }
+}
+
+// ---------------------------------------------------------------- start-up
+
+function roomIdFromPath(pathname) {
+  const m = /^\/r\/([A-Za-z0-9_-]{1,64})\/?$/.exec(pathname);
+  return m ? m[1] : null;
 }
 
 /** The same rules as the server (proto::signal::clean_name), so errors come early. */
@@ -98,51 +428,79 @@ function checkCount(raw, what, min, max) {
 }
 
 function start() {
-  bindRoomControls();
-  const id = roomIdFromPath(window.location.pathname);
-  if (window.location.pathname.startsWith('/r/') && !id) {
-    startLanding();
+  bindControls();
+  el.createName.value = stored(NAME_KEY);
+  el.joinName.value = stored(NAME_KEY);
+  const path = window.location.pathname;
+  const id = roomIdFromPath(path);
+  if (id) {
+    openRoomPage(id);
+  } else if (path.startsWith('/r/')) {
+    page.dispatch('showLanding');
     ui.showToast('This room link is not valid. Create a new room below.', { code: 'invalid_link' });
-  } else if (id) {
-    startRoomPage(id);
+  } else if (path === '/' || path === '/index.html') {
+    page.dispatch('showLanding');
   } else {
-    startLanding();
+    page.dispatch('showMissing');
   }
-  setInterval(expireLevels, 100);
+  ui.renderPage(viewOf(page.state));
+  window.addEventListener('online', () => page.dispatch('online', true));
+  window.addEventListener('offline', () => page.dispatch('online', false));
+  window.addEventListener('pagehide', (ev) => { if (!ev.persisted) client.close(); });
+  if ('serviceWorker' in navigator && window.isSecureContext) {
+    navigator.serviceWorker.register('/sw.js', { scope: '/' }).catch(() => {
+      // No offline shell; the page works the same.
+    });
+  }
+  // The dock is fixed at the bottom: the page keeps room for it above.
+  if (typeof ResizeObserver === 'function') {
+    new ResizeObserver(() => {
+      document.documentElement.style.setProperty('--dock-h', `${el.dock.offsetHeight}px`);
+    }).observe(el.dock);
+  }
 }
 
-function bindRoomControls() {
+function bindControls() {
+  el.createForm.addEventListener('submit', onCreate);
   el.copyBtn.addEventListener('click', onCopy);
   el.shareBtn.addEventListener('click', onShare);
-  if (typeof navigator.share === 'function') {
-    el.shareBtn.hidden = false;
-  }
+  el.shareBtn.hidden = typeof navigator.share !== 'function';
   el.joinForm.addEventListener('submit', onJoin);
   el.muteBtn.addEventListener('click', onMute);
   el.handBtn.addEventListener('click', onHand);
-  el.seatLeaveBtn.addEventListener('click', () => send({ type: 'leave_seat' }));
+  el.seatLeaveBtn.addEventListener('click', () => client.leaveSeat());
   el.leaveBtn.addEventListener('click', onLeave);
   el.endBtn.addEventListener('click', onEndRoom);
   el.leaveGroupBtn.addEventListener('click', onLeaveGroup);
+  el.audioUnlock.addEventListener('click', () => audio.unlock());
+  el.micSettings.addEventListener('toggle', () => { if (el.micSettings.open) fillMicrophones(); });
+  el.micSelect.addEventListener('change', onMicrophone);
   for (const b of el.sheet.querySelectorAll('.sheet-act')) {
     b.addEventListener('click', () => onSheetAction(b.dataset.act));
   }
+  el.sheet.addEventListener('close', () => { sheetFor = null; });
 }
 
-// ---------------------------------------------------------------- landing: create
-
-function startLanding() {
-  ui.showView('landing');
-  document.title = 'Chorus';
-  el.createName.value = stored(NAME_KEY);
-  el.createForm.addEventListener('submit', onCreate);
+function openRoomPage(id) {
+  page.dispatch('openRoom', id);
+  fetchRoom(id).then((found) => {
+    if (page.state.roomId === id) {
+      page.dispatch('lookedUp', found);
+    }
+  }).catch(() => {
+    // The socket will tell the real story when the user joins.
+    page.dispatch('lookupFailed');
+  });
 }
+
+// ---------------------------------------------------------------- creating, joining
 
 async function onCreate(ev) {
   ev.preventDefault();
   // Unlock playback and ask for the mic while the tap still counts as a user gesture.
   audio.unlock();
-  if (state.phase === 'joining' || state.phase === 'in') {
+  const phase = client.state.phase;
+  if (phase === 'joining' || phase === 'live' || phase === 'reconnecting') {
     return;
   }
   ui.hideToast();
@@ -162,67 +520,62 @@ async function onCreate(ev) {
     return;
   }
   store(NAME_KEY, who.name);
+  el.joinName.value = who.name;
   const seatMode = el.createForm.querySelector('input[name="seat_mode"]:checked')?.value || 'moderated';
-  state.phase = 'joining';
-  state.rollback = null;
   ui.setBusy(el.createBtn, true, 'Creating…');
+  const entered = (e) => {
+    const room = e.detail.state.room;
+    if (e.detail.state.phase === 'live' && room) {
+      client.removeEventListener('statechange', entered);
+      // The room page's address, without a reload: this page holds the live media.
+      window.history.replaceState(null, '', room.link);
+      page.dispatch('entered', room);
+    }
+  };
+  client.addEventListener('statechange', entered);
   try {
-    const signal = await ensureSignal(who.name);
-    const offer = await startMedia();
-    const joined = await signal.request({
-      type: 'create_room', name: title.name, capacity: capacity.n, seats: seats.n, seat_mode: seatMode, offer,
-    }, 'joined', ENTER_TIMEOUT_MS);
-    // The room page's address, without a reload: this page holds the live media.
-    window.history.replaceState(null, '', joined.room.link);
-    state.roomId = joined.room.id;
-    ui.showView('room');
-    await enterRoom(joined);
+    await client.create({ name: who.name, title: title.name, capacity: capacity.n, seats: seats.n, seatMode });
   } catch (e) {
     failEntering(e);
-    ui.showView('landing');
   } finally {
+    client.removeEventListener('statechange', entered);
     ui.setBusy(el.createBtn, false);
   }
 }
 
-// ---------------------------------------------------------------- room page
-
-function startRoomPage(id) {
-  state.roomId = id;
-  ui.showView('room');
-  ui.showRoomPhase('out');
-  el.roomTitle.textContent = 'Voice room';
-  el.shareLink.value = new URL(`/r/${id}`, window.location.origin).href;
-  el.joinName.value = stored(NAME_KEY);
-
-  fetchRoom(id).then((found) => {
-    if (state.phase !== 'out') {
-      return; // the socket tells the story now
-    }
-    if (!found) {
-      el.roomTitle.textContent = 'Room not found';
-      showFinal('not_found', 'This room is not open: no room on this server has this link. It may have ended.');
-      return;
-    }
-    setRoomInfo(found.room);
-    if (found.room.state === 'ended') {
-      showFinal('room_closed', 'This room has ended. Its link no longer works.');
-    } else if (found.room.state === 'pending') {
-      el.roomNote.hidden = false;
-      el.roomNote.textContent = 'This room is starting: try again in a moment.';
-    } else {
-      const n = Number(found.participants) || 0;
-      el.roomNote.hidden = false;
-      el.roomNote.textContent = n === 0 ? 'Nobody is here yet.' : `${n} ${n === 1 ? 'person is' : 'people are'} here.`;
-    }
-  }).catch(() => {
-    // The socket will tell the real story when the user joins.
-  });
+async function onJoin(ev) {
+  ev.preventDefault();
+  // Unlock playback first, synchronously, while the tap still counts as a user gesture.
+  audio.unlock();
+  const phase = client.state.phase;
+  if (phase === 'joining' || phase === 'live' || phase === 'reconnecting' || viewOf(page.state).part === 'final') {
+    return;
+  }
+  ui.hideToast();
+  const who = checkName(el.joinName.value, 'your name');
+  if (who.error) {
+    ui.showToast(who.error, { code: 'invalid_input' });
+    el.joinName.focus();
+    return;
+  }
+  store(NAME_KEY, who.name);
+  ui.setBusy(el.joinBtn, true, 'Joining…');
+  try {
+    await client.join(page.state.roomId, { name: who.name });
+  } catch (e) {
+    failEntering(e);
+  } finally {
+    ui.setBusy(el.joinBtn, false);
+    ui.renderPage(viewOf(page.state));
+  }
 }
 
-function setRoomInfo(room) {
-  state.room = room;
-  ui.renderRoomHead(room);
+function failEntering(e) {
+  console.warn('chorus: could not enter the room', e);
+  if (e.code === 'cancelled') {
+    return;
+  }
+  ui.showToast(e.code ? describeError(e) : (e.message || String(e)), { code: e.code || 'join_failed' });
 }
 
 async function onCopy() {
@@ -240,390 +593,93 @@ async function onCopy() {
 
 async function onShare() {
   try {
-    await navigator.share({ title: state.room ? state.room.name : 'Chorus room', url: el.shareLink.value });
+    await navigator.share({ title: client.state.room ? client.state.room.name : 'Chorus room', url: el.shareLink.value });
   } catch {
     // Cancelled by the user.
   }
 }
 
-// ---------------------------------------------------------------- joining
-
-function onJoin(ev) {
-  ev.preventDefault();
-  // Unlock playback first, synchronously, while the tap still counts as a user gesture.
-  audio.unlock();
-  if (state.phase === 'joining' || state.phase === 'in' || state.phase === 'final') {
-    return;
-  }
-  ui.hideToast();
-  const who = checkName(el.joinName.value, 'your name');
-  if (who.error) {
-    ui.showToast(who.error, { code: 'invalid_input' });
-    el.joinName.focus();
-    return;
-  }
-  store(NAME_KEY, who.name);
-  join(who.name);
-}
-
-async function ensureSignal(name) {
-  if (state.signal && state.signal.isOpen && state.signal.name === name) {
-    return state.signal;
-  }
-  if (state.signal) {
-    state.signal.close();
-  }
-  const signal = new Signal();
-  state.signal = signal;
-  signal.addEventListener('message', (ev) => { if (state.signal === signal) onServerMessage(ev.detail); });
-  signal.addEventListener('server-error', (ev) => { if (state.signal === signal) onServerError(ev.detail); });
-  signal.addEventListener('closed', (ev) => { if (state.signal === signal) onSocketClosed(ev.detail); });
-  const welcome = await signal.open(name, stored(TOKEN_KEY));
-  store(TOKEN_KEY, welcome.user_token);
-  state.user = welcome.user;
-  ui.setNetStatus('', 'online');
-  return signal;
-}
-
-/**
- * Microphone and peer connection, for speakers and listeners alike: the mic is taken
- * now (inside the tap) so a later seat needs no renegotiation; its track stays disabled
- * while we listen. Resolves with the complete offer.
- */
-async function startMedia() {
-  state.mic = await openMic();
-  const [track] = state.mic.getAudioTracks();
-  track.enabled = false;
-  const { pc, offer } = await createPeer(track, state.mic, (t) => audio.play(t));
-  state.pc = pc;
-  pc.addEventListener('connectionstatechange', () => onPeerState(pc));
-  return offer;
-}
-
-async function join(name) {
-  state.phase = 'joining';
-  ui.setBusy(el.joinBtn, true, 'Joining…');
-  try {
-    const signal = await ensureSignal(name);
-    const offer = await startMedia();
-    const joined = await signal.request({ type: 'join', room: state.roomId, offer }, 'joined', ENTER_TIMEOUT_MS);
-    await enterRoom(joined);
-  } catch (e) {
-    failEntering(e);
-  } finally {
-    ui.setBusy(el.joinBtn, false);
-  }
-}
-
-/** Take in a `joined` frame (after create_room or join) and apply the SFU's answer. */
-async function enterRoom(joined) {
-  // Take the room in before awaiting anything, so updates that follow land on it.
-  state.you = joined.you;
-  state.people = new Map(joined.participants.map((p) => [p.id, p]));
-  state.levels.clear();
-  setRoomInfo(joined.room);
-  state.phase = 'in';
-  el.roomNote.hidden = true;
-  ui.showRoomPhase('in');
-  applyMic();
-  render();
-  onPeerState(state.pc);
-  const pc = state.pc;
-  await pc.setRemoteDescription({ type: 'answer', sdp: joined.answer });
-  if (state.selfMuted) {
-    state.signal.send({ type: 'set_muted', muted: true });
-  }
-}
-
-function failEntering(e) {
-  console.warn('chorus: could not enter the room', e);
-  if (state.phase === 'in' && state.signal) {
-    state.signal.send({ type: 'leave' });
-  }
-  teardownMedia();
-  if (state.phase !== 'final') {
-    state.phase = 'out';
-    state.you = null;
-    state.people.clear();
-    ui.showRoomPhase('out');
-  }
-  const words = e instanceof ServerError ? describeError(e) : (e.message || String(e));
-  ui.showToast(words, { code: e.code || 'join_failed' });
-}
-
-function onPeerState(pc) {
-  if (!pc || pc !== state.pc || state.phase !== 'in') {
-    return;
-  }
-  const words = {
-    new: 'Connecting audio…',
-    connecting: 'Connecting audio…',
-    connected: 'Audio connected',
-    disconnected: 'Audio interrupted, reconnecting…',
-    failed: 'Audio connection failed.',
-    closed: 'Audio closed.',
-  };
-  el.roomStatus.textContent = words[pc.connectionState] || '';
-  el.roomStatus.dataset.state = pc.connectionState;
-  if (pc.connectionState === 'failed') {
-    ui.showToast('Could not connect audio to the server. A firewall may block it; try another network.', { code: 'media_failed' });
-  }
-}
-
 // ---------------------------------------------------------------- in the room
 
-function me() {
-  return state.people.get(state.you) || null;
+/** The microphones, listed when the user opens the choice (labels need the permission). */
+async function fillMicrophones() {
+  const mics = await client.listMicrophones();
+  const pc = client.pc;
+  const current = pc && pc.getSenders()[0] && pc.getSenders()[0].track;
+  const now = current && current.getSettings ? current.getSettings().deviceId : '';
+  el.micSelect.replaceChildren(...mics.map((m) => {
+    const o = document.createElement('option');
+    o.value = m.deviceId;
+    o.textContent = m.label;
+    o.selected = m.deviceId === now;
+    return o;
+  }));
 }
 
-/** Our mic is live only while we hold a seat and have not muted ourselves. */
-function applyMic() {
-  const p = me();
-  const live = Boolean(p && p.speaker && !state.selfMuted);
-  if (state.mic) {
-    for (const t of state.mic.getAudioTracks()) {
-      t.enabled = live;
-    }
-  }
-}
-
-function onServerMessage(msg) {
-  switch (msg.type) {
-    case 'room_updated':
-      if (state.phase === 'in' || state.phase === 'joining') {
-        const was = state.room && state.room.state;
-        setRoomInfo(msg.room);
-        if (was === 'pending' && msg.room.state === 'active') {
-          ui.announce('Your room is live. Share its link.');
-        }
-        if (state.phase === 'in') {
-          render();
-        }
-      }
-      break;
-    case 'participant_updated':
-      if (state.phase === 'in') {
-        const p = msg.participant;
-        const before = state.people.get(p.id);
-        if (!before) {
-          ui.announce(`${p.name} joined`);
-        }
-        state.people.set(p.id, p);
-        if (p.id === state.you) {
-          noticeMyChanges(before, p);
-          applyMic();
-        } else if (before && !before.hand_raised && p.hand_raised) {
-          ui.announce(`${p.name} raised a hand`);
-        }
-        if (state.sheetFor === p.id) {
-          ui.openSheet(p, me()?.role);
-        }
-        render();
-      }
-      break;
-    case 'participant_left':
-      if (state.phase === 'in' && msg.participant === state.you) {
-        onLeft(msg.reason);
-      } else if (state.phase === 'in') {
-        const gone = state.people.get(msg.participant);
-        if (gone) {
-          ui.announce(msg.reason === 'removed' ? `${gone.name} was removed` : `${gone.name} left`);
-        }
-        state.people.delete(msg.participant);
-        state.levels.delete(msg.participant);
-        if (state.sheetFor === msg.participant) {
-          closeSheet();
-        }
-        render();
-      }
-      break;
-    case 'speaking':
-      if (state.phase === 'in') {
-        const now = performance.now();
-        for (const { participant, level } of msg.levels || []) {
-          state.levels.set(participant, { level: Number(level) || 0, at: now });
-        }
-        render();
-      }
-      break;
-    case 'left':
-      if (state.phase === 'in' || state.phase === 'leaving') {
-        onLeft(msg.reason);
-      }
-      break;
-    default:
-      break;
-  }
-}
-
-function noticeMyChanges(before, now) {
-  if (!before) {
-    return;
-  }
-  if (!before.speaker && now.speaker) {
-    ui.announce('You are on stage: everyone hears you.');
-  } else if (before.speaker && !now.speaker) {
-    ui.announce('You moved to the audience.');
-  }
-  if (!before.hand_raised && now.hand_raised && state.room && state.room.seat_mode === 'open') {
-    // An open room raises the hand when no seat is free (seats may be held by people
-    // who stepped out, which the stage cannot show).
-    ui.showToast('No mic seat was free, so your hand is raised: you get a seat when one frees up or a moderator invites you.',
-      { kind: 'info', code: 'hand_raised' });
-  }
-  if (!before.muted_by_moderator && now.muted_by_moderator) {
-    ui.showToast('A moderator muted you.', { kind: 'info', code: 'muted_by_moderator' });
-  } else if (before.muted_by_moderator && !now.muted_by_moderator) {
-    ui.showToast('A moderator unmuted you.', { kind: 'info', code: 'unmuted_by_moderator' });
-  }
-  if (before.role !== now.role) {
-    ui.announce(now.role === 'moderator' ? 'You are now a moderator.' : 'You are no longer a moderator.');
-  }
-}
-
-function onServerError(err) {
-  // The rollback of our pending room comes as media_unavailable, then `left`.
-  if (err.code === 'media_unavailable' && state.phase === 'in' && state.room && state.room.state === 'pending') {
-    state.rollback = err.message;
-    return;
-  }
-  ui.showToast(describeError(err), { code: err.code });
-}
-
-function onLeft(reason) {
-  const pending = state.room && state.room.state === 'pending';
-  if (state.rollback || (pending && reason !== 'left')) {
-    const why = state.rollback ? ` (${state.rollback})` : '';
-    leaveLocally();
-    el.roomState.hidden = true;
-    el.share.hidden = true;
-    showFinal('not_created', `The room was not created: your audio never connected to the server${why}. `
-      + 'Check your network, then try again.');
-    return;
-  }
-  switch (reason) {
-    case 'removed':
-      leaveLocally();
-      showFinal('removed', 'You were removed from this room by a moderator. You cannot rejoin it.');
-      break;
-    case 'room_closed':
-      leaveLocally();
-      if (state.room) {
-        setRoomInfo({ ...state.room, state: 'ended' });
-      }
-      el.share.hidden = true;
-      showFinal('room_closed', 'This room has ended.');
-      break;
-    default:
-      leaveLocally();
-      ui.showRoomPhase('left', {
-        left: 'You left the room.',
-        connection_lost: 'Your audio connection was lost.',
-        disconnected: 'You were disconnected.',
-        replaced: 'You joined this room from another tab or device.',
-      }[reason] || 'You are no longer in the room.');
-      break;
-  }
-}
-
-function showFinal(reason, text) {
-  state.phase = 'final';
-  el.roomNote.hidden = true;
-  ui.showRoomPhase('final', { reason, text });
-}
-
-function expireLevels() {
-  const now = performance.now();
-  let changed = false;
-  for (const [id, { at }] of state.levels) {
-    if (now - at > SPEAKING_HOLD_MS) {
-      state.levels.delete(id);
-      changed = true;
-    }
-  }
-  if (changed && state.phase === 'in') {
-    render();
-  }
-}
-
-function render() {
-  if (state.phase !== 'in' || !state.room) {
-    return;
-  }
-  const people = [...state.people.values()];
-  const mine = me();
-  const canModerate = Boolean(mine && (mine.role === 'owner' || mine.role === 'moderator'));
-  const levels = new Map([...state.levels].map(([id, v]) => [id, v.level]));
-  ui.renderPeople({ people, you: state.you, levels, room: state.room, canModerate, onActions: openActions });
-  const speakers = people.filter((p) => p.speaker).length;
-  ui.renderControls({ me: mine, room: state.room, selfMuted: state.selfMuted, freeSeats: state.room.seats - speakers });
-  if (!canModerate && state.sheetFor) {
-    closeSheet();
-  }
-}
-
-function send(msg) {
-  if (state.phase !== 'in' || !state.signal || !state.signal.send(msg)) {
-    ui.showToast('Not connected to the server.', { code: 'disconnected' });
+async function onMicrophone() {
+  try {
+    await client.setMicrophone(el.micSelect.value);
+  } catch (e) {
+    ui.showToast(e.message || String(e), { code: 'microphone' });
   }
 }
 
 function onMute() {
-  if (state.phase !== 'in') {
+  if (client.state.phase !== 'live') {
     return;
   }
-  state.selfMuted = !state.selfMuted;
-  applyMic();
-  send({ type: 'set_muted', muted: state.selfMuted });
-  const p = me();
-  if (p) {
-    state.people.set(state.you, { ...p, muted: state.selfMuted });
-  }
-  render();
+  client.setMuted(!client.state.selfMuted);
 }
 
 function onHand() {
-  const action = el.handBtn.dataset.action;
-  send({ type: action === 'lower' ? 'lower_hand' : 'request_seat' });
+  if (el.handBtn.dataset.action === 'lower') {
+    client.lowerHand();
+  } else {
+    client.requestSeat();
+  }
 }
 
-// ---------------------------------------------------------------- moderation
+let sheetFor = null;
 
-function openActions(p) {
-  state.sheetFor = p.id;
-  ui.openSheet(state.people.get(p.id) || p, me()?.role);
+function openActions(id) {
+  const p = client.people.get(id);
+  if (!p || !client.canModerate) {
+    return;
+  }
+  sheetFor = id;
+  ui.openSheet(p, client.me()?.role);
 }
 
 function closeSheet() {
-  state.sheetFor = null;
+  sheetFor = null;
   ui.closeSheet();
 }
 
-el.sheet.addEventListener('close', () => { state.sheetFor = null; });
-
 async function onSheetAction(act) {
-  const id = state.sheetFor;
-  const p = id && state.people.get(id);
+  const id = sheetFor;
+  const p = id && client.people.get(id);
   closeSheet();
   if (!p) {
     return;
   }
   switch (act) {
     case 'grant_seat':
+      client.grantSeat(id);
+      break;
     case 'revoke_seat':
-      send({ type: act, participant: id });
+      client.revokeSeat(id);
       break;
     case 'mute':
     case 'unmute':
-      send({ type: 'mute', participant: id, muted: act === 'mute' });
+      client.muteParticipant(id, act === 'mute');
       break;
     case 'make_moderator':
     case 'unmake_moderator':
-      send({ type: 'set_moderator', participant: id, moderator: act === 'make_moderator' });
+      client.setModerator(id, act === 'make_moderator');
       break;
     case 'remove':
       if (await ui.confirmAction(`Remove ${p.name} from the room? They cannot come back.`, 'Remove')) {
-        send({ type: 'remove', participant: id });
+        client.remove(id);
       }
       break;
     default:
@@ -632,84 +688,37 @@ async function onSheetAction(act) {
 }
 
 async function onEndRoom() {
-  if (state.phase !== 'in') {
+  if (client.state.phase !== 'live') {
     return;
   }
   if (await ui.confirmAction('End the room for everyone? Its link stops working.', 'End room')) {
-    send({ type: 'end_room' });
+    client.endRoom();
   }
 }
-
-// ---------------------------------------------------------------- leaving
 
 /** Leave the room and give up membership of its group chat, freeing the place. */
 async function onLeaveGroup() {
-  if (state.phase !== 'in') {
+  if (client.state.phase !== 'live') {
     return;
   }
-  if (!(await ui.confirmAction('Leave the group? Your place goes to someone else; joining again needs a free place.', 'Leave the group'))) {
+  const words = 'Give up your place in this room\'s group? You leave the room now, and someone else can take '
+    + 'your place. To come back later you would need a free place, like a newcomer.';
+  if (!(await ui.confirmAction(words, 'Give up my place'))) {
     return;
   }
-  state.phase = 'leaving';
   try {
-    await state.signal.request({ type: 'leave_group' }, 'left', 3000);
+    await client.leaveGroup();
   } catch (e) {
-    state.phase = 'in';
-    ui.showToast(e.message, { code: e.code });
-    return;
+    ui.showToast(describeError(e), { code: e.code });
   }
-  leaveLocally();
-  ui.showRoomPhase('left', 'You left the group: your place is free for someone else.');
 }
 
 async function onLeave() {
-  if (state.phase !== 'in') {
-    return;
-  }
-  state.phase = 'leaving';
   el.leaveBtn.disabled = true;
   try {
-    await state.signal.request({ type: 'leave' }, 'left', 3000);
-  } catch {
-    // Leaving locally is what matters; the server also drops us when the socket goes.
-  }
-  if (state.phase === 'leaving') {
-    leaveLocally();
-    ui.showRoomPhase('left', 'You left the room.');
-  }
-  el.leaveBtn.disabled = false;
-}
-
-function leaveLocally() {
-  closeSheet();
-  if (el.confirm.open) {
-    el.confirm.close();
-  }
-  teardownMedia();
-  state.phase = 'left';
-  state.you = null;
-  state.people.clear();
-  state.levels.clear();
-}
-
-function teardownMedia() {
-  if (state.pc) {
-    state.pc.close();
-    state.pc = null;
-  }
-  stopStream(state.mic);
-  state.mic = null;
-  audio.releaseAll();
-}
-
-function onSocketClosed() {
-  ui.setNetStatus('Offline', 'offline');
-  if (state.phase === 'in' || state.phase === 'leaving' || state.phase === 'joining') {
-    if (state.phase !== 'joining') {
-      leaveLocally();
-      ui.showRoomPhase('left', 'The connection to the server was lost.');
-    }
-    ui.showToast('Lost the connection to the server. Check your network, then rejoin.', { code: 'disconnected' });
+    await client.leave();
+  } finally {
+    el.leaveBtn.disabled = false;
   }
 }
 

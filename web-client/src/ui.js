@@ -1,15 +1,13 @@
-// DOM rendering: views, the toast, the share box, the stage (seats) and the audience,
-// the moderator's action sheet and confirmations. Holds no protocol or media state:
-// app.js owns that and calls in here.
+// Rendering: the page's views from one derived view object, and the people in the room
+// as keyed lists. Nothing here holds protocol or media state: app.js owns the store and
+// the SDK session and calls in. Every write checks first whether the DOM already shows
+// it, so a render that changes nothing touches nothing.
 
 const $ = (id) => document.getElementById(id);
 
-// The server lists room noise too (levels around 0.004 for a quiet mic); below about
-// -40 dBFS nobody reads it as talking, so the indicator ignores it.
-const SPEAKING_FLOOR = 0.01;
-
 export const el = {
   landing: $('view-landing'),
+  missing: $('view-missing'),
   room: $('view-room'),
   createForm: $('create-form'),
   createName: $('create-name'),
@@ -32,11 +30,18 @@ export const el = {
   leftNote: $('left-note'),
   inRoom: $('in-room'),
   roomStatus: $('room-status'),
+  audioUnlock: $('audio-unlock'),
   stageList: $('stage-list'),
   stageCount: $('stage-count'),
   audienceList: $('audience-list'),
   audienceCount: $('audience-count'),
   audienceEmpty: $('audience-empty'),
+  audienceMore: $('audience-more'),
+  groupInfo: $('group-info'),
+  micSettings: $('mic-settings'),
+  micSelect: $('mic-select'),
+  groupText: $('group-text'),
+  dock: $('dock'),
   meStatus: $('me-status'),
   muteBtn: $('mute-btn'),
   handBtn: $('hand-btn'),
@@ -50,19 +55,92 @@ export const el = {
   confirm: $('confirm'),
   confirmText: $('confirm-text'),
   confirmYes: $('confirm-yes'),
+  confirmNo: $('confirm-no'),
   netStatus: $('net-status'),
   toast: $('toast'),
   toastText: $('toast-text'),
   toastClose: $('toast-close'),
   audioSink: $('audio-sink'),
   announcer: $('announcer'),
+  speakingNow: $('speaking-now'),
 };
 
 el.toastClose.addEventListener('click', hideToast);
 
-export function showView(name) {
-  el.landing.hidden = name !== 'landing';
-  el.room.hidden = name !== 'room';
+// ------------------------------------------------------------------ small DOM writes
+
+function setText(node, text) {
+  if (node.textContent !== text) {
+    node.textContent = text;
+  }
+}
+
+function setHidden(node, hidden) {
+  if (node.hidden !== hidden) {
+    node.hidden = hidden;
+  }
+}
+
+function setData(node, key, value) {
+  if (node.dataset[key] !== value) {
+    node.dataset[key] = value;
+  }
+}
+
+function setAttr(node, name, value) {
+  if (node.getAttribute(name) !== value) {
+    node.setAttribute(name, value);
+  }
+}
+
+// ------------------------------------------------------------------ the page
+
+/**
+ * Show the derived view (app.js `viewOf`): which screen, which part of the room page,
+ * the badges and the notes. Only what differs from the DOM is written.
+ */
+export function renderPage(v) {
+  setHidden(el.landing, v.screen !== 'landing');
+  setHidden(el.missing, v.screen !== 'missing');
+  setHidden(el.room, v.screen !== 'room');
+  if (document.title !== v.title) {
+    document.title = v.title;
+  }
+  setText(el.netStatus, v.net.text);
+  setData(el.netStatus, 'state', v.net.state);
+  if (v.screen !== 'room') {
+    setHidden(el.dock, true);
+    document.body.classList.remove('in-room');
+    return;
+  }
+  setText(el.roomTitle, v.roomTitle);
+  setHidden(el.roomState, !v.badge);
+  if (v.badge) {
+    setText(el.roomState, v.badge.text);
+    setData(el.roomState, 'state', v.badge.state);
+  }
+  setHidden(el.roomNote, !v.roomNote);
+  setText(el.roomNote, v.roomNote || '');
+  setHidden(el.share, !v.shareUrl);
+  if (v.shareUrl && el.shareLink.value !== v.shareUrl) {
+    el.shareLink.value = v.shareUrl;
+  }
+  setHidden(el.final, v.part !== 'final');
+  setData(el.final, 'reason', v.part === 'final' ? v.finalReason : '');
+  setText(el.finalText, v.part === 'final' ? v.finalText : '');
+  setHidden(el.joinForm, v.part !== 'out' && v.part !== 'left');
+  setHidden(el.leftNote, !v.leftNote);
+  setText(el.leftNote, v.leftNote || '');
+  if (!el.joinBtn.disabled) {
+    setText(el.joinBtn, v.part === 'left' ? 'Rejoin' : 'Join');
+  }
+  const inside = v.part === 'in';
+  setHidden(el.inRoom, !inside);
+  setHidden(el.dock, !inside);
+  document.body.classList.toggle('in-room', inside);
+  setText(el.roomStatus, inside ? v.status.text : '');
+  setData(el.roomStatus, 'state', inside ? v.status.state : '');
+  setHidden(el.audioUnlock, !(inside && v.audioBlocked));
 }
 
 /** Tell the user something went wrong (kind 'error') or just happened (kind 'info'). */
@@ -84,227 +162,348 @@ export function announce(text) {
   el.announcer.textContent = text;
 }
 
-export function setNetStatus(text, state) {
-  el.netStatus.textContent = text;
-  el.netStatus.dataset.state = state || '';
-}
-
 export function setBusy(button, busy, busyLabel) {
   if (busy) {
     button.dataset.label = button.textContent;
     button.textContent = busyLabel;
   } else if (button.dataset.label) {
     button.textContent = button.dataset.label;
+    delete button.dataset.label;
   }
   button.disabled = busy;
   button.setAttribute('aria-busy', String(busy));
 }
 
 /**
- * Which part of the room page shows: 'out' (join form), 'in' (the room), 'left' (join
- * form again with a note), or 'final' (the room is over for us: no way back in).
+ * Our own controls. `me` is our ParticipantInfo, `room` the RoomInfo, `selfMuted` our
+ * own mute, `freeSeats` how many seats look free, `live` whether requests can go out.
  */
-export function showRoomPhase(phase, note = '') {
-  const inside = phase === 'in';
-  el.inRoom.hidden = !inside;
-  el.joinForm.hidden = inside || phase === 'final';
-  el.final.hidden = phase !== 'final';
-  el.final.dataset.reason = phase === 'final' ? note.reason || '' : '';
-  el.finalText.textContent = phase === 'final' ? note.text || '' : '';
-  const leftNote = phase === 'left' ? note : '';
-  el.leftNote.hidden = !leftNote;
-  el.leftNote.textContent = leftNote;
-  el.joinBtn.textContent = phase === 'left' ? 'Rejoin' : 'Join';
-  if (!inside) {
-    el.stageList.replaceChildren();
-    el.audienceList.replaceChildren();
-    el.roomStatus.textContent = '';
-    el.meStatus.textContent = '';
-  }
-}
-
-const STATE_WORDS = { pending: 'Starting…', active: 'Live', ended: 'Ended' };
-
-/** The room's title, life state badge and share box (the link works once it is active). */
-export function renderRoomHead(room) {
-  el.roomTitle.textContent = room.name;
-  document.title = `${room.name} · Chorus`;
-  el.roomState.hidden = false;
-  el.roomState.dataset.state = room.state;
-  el.roomState.textContent = STATE_WORDS[room.state] || room.state;
-  el.shareLink.value = new URL(room.link, window.location.origin).href;
-  el.share.hidden = room.state !== 'active';
-}
-
-/**
- * The controls of this participant. `me` is our ParticipantInfo, `room` the RoomInfo,
- * `selfMuted` our own mute, `freeSeats` how many seats look free.
- */
-export function renderControls({ me, room, selfMuted, freeSeats }) {
-  if (!me) {
+export function renderControls({ me, room, selfMuted, freeSeats, live }) {
+  if (!me || !room) {
     return;
   }
   const speaker = me.speaker;
-  el.muteBtn.hidden = !speaker;
-  el.muteBtn.textContent = selfMuted ? 'Unmute' : 'Mute';
-  el.muteBtn.setAttribute('aria-pressed', String(selfMuted));
+  setHidden(el.muteBtn, !speaker);
+  setText(el.muteBtn, selfMuted ? 'Unmute' : 'Mute');
+  setAttr(el.muteBtn, 'aria-pressed', String(selfMuted));
   el.muteBtn.classList.toggle('is-muted', selfMuted);
-  el.seatLeaveBtn.hidden = !speaker;
-  el.handBtn.hidden = speaker;
+  setHidden(el.seatLeaveBtn, !speaker);
+  setHidden(el.handBtn, speaker);
   let hand = 'raise';
   if (me.hand_raised) {
     hand = 'lower';
   } else if (room.seat_mode === 'open' && freeSeats > 0) {
     hand = 'take';
   }
-  el.handBtn.dataset.action = hand;
-  el.handBtn.textContent = { raise: 'Raise hand', lower: 'Lower hand', take: 'Take a seat' }[hand];
+  setData(el.handBtn, 'action', hand);
+  setText(el.handBtn, { raise: 'Raise hand', lower: 'Lower hand', take: 'Take a seat' }[hand]);
   el.handBtn.classList.toggle('btn-primary', hand !== 'lower');
-  el.endBtn.hidden = !(me.role === 'owner' || me.role === 'moderator');
+  for (const b of [el.muteBtn, el.handBtn, el.seatLeaveBtn]) {
+    b.disabled = !live;
+  }
+  const moderator = me.role === 'owner' || me.role === 'moderator';
+  setHidden(el.endBtn, !moderator);
+  el.endBtn.disabled = !live;
   // The owner cannot leave its group chat (it ends the room instead).
-  el.leaveGroupBtn.hidden = me.role === 'owner';
+  setHidden(el.groupInfo, me.role === 'owner');
 
   let words;
-  if (me.muted_by_moderator) {
+  let state;
+  if (!live) {
+    words = 'Reconnecting… you keep your place.';
+    state = 'reconnecting';
+  } else if (me.muted_by_moderator) {
     words = 'A moderator muted you: nobody hears you until they unmute you.';
+    state = 'muted_by_moderator';
   } else if (speaker) {
     words = selfMuted ? 'You are on stage, muted.' : 'You are on stage: everyone hears you.';
+    state = 'speaker';
   } else if (me.hand_raised) {
     words = 'Hand raised: a moderator can invite you to speak.';
+    state = 'listener';
   } else {
     words = 'You are listening. Nobody hears your microphone.';
+    state = 'listener';
   }
-  el.meStatus.textContent = words;
-  el.meStatus.dataset.state = me.muted_by_moderator ? 'muted_by_moderator' : speaker ? 'speaker' : 'listener';
+  setText(el.meStatus, words);
+  setData(el.meStatus, 'state', state);
 }
+
+// ------------------------------------------------------------------ people
 
 const ROLE_ORDER = { owner: 0, moderator: 1, member: 2 };
+/** How many listeners are drawn at first; the rest are summarised ("Show N more"). */
+const AUDIENCE_PAGE = 60;
 
 /**
- * Draw the stage (speakers, then free seats up to room.seats) and the audience (raised
- * hands first). `levels` maps id -> current speaking level (0..1); `canModerate` adds an
- * actions button on everyone else, calling `onActions(participant)`.
+ * The stage and the audience as keyed lists: one <li> per participant, kept for as long
+ * as the participant is in its list, updated in place when its record changes. A speaking
+ * level touches one tile's class and one CSS variable; no list is rebuilt, so a button
+ * under the pointer or with keyboard focus stays the same element.
  */
-export function renderPeople({ people, you, levels, room, canModerate, onActions }) {
-  const byName = (a, b) => a.name.localeCompare(b.name);
-  const speakers = people.filter((p) => p.speaker)
-    .sort((a, b) => (ROLE_ORDER[a.role] - ROLE_ORDER[b.role]) || byName(a, b));
-  const listeners = people.filter((p) => !p.speaker).sort((a, b) => {
-    if (a.id === you) return -1;
-    if (b.id === you) return 1;
-    return (Number(b.hand_raised) - Number(a.hand_raised)) || byName(a, b);
-  });
-  const item = (p) => personItem(p, { you, level: levels.get(p.id) || 0, canModerate, onActions });
-
-  const seats = speakers.map(item);
-  const free = Math.max(0, room.seats - speakers.length);
-  for (let i = 0; i < free; i += 1) {
-    const li = document.createElement('li');
-    li.className = 'seat-free';
-    li.innerHTML = '<span class="avatar" aria-hidden="true">+</span><span class="name"><span class="label">Free seat</span></span>';
-    seats.push(li);
+export class PeopleView {
+  /**
+   * @param {{ onActions(id: string): void }} handlers
+   */
+  constructor({ onActions }) {
+    this.nodes = new Map(); // id -> { li, p, parts }
+    this.free = null; // the free-seats tile
+    this.audienceLimit = AUDIENCE_PAGE;
+    this.context = { you: null, canModerate: false, room: null };
+    // One listener per list: buttons come and go with their rows, the handler stays.
+    for (const list of [el.stageList, el.audienceList]) {
+      list.addEventListener('click', (ev) => {
+        const b = ev.target.closest('.person-menu');
+        if (b && list.contains(b)) {
+          onActions(b.closest('.person').dataset.id);
+        }
+      });
+    }
+    el.audienceMore.addEventListener('click', () => {
+      this.audienceLimit += 10 * AUDIENCE_PAGE;
+      this.lastPeople && this.render(this.lastPeople, this.lastLevels, this.context);
+    });
   }
-  el.stageList.replaceChildren(...seats);
-  el.stageCount.textContent = `${speakers.length}/${room.seats}`;
-  el.audienceList.replaceChildren(...listeners.map(item));
-  el.audienceCount.textContent = listeners.length ? String(listeners.length) : '';
-  el.audienceEmpty.hidden = listeners.length > 0;
+
+  /** Forget every row (left the room). */
+  clear() {
+    el.stageList.replaceChildren();
+    el.audienceList.replaceChildren();
+    this.nodes.clear();
+    this.free = null;
+    this.audienceLimit = AUDIENCE_PAGE;
+    this.lastPeople = null;
+  }
+
+  /**
+   * Bring both lists up to date with `people` (Map id -> ParticipantInfo). Rows whose
+   * record and context did not change are left alone; order is fixed with the fewest
+   * moves (a row already in place is not touched).
+   */
+  render(people, levels, context) {
+    const contextChanged = context.you !== this.context.you || context.canModerate !== this.context.canModerate
+      || context.room !== this.context.room;
+    this.context = context;
+    this.lastPeople = people;
+    this.lastLevels = levels;
+    const { you, room } = context;
+    const byName = (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    const speakers = [];
+    const hands = [];
+    const listeners = [];
+    let self = null;
+    for (const p of people.values()) {
+      if (p.speaker) {
+        speakers.push(p);
+      } else if (p.id === you) {
+        self = p;
+      } else if (p.hand_raised) {
+        hands.push(p);
+      } else {
+        listeners.push(p);
+      }
+    }
+    speakers.sort((a, b) => (ROLE_ORDER[a.role] - ROLE_ORDER[b.role]) || byName(a, b));
+    hands.sort(byName);
+    listeners.sort(byName);
+    const audience = [...(self ? [self] : []), ...hands, ...listeners];
+    const shown = audience.length > this.audienceLimit + 5 ? audience.slice(0, this.audienceLimit) : audience;
+
+    const keep = new Set();
+    const stageRows = speakers.map((p) => this.row(p, levels, contextChanged, keep));
+    const free = Math.max(0, room.seats - speakers.length);
+    if (free > 0) {
+      stageRows.push(this.freeTile(free));
+    }
+    placeInOrder(el.stageList, stageRows);
+    placeInOrder(el.audienceList, shown.map((p) => this.row(p, levels, contextChanged, keep)));
+    for (const [id, n] of this.nodes) {
+      if (!keep.has(id)) {
+        n.li.remove();
+        this.nodes.delete(id);
+      }
+    }
+    if (free === 0 && this.free) {
+      this.free.remove();
+      this.free = null;
+    }
+    setText(el.stageCount, `${speakers.length}/${room.seats}`);
+    setText(el.audienceCount, audience.length ? String(audience.length) : '');
+    setHidden(el.audienceEmpty, audience.length > 0);
+    const hiddenCount = audience.length - shown.length;
+    setHidden(el.audienceMore, hiddenCount === 0);
+    setText(el.audienceMore, hiddenCount ? `Show more listeners (${hiddenCount.toLocaleString('en')} not shown)` : '');
+  }
+
+  row(p, levels, force, keep) {
+    keep.add(p.id);
+    let n = this.nodes.get(p.id);
+    if (!n) {
+      n = makeRow();
+      n.li.dataset.id = p.id;
+      this.nodes.set(p.id, n);
+      force = true;
+    }
+    if (force || n.p !== p) {
+      fillRow(n, p, this.context);
+      n.p = p;
+      this.speaking(p.id, levels.get(p.id) || 0);
+    }
+    return n.li;
+  }
+
+  freeTile(count) {
+    if (!this.free) {
+      const li = document.createElement('li');
+      li.className = 'seat-free';
+      li.innerHTML = '<span class="avatar" aria-hidden="true">+</span><span class="name"><span class="label"></span></span>';
+      this.free = li;
+    }
+    setData(this.free, 'count', String(count));
+    setText(this.free.querySelector('.label'), count === 1 ? '1 free seat' : `${count} free seats`);
+    return this.free;
+  }
+
+  /** One participant's speaking level changed: one class, one CSS variable. */
+  speaking(id, level) {
+    const n = this.nodes.get(id);
+    if (!n) {
+      return;
+    }
+    const p = n.p;
+    const on = Boolean(p && p.speaker && level > 0 && !p.muted && !p.muted_by_moderator);
+    if (n.on !== on) {
+      n.on = on;
+      n.li.classList.toggle('speaking', on);
+      setHidden(n.parts.speakingTag, !on || !p.connected);
+    }
+    const ring = on ? String(Math.min(1, 0.4 + 3 * level)) : '0';
+    if (n.ring !== ring) {
+      n.ring = ring;
+      n.li.style.setProperty('--level', ring);
+    }
+  }
 }
 
-function personItem(p, { you, level, canModerate, onActions }) {
+/** Put `rows` into `list` in this order, moving only rows that are out of place. */
+function placeInOrder(list, rows) {
+  let cursor = list.firstChild;
+  for (const li of rows) {
+    if (li === cursor) {
+      cursor = cursor.nextSibling;
+    } else {
+      list.insertBefore(li, cursor);
+    }
+  }
+  // Every wanted row is now before the cursor: what is left is not wanted here.
+  while (cursor) {
+    const next = cursor.nextSibling;
+    cursor.remove();
+    cursor = next;
+  }
+}
+
+function makeRow() {
   const li = document.createElement('li');
   li.className = 'person';
-  li.dataset.id = p.id;
-  li.dataset.name = p.name;
-  li.dataset.role = p.role;
-  const speaking = p.speaker && level >= SPEAKING_FLOOR && !p.muted && !p.muted_by_moderator;
-  li.classList.toggle('speaking', speaking);
-  li.classList.toggle('muted', Boolean(p.muted || p.muted_by_moderator));
-  li.classList.toggle('hand', Boolean(p.hand_raised));
-  li.style.setProperty('--level', speaking ? String(Math.min(1, 0.4 + 3 * level)) : '0');
-
   const avatar = document.createElement('span');
   avatar.className = 'avatar';
   avatar.setAttribute('aria-hidden', 'true');
-  avatar.textContent = initials(p.name);
-
   const name = document.createElement('span');
   name.className = 'name';
   const label = document.createElement('span');
   label.className = 'label';
-  label.textContent = p.name;
   name.append(label);
-
   const tags = document.createElement('span');
   tags.className = 'tags';
-  if (p.id === you) {
-    tags.append(tag('you', 'you'));
-  }
-  if (p.role === 'owner') {
-    tags.append(tag('role', 'owner'));
-  } else if (p.role === 'moderator') {
-    tags.append(tag('role', 'moderator'));
-  }
-  if (p.hand_raised) {
-    tags.append(tag('hand-tag', 'hand raised'));
-  }
-  if (p.muted_by_moderator) {
-    tags.append(tag('mod-muted-tag', 'muted by moderator'));
-  }
-  if (!p.connected) {
-    tags.append(tag('state', 'connecting…'));
-  } else if (speaking) {
-    tags.append(tag('state speaking-tag', 'speaking'));
-  }
-  li.append(avatar, name, tags);
+  const t = (cls, text) => {
+    const s = document.createElement('span');
+    s.className = `tag ${cls}`;
+    s.textContent = text;
+    s.hidden = true;
+    tags.append(s);
+    return s;
+  };
+  const parts = {
+    avatar,
+    label,
+    you: t('you', 'you'),
+    role: t('role', ''),
+    hand: t('hand-tag', 'hand raised'),
+    modMuted: t('mod-muted-tag', 'muted by moderator'),
+    connecting: t('state', 'connecting…'),
+    speakingTag: t('state speaking-tag', 'speaking'),
+    icons: document.createElement('span'),
+    menu: null,
+  };
+  parts.icons.className = 'icons';
+  li.append(avatar, name, tags, parts.icons);
+  return { li, p: null, parts, on: false, ring: '0', iconKey: '' };
+}
 
-  const icons = document.createElement('span');
-  icons.className = 'icons';
-  if (p.hand_raised) {
-    icons.append(icon('hand-icon', 'hand raised', HAND_SVG, true));
+function fillRow(n, p, { you, canModerate }) {
+  const { li, parts } = n;
+  setData(li, 'name', p.name);
+  setData(li, 'role', p.role);
+  li.classList.toggle('muted', Boolean(p.muted || p.muted_by_moderator));
+  li.classList.toggle('hand', Boolean(p.hand_raised));
+  li.classList.toggle('me', p.id === you);
+  setText(parts.avatar, initials(p.name));
+  setText(parts.label, p.name);
+  setAttr(parts.label, 'title', p.name);
+  setHidden(parts.you, p.id !== you);
+  const role = p.role === 'owner' || p.role === 'moderator' ? p.role : '';
+  setHidden(parts.role, !role);
+  setText(parts.role, role);
+  setHidden(parts.hand, !p.hand_raised);
+  setHidden(parts.modMuted, !p.muted_by_moderator);
+  setHidden(parts.connecting, Boolean(p.connected));
+  if (!p.connected || !p.speaker) {
+    setHidden(parts.speakingTag, true);
   }
-  if (p.muted_by_moderator) {
-    icons.append(icon('mod-muted', 'muted by moderator', MIC_OFF_SVG, true));
-  } else if (p.muted && p.speaker) {
-    icons.append(icon('mic-off', 'muted', MIC_OFF_SVG, true));
+  const iconKey = `${p.hand_raised ? 'h' : ''}${p.muted_by_moderator ? 'M' : p.muted && p.speaker ? 'm' : ''}`;
+  if (n.iconKey !== iconKey) {
+    n.iconKey = iconKey;
+    const icons = [];
+    if (p.hand_raised) {
+      icons.push(icon('hand-icon', 'hand raised', HAND_SVG));
+    }
+    if (p.muted_by_moderator) {
+      icons.push(icon('mod-muted', 'muted by moderator', MIC_OFF_SVG));
+    } else if (p.muted && p.speaker) {
+      icons.push(icon('mic-off', 'muted', MIC_OFF_SVG));
+    }
+    parts.icons.replaceChildren(...icons);
   }
-  if (icons.childNodes.length) {
-    li.append(icons);
-  }
-
-  if (canModerate && p.id !== you) {
+  const wantMenu = canModerate && p.id !== you;
+  if (wantMenu && !parts.menu) {
     const menu = document.createElement('button');
     menu.type = 'button';
     menu.className = 'person-menu btn-quiet';
-    menu.setAttribute('aria-label', `Actions for ${p.name}`);
     menu.setAttribute('aria-haspopup', 'dialog');
     menu.textContent = '⋯';
-    menu.addEventListener('click', () => onActions(p));
+    parts.menu = menu;
     li.append(menu);
+  } else if (!wantMenu && parts.menu) {
+    parts.menu.remove();
+    parts.menu = null;
   }
-  return li;
+  if (parts.menu) {
+    setAttr(parts.menu, 'aria-label', `Actions for ${p.name}`);
+  }
 }
 
-function tag(cls, text) {
-  const t = document.createElement('span');
-  t.className = `tag ${cls}`;
-  t.textContent = text;
-  return t;
-}
-
-function icon(cls, label, content, svg = false) {
+function icon(cls, label, svg) {
   const i = document.createElement('span');
   i.className = `icon ${cls}`;
   i.setAttribute('role', 'img');
   i.setAttribute('aria-label', label);
   i.title = label;
-  if (svg) {
-    i.innerHTML = content;
-  } else {
-    i.textContent = content;
-  }
+  i.innerHTML = svg;
   return i;
 }
+
+// ------------------------------------------------------------------ sheet and confirm
 
 /**
  * Open the moderator's sheet for `p`, showing only the actions that apply. `myRole` is
@@ -323,11 +522,11 @@ export function openSheet(p, myRole) {
     remove: !targetOwner && (owner || p.role === 'member'),
   };
   el.sheet.dataset.id = p.id;
-  el.sheetTitle.textContent = p.name;
+  setText(el.sheetTitle, p.name);
   const where = p.speaker ? 'On stage' : p.hand_raised ? 'In the audience, hand raised' : 'In the audience';
-  el.sheetSub.textContent = p.role === 'member' ? where : `${where} · ${p.role}`;
+  setText(el.sheetSub, p.role === 'member' ? where : `${where} · ${p.role}`);
   for (const b of el.sheet.querySelectorAll('.sheet-act')) {
-    b.hidden = !show[b.dataset.act];
+    setHidden(b, !show[b.dataset.act]);
   }
   if (!el.sheet.open) {
     el.sheet.showModal();
@@ -340,7 +539,10 @@ export function closeSheet() {
   }
 }
 
-/** Ask before something that cannot be undone; resolves true when confirmed. */
+/**
+ * Ask before something that cannot be undone; resolves true when confirmed. Focus starts
+ * on Cancel, so Enter (or Escape) never removes or ends anything by accident.
+ */
 export function confirmAction(text, yesLabel) {
   el.confirmText.textContent = text;
   el.confirmYes.textContent = yesLabel;
@@ -348,6 +550,7 @@ export function confirmAction(text, yesLabel) {
   return new Promise((resolve) => {
     el.confirm.addEventListener('close', () => resolve(el.confirm.returnValue === 'yes'), { once: true });
     el.confirm.showModal();
+    el.confirmNo.focus();
   });
 }
 

@@ -1,21 +1,27 @@
 // A member gives up its place: in a full room (owner + 1), a third person is refused in
-// words; once the member taps "Leave the group", the third person gets in.
+// words; once the member gives up its place in the group (explained in plain words, and
+// confirmed), the third person gets in.
 
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openBrowser } from './browser.mjs';
-import { createRoomFromLanding, joinByLink, waitInRoom, withServer } from './util.mjs';
+import { createRoomFromLanding, joinByLink, waitInRoom, withServer, engineTest } from './util.mjs';
 
-test('leaving the group frees a place in a full room', { timeout: 60_000 }, async () => {
+engineTest('giving up a place in the group frees it in a full room', { timeout: 90_000 }, async (engine) => {
   await withServer({}, async ({ server, browsers }) => {
-    browsers.push(await openBrowser(), await openBrowser(), await openBrowser({ device: 'Pixel 7' }));
+    browsers.push(...await Promise.all([
+      openBrowser({ engine }), openBrowser({ engine }), openBrowser({ engine, device: 'Pixel 7' }),
+    ]));
     const [{ page: owner }, { page: bo }, { page: cy }] = browsers;
     const room = await createRoomFromLanding(owner, server.url, {
       name: 'Ada', title: 'Two seats', capacity: 2, seats: 1,
     });
     await joinByLink(bo, room.url, 'Bo');
-    // The owner cannot leave its group: no such button for it.
-    assert.equal(await owner.isVisible('#leave-group-btn'), false);
+    // The owner cannot leave its group: no such section for it.
+    assert.equal(await owner.isVisible('#group-info'), false);
+    // A member sees no red "leave the group" beside Leave: it is folded away below the
+    // audience, under a plain-words heading.
+    assert.equal(await bo.isVisible('#leave-group-btn'), false, 'folded away until asked for');
+    assert.equal(await bo.isVisible('#group-info summary'), true);
 
     // Full: Cy is told so, in words, and is not in the room.
     await cy.goto(room.url);
@@ -25,9 +31,13 @@ test('leaving the group frees a place in a full room', { timeout: 60_000 }, asyn
     assert.match(await cy.textContent('#toast-text'), /full/i);
     assert.equal(await cy.isVisible('#in-room'), false);
 
-    // Bo gives the place up (with a confirmation).
+    // Bo opens the explanation and gives the place up (with a confirmation, Cancel first).
+    await bo.click('#group-info summary');
+    assert.match(await bo.textContent('#group-text'), /belongs to a group/i);
     await bo.click('#leave-group-btn');
     await bo.waitForSelector('#confirm[open]', { timeout: 5_000 });
+    assert.equal(await bo.evaluate(() => document.activeElement && document.activeElement.id), 'confirm-no',
+      'the confirmation starts on Cancel');
     await bo.click('#confirm-yes');
     // Bo is out, told why, and its media is closed.
     await bo.waitForSelector('#in-room', { state: 'hidden', timeout: 10_000 });

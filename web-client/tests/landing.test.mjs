@@ -2,25 +2,27 @@
 // creator's media, lands on the room's link without a reload, and the creator stays the
 // owner after reloading the page (the user token kept in localStorage).
 
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { getRoom } from './server.mjs';
 import { openBrowser } from './browser.mjs';
-import { stageAndAudience, createRoomFromLanding, waitInRoom, assertNoOverflow, withServer } from './util.mjs';
+import {
+  stageAndAudience, createRoomFromLanding, waitInRoom, assertNoOverflow, withServer, engineTest, snap,
+} from './util.mjs';
 
-test('the landing page creates a live room, and its creator stays the owner after a reload', { timeout: 60_000 }, async () => {
+engineTest('the landing page creates a live room, and its creator stays the owner after a reload', { timeout: 90_000 }, async (engine) => {
   await withServer({}, async ({ server, browsers }) => {
-    browsers.push(await openBrowser({ device: 'Pixel 7' }));
+    browsers.push(await openBrowser({ engine, device: 'Pixel 7' }));
     const { page } = browsers[0];
     // Bad settings are refused in words before anything is sent.
     await page.goto(`${server.url}/`);
+    await snap(page, engine, 'phone-landing');
     await page.fill('#create-name', 'Ada');
     await page.fill('#create-title', 'Friday call');
     await page.fill('#create-capacity', '5');
     await page.fill('#create-seats', '10');
     await page.tap('#create-btn');
-    const bad = await page.waitForSelector('#toast[data-code="invalid_input"]', { state: 'visible', timeout: 5_000 });
-    assert.match(await bad.textContent(), /more mic seats than people/i);
+    await page.waitForSelector('#toast[data-code="invalid_input"]', { timeout: 5_000 });
+    assert.match(await page.textContent('#toast'), /more mic seats than people/i);
     assert.equal(new URL(page.url()).pathname, '/');
     await assertNoOverflow(page, 'on the phone landing page');
 
@@ -38,6 +40,8 @@ test('the landing page creates a live room, and its creator stays the owner afte
     assert.deepEqual(view, { stage: ['Ada'], audience: [], free: 3 });
     assert.equal(await page.textContent('#stage-list .person[data-name="Ada"] .tag.role'), 'owner');
     assert.equal(await page.isVisible('#end-btn'), true, 'the owner may end the room');
+    // The owner cannot give up its place in the group: no such section.
+    assert.equal(await page.isVisible('#group-info'), false);
 
     const api = await getRoom(server.url, room.id);
     assert.equal(api.status, 200);
@@ -53,6 +57,7 @@ test('the landing page creates a live room, and its creator stays the owner afte
     await page.waitForFunction(() => document.getElementById('room-title').textContent === 'Friday call',
       null, { timeout: 5_000 });
     assert.equal(await page.inputValue('#join-name'), 'Ada', 'the name is remembered');
+    await snap(page, engine, 'phone-join');
     await page.tap('#join-btn');
     await waitInRoom(page, 'Ada (after reload)');
     await page.waitForSelector('#in-room .person[data-name="Ada"] .tag.role', { timeout: 5_000 });

@@ -2,12 +2,11 @@
 // landing page, the two others join by its link and take seats themselves; then each
 // page hears the two others, sees a mute, and sees one leave and come back.
 
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openBrowser } from './browser.mjs';
 import {
   waitFor, listedNames, stageAndAudience, createRoomFromLanding, joinByLink, waitInRoom, press,
-  waitHearing, assertNoOverflow, withServer,
+  waitHearing, assertNoOverflow, withServer, engineTest, snap,
 } from './util.mjs';
 
 const PEOPLE = [
@@ -16,9 +15,9 @@ const PEOPLE = [
   { name: 'Linus', device: 'Pixel 7' },
 ];
 
-test('three browsers take seats in an open room and hear each other; leave and rejoin', { timeout: 60_000 }, async () => {
+engineTest('three browsers take seats in an open room and hear each other; leave and rejoin', { timeout: 120_000 }, async (engine) => {
   await withServer({}, async ({ server, browsers }) => {
-    browsers.push(...await Promise.all(PEOPLE.map((p) => openBrowser({ device: p.device }))));
+    browsers.push(...await Promise.all(PEOPLE.map((p) => openBrowser({ engine, device: p.device }))));
     const pages = browsers.map((b) => b.page);
     const phone = pages[2];
     const room = await createRoomFromLanding(pages[0], server.url, {
@@ -52,9 +51,25 @@ test('three browsers take seats in an open room and hear each other; leave and r
     await Promise.all(pages.map((page, i) => waitHearing(page, 2, `page ${i} hears two others`)));
 
     // The speaking ring follows the server's levels (the fake mics beep).
-    await waitFor(() => pages[0].$$eval('#stage-list .person.speaking', (els) => els.length > 0),
+    await waitFor(() => pages[0].count('#stage-list .person.speaking').then((n) => n > 0),
       { timeoutMs: 8_000, what: 'someone shown speaking in page 0' });
     await assertNoOverflow(phone, 'on the phone');
+    await snap(pages[0], engine, 'desktop-room-speaking');
+    await snap(phone, engine, 'phone-room-on-stage');
+
+    // Grace picks a microphone: the sender's track is replaced (no renegotiation).
+    await pages[1].click('#mic-settings summary');
+    await waitFor(() => pages[1].count('#mic-select option'), { timeoutMs: 5_000, what: 'microphones listed' });
+    const mic = await pages[1].evaluate(() => {
+      const sel = document.getElementById('mic-select');
+      sel.selectedIndex = sel.options.length - 1;
+      sel.dispatchEvent(new Event('change'));
+      return sel.value;
+    });
+    await pages[1].waitForFunction((id) => {
+      const t = window.chorus.pc.getSenders()[0].track;
+      return t && t.readyState === 'live' && t.enabled && t.getSettings().deviceId === id;
+    }, mic, { timeout: 5_000 });
 
     // Grace mutes: her track stops, and the others see her muted.
     await pages[1].click('#mute-btn');

@@ -1,17 +1,16 @@
 // The issue's browser test: a phone listener joins by the room link, is not heard, raises
 // a hand, the owner (desktop) invites it to speak, and then the owner hears it.
 
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openBrowser } from './browser.mjs';
 import {
   waitFor, stageAndAudience, createRoomFromLanding, joinByLink, moderate, sampleInbound,
-  audible, waitHearing, assertNoOverflow, withServer,
+  audible, waitHearing, assertNoOverflow, withServer, engineTest, snap,
 } from './util.mjs';
 
-test('a phone listener raises a hand, gets a seat from the owner, and is then heard', { timeout: 60_000 }, async () => {
+engineTest('a phone listener raises a hand, gets a seat from the owner, and is then heard', { timeout: 120_000 }, async (engine) => {
   await withServer({}, async ({ server, browsers }) => {
-    browsers.push(await openBrowser(), await openBrowser({ device: 'Pixel 7' }));
+    browsers.push(await openBrowser({ engine }), await openBrowser({ engine, device: 'Pixel 7' }));
     const [{ page: owner }, { page: phone }] = browsers;
     const room = await createRoomFromLanding(owner, server.url, { name: 'Ada', title: 'Town hall', seatMode: 'moderated' });
     // The share box shows the link once the room is live.
@@ -49,7 +48,17 @@ test('a phone listener raises a hand, gets a seat from the owner, and is then he
     await owner.waitForSelector('#audience-list .person[data-name="Bo"] .hand-icon', { state: 'detached', timeout: 5_000 });
     await phone.tap('#hand-btn');
     await owner.waitForSelector('#audience-list .person.hand[data-name="Bo"] .hand-icon', { timeout: 5_000 });
+    await snap(phone, engine, 'phone-room-listener-hand-raised');
+    await owner.click('#in-room .person[data-name="Bo"] .person-menu');
+    await owner.waitForSelector('#sheet[open]', { timeout: 5_000 });
+    await snap(owner, engine, 'desktop-moderator-sheet');
+    await owner.click('#sheet-close');
+    await owner.waitForSelector('#sheet', { state: 'hidden', timeout: 5_000 });
     await moderate(owner, 'Bo', '#act-grant');
+
+    // Bo is told, on screen and to screen readers.
+    await phone.waitForSelector('#toast[data-code="invited"]', { timeout: 5_000 });
+    assert.match(await phone.textContent('#announcer'), /invited to speak/i);
 
     // Within a few seconds the owner hears Bo: Opus, packets growing, level above 0.
     const heard = await waitHearing(owner, 1, 'the owner hears Bo after the grant', 8_000);

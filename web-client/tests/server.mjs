@@ -19,19 +19,65 @@ export function chorusBin() {
 }
 
 /**
- * Start the server; resolves with { url, stop, output } once it prints its ready line.
- * `url` has no trailing slash, e.g. http://127.0.0.1:41234.
+ * Start the server; resolves once it prints its ready line with
+ * { url, port, dataDir, stop, restart, output }. `url` has no trailing slash, e.g.
+ * http://127.0.0.1:41234. `restart({ signal })` stops the process (SIGINT: a clean stop;
+ * SIGKILL: a crash) and starts it again on the same port with the same data folder.
  */
 export async function startServer({ extraArgs = [] } = {}) {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'chorus-web-test-'));
+  const server = { dataDir, extraArgs, proc: null, url: null, port: 0, logs: [] };
+  await spawnServer(server, 0);
+  server.output = () => server.logs.map((l) => l()).join('\n');
+  server.stop = async () => {
+    await stopProcess(server.proc, 'SIGINT');
+    await rm(dataDir, { recursive: true, force: true });
+  };
+  /** Start again on the same port with the same data (after `kill`). */
+  server.start = async () => {
+    // The port was just ours; a new listener may need a moment after a crash.
+    let lastError;
+    for (let i = 0; i < 20; i += 1) {
+      try {
+        await spawnServer(server, server.port);
+        return;
+      } catch (e) {
+        lastError = e;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+    throw lastError;
+  };
+  /** Stop without starting again (the pages should keep trying). */
+  server.kill = (signal = 'SIGINT') => stopProcess(server.proc, signal);
+  server.restart = async ({ signal = 'SIGINT' } = {}) => {
+    await stopProcess(server.proc, signal);
+    await server.start();
+  };
+  return server;
+}
+
+async function stopProcess(child, signal) {
+  if (child && child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill(signal); // the server stops cleanly on Ctrl-C
+    const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+    await exited;
+    clearTimeout(t);
+  }
+}
+
+async function spawnServer(server, port) {
   const bin = chorusBin();
-  const args = ['--listen', '127.0.0.1:0', '--udp-port', '0', '--data-dir', dataDir, ...extraArgs];
+  const args = ['--listen', `127.0.0.1:${port}`, '--udp-port', '0', '--data-dir', server.dataDir,
+    '--web-dir', webClientDir, ...server.extraArgs];
   const child = spawn(bin, args, {
     cwd: webClientDir,
     // Serve this checkout's web client, whatever folder the binary was built in.
-    env: { RUST_LOG: 'info', CHORUS_WEB_DIR: webClientDir, ...process.env },
+    env: { RUST_LOG: 'info', ...process.env, CHORUS_WEB_DIR: webClientDir },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  server.proc = child;
 
   // Never leave a server behind, even when a test is cut short by its timeout.
   const killOnExit = () => child.kill('SIGKILL');
@@ -41,7 +87,8 @@ export async function startServer({ extraArgs = [] } = {}) {
   let stdout = '';
   let stderr = '';
   const cap = (s) => (s.length > 64 * 1024 ? s.slice(-64 * 1024) : s);
-  const output = () => `--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`;
+  const output = () => `--- stdout (port ${port || 'new'}) ---\n${stdout}\n--- stderr ---\n${stderr}`;
+  server.logs.push(output);
 
   const url = await new Promise((resolve, reject) => {
     let buffered = '';
@@ -74,19 +121,8 @@ export async function startServer({ extraArgs = [] } = {}) {
       }
     });
   });
-
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGINT'); // the server stops cleanly on Ctrl-C
-      const t = setTimeout(() => child.kill('SIGKILL'), 3000);
-      await exited;
-      clearTimeout(t);
-    }
-    await rm(dataDir, { recursive: true, force: true });
-  };
-
-  return { url: url.replace(/\/$/, ''), stop, output };
+  server.url = url.replace(/\/$/, '');
+  server.port = Number(new URL(server.url).port);
 }
 
 /** `GET /api/rooms/<id>`: { status, body } (body parsed when JSON). */

@@ -2,8 +2,53 @@
 // user's steps (create a room on the landing page, join by the link, use the sheet).
 
 import assert from 'node:assert/strict';
-import { inboundAudio, sleep } from './browser.mjs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { ENGINES, inboundAudio, sleep } from './browser.mjs';
 import { startServer } from './server.mjs';
+
+/** Screenshots for reviewers (not committed): web-client/test-results/screens/. */
+export const SCREENS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'test-results', 'screens');
+
+/**
+ * The same test once per engine: `body(engine, t)`, named "… [chromium]" / "… [firefox]"
+ * (`t` is node:test's context, e.g. for `t.skip(why)`).
+ */
+export function engineTest(name, options, body) {
+  for (const engine of ENGINES) {
+    test(`${name} [${engine}]`, options, (t) => body(engine, t));
+  }
+}
+
+/** Keep a screenshot of `page` as test-results/screens/<engine>-<name>.png. */
+export async function snap(page, engine, name, { fullPage = false } = {}) {
+  await mkdir(SCREENS_DIR, { recursive: true });
+  await page.screenshot({ path: path.join(SCREENS_DIR, `${engine}-${name}.png`), fullPage });
+}
+
+/**
+ * Record the frames the page's WebSocket receives (window.__frames) and keep its sockets
+ * (window.__sockets), so a test can read the protocol or add synthetic frames. Works in
+ * every engine (the page's WebSocket is subclassed before the page's own code runs).
+ */
+export function recordSocket(page) {
+  return page.addInitScript(() => {
+    const Native = window.WebSocket;
+    window.__frames = [];
+    window.__sockets = [];
+    window.WebSocket = class extends Native {
+      constructor(...args) {
+        super(...args);
+        window.__sockets.push(this);
+        this.addEventListener('message', (e) => {
+          try { window.__frames.push(JSON.parse(e.data)); } catch { /* not JSON */ }
+        });
+      }
+    };
+  });
+}
 
 /** Poll `probe` until it returns a truthy value; fail with `what` and the last value. */
 export async function waitFor(probe, { timeoutMs = 15_000, intervalMs = 250, what = 'condition' } = {}) {
@@ -23,14 +68,15 @@ export async function waitFor(probe, { timeoutMs = 15_000, intervalMs = 250, wha
 
 /** Names shown in the room (stage then audience), in order. */
 export function listedNames(page) {
-  return page.$$eval('#in-room .person .name .label', (els) => els.map((e) => e.textContent.trim()));
+  return page.evaluate(() => [...document.querySelectorAll('#in-room .person .name .label')].map((e) => e.textContent.trim()));
 }
 
 /** Names on the stage and in the audience. */
 export function stageAndAudience(page) {
   return page.evaluate(() => {
     const names = (sel) => [...document.querySelectorAll(`${sel} .person .name .label`)].map((e) => e.textContent.trim());
-    return { stage: names('#stage-list'), audience: names('#audience-list'), free: document.querySelectorAll('#stage-list .seat-free').length };
+    const free = document.querySelector('#stage-list .seat-free');
+    return { stage: names('#stage-list'), audience: names('#audience-list'), free: free ? Number(free.dataset.count) : 0 };
   });
 }
 
@@ -81,7 +127,7 @@ export async function waitInRoom(page, name) {
     const fin = document.getElementById('final');
     return fin.hidden ? null : `final: ${document.getElementById('final-text').textContent.trim()}`;
   }, null, { timeout: 20_000, polling: 100 });
-  const what = await outcome.jsonValue();
+  const what = outcome;
   assert.equal(what, 'in', `${name} could not enter the room: ${what}`);
 }
 
@@ -173,5 +219,19 @@ export async function withServer(options, body) {
   } finally {
     await Promise.all(browsers.map((b) => b.close()));
     await server.stop();
+  }
+}
+
+/**
+ * Answer an open confirmation with Enter, as a keyboard user would (focus is on Cancel).
+ * Firefox over WebDriver BiDi delivers the key events but not a key's default action (a
+ * focused button is not activated), so there the test presses the focused button itself.
+ */
+export async function pressEnterOnConfirm(page, engine) {
+  if (engine === 'firefox') {
+    const focused = await page.evaluate(() => document.activeElement && document.activeElement.id);
+    await page.click(`#${focused}`);
+  } else {
+    await page.press('Enter');
   }
 }

@@ -13,10 +13,11 @@ export class ServerError extends Error {
   }
 }
 
-/** The WebSocket URL for this page: same host, `wss:` when the page is https. */
-export function socketUrl(loc = window.location) {
-  const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${loc.host}/ws`;
+/** The WebSocket URL of a Chorus server (default: this page's): `wss:` for https. */
+export function socketUrl(base = globalThis.location.href) {
+  const url = new URL('/ws', base);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  return url.href;
 }
 
 export class Signal extends EventTarget {
@@ -172,9 +173,10 @@ export function describeError(err) {
   return message && message !== hint ? `${hint} (${message})` : hint;
 }
 
-/** Look a room up over REST: the room, or null when there is none. */
-export async function fetchRoom(id) {
-  const res = await fetch(`/api/rooms/${encodeURIComponent(id)}`, { headers: { accept: 'application/json' } });
+/** Look a room up over REST: `{ room, participants, members }`, or null when there is none. */
+export async function fetchRoom(id, base = globalThis.location.href) {
+  const url = new URL(`/api/rooms/${encodeURIComponent(id)}`, base);
+  const res = await fetch(url, { headers: { accept: 'application/json' } });
   if (res.status === 404) {
     return null;
   }
