@@ -58,9 +58,8 @@ pub(crate) async fn register(
     media: Vec<String>,
     commands: mpsc::Sender<Command>,
 ) -> Result<Registration, SfuError> {
-    let unreachable = |e: redis::RedisError| {
-        SfuError::Config(format!("Redis cannot be reached: {e}"))
-    };
+    let unreachable =
+        |e: redis::RedisError| SfuError::Config(format!("Redis cannot be reached: {e}"));
     let client = redis::Client::open(config.redis_url.as_str()).map_err(unreachable)?;
     let manager = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))

@@ -10,9 +10,9 @@ mod config;
 mod control;
 mod engine;
 mod error;
+mod fleet;
 mod metrics;
 mod net;
-mod fleet;
 pub mod prometheus;
 mod server;
 

@@ -78,7 +78,10 @@ pub async fn start(
         source,
     })?;
 
-    let node_id = config.node_id.clone().unwrap_or_else(chorus_proto::NodeId::random);
+    let node_id = config
+        .node_id
+        .clone()
+        .unwrap_or_else(chorus_proto::NodeId::random);
     let users = tokens.verifier()?;
     let (seams, inbound) = match &config.redis_url {
         None => (local_seams(&config, node_id.clone()).await?, None),

@@ -57,23 +57,51 @@ async fn share_a_room(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), 
     let api_a = Api::new(&a.url, a.api_key());
     let api_b = Api::new(&b.url, a.api_key());
     let created = api_a
-        .create_room(json!({"name": "Across", "owner_name": "Host", "capacity": 10,
-                            "seats": 3, "seat_mode": "moderated"}))
+        .create_room(
+            json!({"name": "Across", "owner_name": "Host", "capacity": 10,
+                            "seats": 3, "seat_mode": "moderated"}),
+        )
         .await;
     let room = created.room.id.clone();
     // The owner speaks through node A; Lea (a listener at first) is on node B.
     peers.push(
         join_connected(
-            peer_config(&a.ws_url, &room, "Host", Some(330.0), Some(&created.owner_token)),
+            peer_config(
+                &a.ws_url,
+                &room,
+                "Host",
+                Some(330.0),
+                Some(&created.owner_token),
+            ),
             STEP,
         )
         .await?,
     );
-    peers.push(join_connected(peer_config(&b.ws_url, &room, "Lea", Some(440.0), None), STEP).await?);
+    peers.push(
+        join_connected(
+            peer_config(&b.ws_url, &room, "Lea", Some(440.0), None),
+            STEP,
+        )
+        .await?,
+    );
     let (host, lea) = (peers[0].id().clone(), peers[1].id().clone());
     // Each sees the other, although their sessions are on different nodes.
-    wait_info(&peers[0], &lea, "Host (node A) sees Lea (node B)", STEP, |p| p.connected).await?;
-    wait_info(&peers[1], &host, "Lea (node B) sees Host (node A)", STEP, |p| p.connected).await?;
+    wait_info(
+        &peers[0],
+        &lea,
+        "Host (node A) sees Lea (node B)",
+        STEP,
+        |p| p.connected,
+    )
+    .await?;
+    wait_info(
+        &peers[1],
+        &host,
+        "Lea (node B) sees Host (node A)",
+        STEP,
+        |p| p.connected,
+    )
+    .await?;
     hears(&peers[1], 330.0, 10, STEP)
         .await
         .map_err(|e| format!("Lea on node B hears the owner on node A: {e}"))?;
@@ -91,7 +119,9 @@ async fn share_a_room(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), 
         )
         .await;
     if status != 200 {
-        return Err(format!("PATCH seated via node A: {status} {body}; members {members_b:?}"));
+        return Err(format!(
+            "PATCH seated via node A: {status} {body}; members {members_b:?}"
+        ));
     }
     wait_info(&peers[0], &lea, "Host sees Lea seated", STEP, |p| p.speaker).await?;
     hears(&peers[0], 440.0, 5, Duration::from_secs(5))
@@ -101,7 +131,10 @@ async fn share_a_room(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), 
     let (_, view_a) = api_a.room(&room).await;
     let (_, view_b) = api_b.room(&room).await;
     if view_a["node"].is_null() || view_a["node"] != view_b["node"] {
-        return Err(format!("the room's node: A says {}, B says {}", view_a["node"], view_b["node"]));
+        return Err(format!(
+            "the room's node: A says {}, B says {}",
+            view_a["node"], view_b["node"]
+        ));
     }
     // Leaving on node B is seen on node A.
     peers[1]
@@ -138,7 +171,13 @@ async fn spread(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), String
     // One listener in each, joining through alternate signaling nodes.
     for (i, room) in rooms.iter().enumerate() {
         let node = &fleet.nodes[i % 2];
-        peers.push(join_connected(peer_config(&node.ws_url, room, &format!("L{i}"), None, None), STEP).await?);
+        peers.push(
+            join_connected(
+                peer_config(&node.ws_url, room, &format!("L{i}"), None, None),
+                STEP,
+            )
+            .await?,
+        );
     }
     let mut per_node: HashMap<String, usize> = HashMap::new();
     for room in &rooms {
@@ -194,7 +233,10 @@ async fn capacity(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), Stri
         }
     }
     if peers.len() != 5 || refused != 11 {
-        return Err(format!("{} got in and {refused} were refused; 5 and 11 expected", peers.len()));
+        return Err(format!(
+            "{} got in and {refused} were refused; 5 and 11 expected",
+            peers.len()
+        ));
     }
     for peer in peers.iter() {
         support::wait_self_connected(peer, "joiner", STEP).await?;
@@ -233,7 +275,10 @@ async fn signaling_killed(fleet: &mut Fleet, peers: &mut Vec<WebrtcPeer>) -> Res
     peers[1]
         .send(&ClientMessage::RequestSeat)
         .map_err(|e| e.to_string())?;
-    wait_info(&peers[0], &moved, "Stay sees Moved seated", STEP, |p| p.speaker).await?;
+    wait_info(&peers[0], &moved, "Stay sees Moved seated", STEP, |p| {
+        p.speaker
+    })
+    .await?;
     hears(&peers[0], 550.0, 5, STEP).await?;
 
     // Node B dies with Moved's session: within the heartbeat TTL and a sweep, Stay sees
@@ -244,7 +289,10 @@ async fn signaling_killed(fleet: &mut Fleet, peers: &mut Vec<WebrtcPeer>) -> Res
         .wait_for_departure(&moved, Duration::from_secs(15))
         .await
         .map_err(|e| format!("Stay never saw Moved's node die: {e}"))?;
-    eprintln!("ghost cleared {:?} after the kill ({departure:?})", killed.elapsed());
+    eprintln!(
+        "ghost cleared {:?} after the kill ({departure:?})",
+        killed.elapsed()
+    );
     if departure != LeftReason::Disconnected {
         return Err(format!("Moved left as {departure:?}, not disconnected"));
     }
@@ -256,8 +304,11 @@ async fn signaling_killed(fleet: &mut Fleet, peers: &mut Vec<WebrtcPeer>) -> Res
     let mut old = peers.remove(1);
     old.close().await;
     peers.push(
-        join_connected(peer_config(&a_ws, &room, "Moved", Some(550.0), Some(&moved_token)), STEP)
-            .await?,
+        join_connected(
+            peer_config(&a_ws, &room, "Moved", Some(550.0), Some(&moved_token)),
+            STEP,
+        )
+        .await?,
     );
     peers[1]
         .send(&ClientMessage::RequestSeat)
@@ -309,9 +360,11 @@ async fn sfu_killed(fleet: &mut Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<()
     // Each session is told to reconnect its media; these test clients do it by joining
     // again as the same user (a new peer connection), which lands on the live node.
     for peer in peers.iter() {
-        peer.wait_for("reconnect_media", STEP, |v| (v.media_reconnects > 0).then_some(()))
-            .await
-            .map_err(|e| format!("told to reconnect media: {e}"))?;
+        peer.wait_for("reconnect_media", STEP, |v| {
+            (v.media_reconnects > 0).then_some(())
+        })
+        .await
+        .map_err(|e| format!("told to reconnect media: {e}"))?;
     }
     let told = killed.elapsed();
     let tokens: Vec<(String, Option<f32>)> = vec![
@@ -332,9 +385,136 @@ async fn sfu_killed(fleet: &mut Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<()
     let back = killed.elapsed();
     let (_, view) = api.room(&room).await;
     let now_on = view["node"].as_str().unwrap_or_default().to_owned();
-    eprintln!("SFU {first} killed: sessions told after {told:?}, audio back on {now_on} after {back:?}");
+    eprintln!(
+        "SFU {first} killed: sessions told after {told:?}, audio back on {now_on} after {back:?}"
+    );
     if now_on == first || now_on.is_empty() {
-        return Err(format!("the room is still on the dead node {first}: {view}"));
+        return Err(format!(
+            "the room is still on the dead node {first}: {view}"
+        ));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_sfu_node_takes_no_new_rooms() {
+    let fleet = Fleet::start(2, 1);
+    let mut peers = Vec::new();
+    let outcome = drained(&fleet, &mut peers).await;
+    close_all(&mut peers).await;
+    if let Err(message) = outcome {
+        fail(&fleet, message);
+    }
+}
+
+async fn drained(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), String> {
+    let node = &fleet.nodes[0];
+    let api = Api::new(&node.url, node.api_key());
+    fleet.sfus[0].drain();
+    // The drain shows in the node's next heartbeat (within a second or two).
+    let deadline = Instant::now() + STEP;
+    loop {
+        let metrics = reqwest_metrics(&node.url).await;
+        if metrics.contains(&format!(
+            "chorus_fleet_sfu_draining{{node=\"{}\"}} 1",
+            fleet.sfus[0].id
+        )) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the drain never showed in /metrics:\n{metrics}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for i in 0..4 {
+        let created = api
+            .create_room(json!({"name": format!("After drain {i}"), "owner_name": "Host"}))
+            .await;
+        let room = created.room.id.clone();
+        peers.push(join_connected(peer_config(&node.ws_url, &room, "L", None, None), STEP).await?);
+        let (_, view) = api.room(&room).await;
+        if view["node"] != fleet.sfus[1].id.as_str() {
+            return Err(format!(
+                "a new room went to {} while {} drains",
+                view["node"], fleet.sfus[0].id
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `GET /metrics` of a signaling node.
+async fn reqwest_metrics(url: &str) -> String {
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return String::new();
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body).await;
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_joins_fail_in_words_and_the_fleet_recovers() {
+    let mut fleet = Fleet::start(1, 1);
+    let mut peers = Vec::new();
+    let outcome = redis_restart(&mut fleet, &mut peers).await;
+    close_all(&mut peers).await;
+    if let Err(message) = outcome {
+        fail(&fleet, message);
+    }
+}
+
+async fn redis_restart(fleet: &mut Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), String> {
+    let (url, ws) = (fleet.nodes[0].url.clone(), fleet.nodes[0].ws_url.clone());
+    let api = Api::new(&url, fleet.nodes[0].api_key());
+    let created = api
+        .create_room(json!({"name": "Outage", "owner_name": "Host"}))
+        .await;
+    let room = created.room.id.clone();
+    peers.push(join_connected(peer_config(&ws, &room, "Before", None, None), STEP).await?);
+    fleet.redis.kill();
+    // A join now is refused in words, and nothing is half-written.
+    match WebrtcPeer::join(peer_config(&ws, &room, "During", None, None)).await {
+        Ok(mut peer) => {
+            peer.close().await;
+            return Err("a join succeeded while Redis was down".into());
+        }
+        Err(e) => {
+            let text = e.to_string();
+            if !text.contains("temporarily unavailable") {
+                return Err(format!("the refusal while Redis is down says: {text}"));
+            }
+        }
+    }
+    fleet.redis.restart().map_err(|e| e.to_string())?;
+    // The nodes reconnect by themselves (heartbeats come back within their TTL).
+    let deadline = Instant::now() + STEP;
+    loop {
+        match WebrtcPeer::join(peer_config(&ws, &room, "After", None, None)).await {
+            Ok(peer) => {
+                peers.push(peer);
+                break;
+            }
+            Err(e) if Instant::now() > deadline => {
+                return Err(format!("no join after Redis came back: {e}"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+    support::wait_self_connected(&peers[1], "After", STEP).await?;
+    let members = api
+        .wait_members(&room, "owner, Before and After", STEP, |m| m.len() == 3)
+        .await?;
+    if members.iter().any(|m| m["name"] == "During") {
+        return Err(format!(
+            "the refused join left a member behind: {members:?}"
+        ));
     }
     Ok(())
 }

@@ -38,9 +38,11 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.serve.redis.is_some() {
-        return Err("`chorus` is Chorus on one machine and needs no Redis; for a fleet run \
+        return Err(
+            "`chorus` is Chorus on one machine and needs no Redis; for a fleet run \
                     `chorus-signaling --redis URL` and `chorus-sfu --redis URL` (deploy/README.md)"
-            .into());
+                .into(),
+        );
     }
     let data_dir = &args.serve.data_dir;
     std::fs::create_dir_all(data_dir)

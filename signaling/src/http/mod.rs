@@ -75,11 +75,31 @@ async fn fleet_metrics(state: &AppState) -> String {
     );
     type Gauge = (&'static str, &'static str, fn(&SfuNodeRecord) -> f64);
     let gauges: [Gauge; 5] = [
-        ("chorus_fleet_sfu_participants", "Participants on each SFU node (its heartbeat).", |n| f64::from(n.participants)),
-        ("chorus_fleet_sfu_rooms", "Rooms with participants on each SFU node (its heartbeat).", |n| f64::from(n.rooms)),
-        ("chorus_fleet_sfu_forwarded_per_second", "Packets forwarded per second by each SFU node.", |n| n.forwarded_per_sec),
-        ("chorus_fleet_sfu_cpu_cores", "CPU used by each SFU node, in cores.", |n| n.cpu_cores),
-        ("chorus_fleet_sfu_draining", "1 while an SFU node drains (takes no new rooms).", |n| if n.draining { 1.0 } else { 0.0 }),
+        (
+            "chorus_fleet_sfu_participants",
+            "Participants on each SFU node (its heartbeat).",
+            |n| f64::from(n.participants),
+        ),
+        (
+            "chorus_fleet_sfu_rooms",
+            "Rooms with participants on each SFU node (its heartbeat).",
+            |n| f64::from(n.rooms),
+        ),
+        (
+            "chorus_fleet_sfu_forwarded_per_second",
+            "Packets forwarded per second by each SFU node.",
+            |n| n.forwarded_per_sec,
+        ),
+        (
+            "chorus_fleet_sfu_cpu_cores",
+            "CPU used by each SFU node, in cores.",
+            |n| n.cpu_cores,
+        ),
+        (
+            "chorus_fleet_sfu_draining",
+            "1 while an SFU node drains (takes no new rooms).",
+            |n| if n.draining { 1.0 } else { 0.0 },
+        ),
     ];
     for (name, help, value) in gauges {
         let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge");
@@ -92,7 +112,10 @@ async fn fleet_metrics(state: &AppState) -> String {
         "# HELP chorus_fleet_sfu_bound_rooms Rooms placed on each SFU node.\n# TYPE chorus_fleet_sfu_bound_rooms gauge"
     );
     for (node, rooms) in &bound {
-        let _ = writeln!(text, "chorus_fleet_sfu_bound_rooms{{node=\"{node}\"}} {rooms}");
+        let _ = writeln!(
+            text,
+            "chorus_fleet_sfu_bound_rooms{{node=\"{node}\"}} {rooms}"
+        );
     }
     let m = redis.metrics();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);

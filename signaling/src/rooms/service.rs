@@ -164,7 +164,10 @@ fn route_failure(e: RouteError) -> Failure {
         }
         e => {
             tracing::error!(error = %e, "routing failed");
-            (ErrorCode::Internal, format!("the server could not route the room: {e}"))
+            (
+                ErrorCode::Internal,
+                format!("the server could not route the room: {e}"),
+            )
         }
     }
 }
@@ -271,7 +274,9 @@ impl RoomService {
                         .filter(|(id, _)| !here.contains(id))
                         .map(|(id, record)| participant_info(id, record, &group)),
                 ),
-                Err(e) => tracing::warn!(room = %room, error = %e, "presences of other nodes unavailable"),
+                Err(e) => {
+                    tracing::warn!(room = %room, error = %e, "presences of other nodes unavailable")
+                }
             }
         }
         list
@@ -460,7 +465,10 @@ impl RoomService {
         let id = ParticipantId::random();
         self.registry
             .add(&group, id.clone(), self.presence(&visitor));
-        let answer = match self.admit(&group, &id, (visitor.user, visitor.name), offer).await {
+        let answer = match self
+            .admit(&group, &id, (visitor.user, visitor.name), offer)
+            .await
+        {
             Ok(answer) => answer,
             Err(failure) => {
                 self.roll_back(&group, &id, false).await;
@@ -552,7 +560,10 @@ impl RoomService {
         let id = ParticipantId::random();
         self.registry
             .add(&group, id.clone(), self.presence(&visitor));
-        match self.admit(&group, &id, (visitor.user, visitor.name), offer).await {
+        match self
+            .admit(&group, &id, (visitor.user, visitor.name), offer)
+            .await
+        {
             Ok(answer) => {
                 tracing::info!(room = %room, participant = %id, user = %visitor.user, "joining");
                 Ok(self.entered(&group, id, answer).await)
@@ -672,8 +683,9 @@ impl RoomService {
             });
             if let Some(outbox) = self.registry.outbox_of(&room, &id) {
                 outbox.send(ServerMessage::ReconnectMedia {
-                    reason: "the media server carrying this room went away; reconnecting your audio"
-                        .into(),
+                    reason:
+                        "the media server carrying this room went away; reconnecting your audio"
+                            .into(),
                 });
             }
         }
@@ -896,12 +908,20 @@ impl RoomService {
             };
             for orphan in orphans {
                 tracing::info!(room = %orphan.room, participant = %orphan.participant, node = %orphan.record.node, "clearing a presence left by a node that is gone");
-                self.registry
-                    .tell_left(&orphan.room, &orphan.participant, LeftReason::Disconnected);
+                self.registry.tell_left(
+                    &orphan.room,
+                    &orphan.participant,
+                    LeftReason::Disconnected,
+                );
                 self.sfu_remove(&orphan.room, &orphan.participant).await;
                 let group = self.resolve(&orphan.room).await.ok();
-                self.after_departure(group, &orphan.room, &orphan.participant, &orphan.record.user)
-                    .await;
+                self.after_departure(
+                    group,
+                    &orphan.room,
+                    &orphan.participant,
+                    &orphan.record.user,
+                )
+                .await;
             }
         }
     }

@@ -124,7 +124,11 @@ mod tests {
 
     #[test]
     fn places_on_the_least_loaded_node_that_is_not_draining() {
-        let nodes = vec![node("a", 10, false), node("b", 3, true), node("c", 5, false)];
+        let nodes = vec![
+            node("a", 10, false),
+            node("b", 3, true),
+            node("c", 5, false),
+        ];
         let chosen = place(&nodes, &HashMap::new()).map(|n| n.id.as_str().to_owned());
         assert_eq!(chosen.as_deref(), Some("c"));
         assert!(place(&[node("d", 0, true)], &HashMap::new()).is_none());

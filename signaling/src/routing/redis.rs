@@ -150,7 +150,10 @@ impl NodeRouter for RedisRouter {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<NodeId> = ids.into_iter().filter_map(|id| NodeId::parse(id).ok()).collect();
+        let ids: Vec<NodeId> = ids
+            .into_iter()
+            .filter_map(|id| NodeId::parse(id).ok())
+            .collect();
         let mut get = redis::cmd("MGET");
         for id in &ids {
             get.arg(keys::sfu_node(id));
@@ -184,7 +187,9 @@ impl NodeRouter for RedisRouter {
         let mut pipe = redis::pipe();
         let mut ids = Vec::new();
         for id in nodes {
-            let Ok(node) = NodeId::parse(id) else { continue };
+            let Ok(node) = NodeId::parse(id) else {
+                continue;
+            };
             pipe.scard(keys::sfu_node_rooms(&node));
             ids.push(node);
         }

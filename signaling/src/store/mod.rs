@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use chorus_proto::{GroupId, RoomId};
 
-pub use embedded::EmbeddedStore;
 pub use self::redis::RedisStore;
+pub use embedded::EmbeddedStore;
 
 use crate::rooms::group_chat::{GroupChat, GroupError};
 
@@ -186,7 +186,10 @@ pub(crate) mod contract {
                 Err(e) => panic!("unexpected {e}"),
             }
         }
-        assert_eq!(ok, 9, "exactly the free places are given, across both stores");
+        assert_eq!(
+            ok, 9,
+            "exactly the free places are given, across both stores"
+        );
         let via_b = b.group_by_room(&group.room).await.unwrap().unwrap();
         assert_eq!(via_b.members.len() + via_b.reservations.len(), 10);
         assert!(b.delete_group(&group.id).await.unwrap());
@@ -221,7 +224,8 @@ pub(crate) mod contract {
             t.await.unwrap().unwrap();
         }
         let saved = store.group_by_room(&group.room).await.unwrap().unwrap();
-        let added: std::collections::BTreeSet<char> = saved.name["Friday".len()..].chars().collect();
+        let added: std::collections::BTreeSet<char> =
+            saved.name["Friday".len()..].chars().collect();
         assert_eq!(added.len(), 20, "every change kept: {}", saved.name);
         assert_eq!(saved.name.len(), "Friday".len() + 20);
         assert!(store.delete_group(&group.id).await.unwrap());

@@ -29,8 +29,7 @@ pub struct RedisStore {
 }
 
 fn backend(e: redis::RedisError) -> StoreError {
-    if e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
-    {
+    if e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
         StoreError::Unavailable(e.to_string())
     } else {
         StoreError::Backend(e.to_string())
@@ -144,7 +143,10 @@ impl Store for RedisStore {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
             let mut cmd = redis::cmd("MGET");
-            for id in chunk.iter().filter_map(|id| GroupId::parse(id.as_str()).ok()) {
+            for id in chunk
+                .iter()
+                .filter_map(|id| GroupId::parse(id.as_str()).ok())
+            {
                 cmd.arg(keys::group(&id));
             }
             let values: Vec<Option<Vec<u8>>> = self.redis.query(&cmd).await.map_err(backend)?;
@@ -159,7 +161,9 @@ impl Store for RedisStore {
     async fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError> {
         let mut conn = self.redis.conn();
         let mut call = self.delete.key(keys::group(id));
-        call.key(keys::groups()).arg(room_key_prefix()).arg(id.as_str());
+        call.key(keys::groups())
+            .arg(room_key_prefix())
+            .arg(id.as_str());
         let deleted: i64 = self
             .redis
             .timed(call.invoke_async(&mut conn))
@@ -220,7 +224,9 @@ mod tests {
     /// A store on a Redis of its own (started here, stopped when the test ends).
     async fn store() -> (RedisStore, chorus_bench::redis_server::RedisServer) {
         let server = chorus_bench::redis_server::RedisServer::start().expect("redis-server");
-        let redis = Redis::connect(&server.url()).await.expect("connect to the test redis");
+        let redis = Redis::connect(&server.url())
+            .await
+            .expect("connect to the test redis");
         (RedisStore::new(redis), server)
     }
 
@@ -240,7 +246,11 @@ mod tests {
     async fn two_stores_racing_admit_exactly_capacity() {
         // Two stores on two connections to one Redis, as two signaling processes are.
         let (a, redis) = store().await;
-        let b = RedisStore::new(Redis::connect(&redis.url()).await.expect("second connection"));
+        let b = RedisStore::new(
+            Redis::connect(&redis.url())
+                .await
+                .expect("second connection"),
+        );
         contract::two_stores_race(Arc::new(a), Arc::new(b)).await;
     }
 
@@ -265,10 +275,13 @@ mod tests {
         store.create_group(&group).await.unwrap();
         redis.kill();
         let refused = store
-            .update_group(&group.id, Box::new(|g| {
-                g.name = "changed".into();
-                Ok(())
-            }))
+            .update_group(
+                &group.id,
+                Box::new(|g| {
+                    g.name = "changed".into();
+                    Ok(())
+                }),
+            )
             .await;
         assert!(
             matches!(refused, Err(UpdateError::Store(StoreError::Unavailable(_)))),

@@ -122,6 +122,15 @@ impl SfuNode {
         let _ = self.child.wait();
     }
 
+    /// SIGUSR1: drain (no new rooms).
+    pub fn drain(&self) {
+        let status = Command::new("kill")
+            .args(["-USR1", &self.child.id().to_string()])
+            .status()
+            .expect("kill -USR1");
+        assert!(status.success(), "kill -USR1 {}", self.child.id());
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
     }

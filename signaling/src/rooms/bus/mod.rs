@@ -135,8 +135,10 @@ pub trait RoomBus: Send + Sync + 'static {
         participant: &ParticipantId,
     ) -> Result<bool, BusError>;
     /// Everyone present in a room on any node (this node's own included).
-    async fn presences(&self, room: &RoomId)
-    -> Result<Vec<(ParticipantId, PresenceRecord)>, BusError>;
+    async fn presences(
+        &self,
+        room: &RoomId,
+    ) -> Result<Vec<(ParticipantId, PresenceRecord)>, BusError>;
     /// Presences whose node is gone, each claimed by exactly one caller.
     async fn claim_orphans(&self) -> Result<Vec<Orphan>, BusError>;
 }

@@ -46,7 +46,12 @@ fn unavailable(e: redis::RedisError) -> BusError {
 impl RedisBus {
     /// Join the fleet as `node`: start the heartbeat and the subscription, whose events
     /// arrive on `inbound`. Both run until the process ends.
-    pub fn start(redis: Redis, node: NodeId, url: Option<String>, inbound: mpsc::UnboundedSender<Inbound>) -> Self {
+    pub fn start(
+        redis: Redis,
+        node: NodeId,
+        url: Option<String>,
+        inbound: mpsc::UnboundedSender<Inbound>,
+    ) -> Self {
         tokio::spawn(heartbeat(redis.clone(), node.clone(), url));
         tokio::spawn(subscribe(redis.clone(), node.clone(), inbound));
         Self { node, redis }
@@ -119,7 +124,8 @@ async fn subscribe(redis: Redis, node: NodeId, inbound: mpsc::UnboundedSender<In
             first = false;
             let mut messages = pubsub.into_on_message();
             while let Some(message) = messages.next().await {
-                let envelope = match serde_json::from_slice::<Envelope>(message.get_payload_bytes()) {
+                let envelope = match serde_json::from_slice::<Envelope>(message.get_payload_bytes())
+                {
                     Ok(envelope) => envelope,
                     Err(e) => {
                         tracing::warn!(channel = message.get_channel_name(), error = %e, "unreadable room event; dropped");
