@@ -297,6 +297,12 @@ impl WebrtcPeer {
         self.wait_for("left", JOIN_TIMEOUT, |view| view.left).await
     }
 
+    /// Close only the media connection, as a browser whose network died would lose it,
+    /// while the signaling session stays open (the SFU must notice by itself).
+    pub async fn close_media(&mut self) {
+        self.media.close().await;
+    }
+
     /// Close the media connection and the socket. Idempotent.
     pub async fn close(&mut self) {
         self.media.close().await;

@@ -96,12 +96,18 @@ pub struct SfuNode {
 
 impl SfuNode {
     pub fn start(redis: &str, key: &TokenKey, id: &str) -> Self {
+        Self::start_with(key, id, &["--redis", redis])
+    }
+
+    /// A node with more arguments (none: a node driven by one signaling, no Redis).
+    pub fn start_with(key: &TokenKey, id: &str, args: &[&str]) -> Self {
         let dir = temp_dir(id);
         let log = dir.join("stderr.log");
         let mut child = Command::new(workspace_binary("chorus-sfu"))
             .args(["--grpc", "127.0.0.1:0", "--udp", "127.0.0.1:0"])
             .args(["--token-public-key", &key.public_hex])
-            .args(["--redis", redis, "--node-id", id])
+            .args(["--node-id", id])
+            .args(args)
             .env("RUST_LOG", "info,str0m=warn")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -162,17 +168,23 @@ impl SignalingNode {
         if let Some(from) = api_key_from {
             std::fs::copy(from.join("api-key.json"), data_dir.join("api-key.json")).unwrap();
         }
-        Self::spawn(redis, key, id, data_dir)
+        Self::spawn(key, id, data_dir, &["--redis", redis])
     }
 
-    fn spawn(redis: &str, key: &TokenKey, id: &str, data_dir: PathBuf) -> Self {
+    /// A node alone (embedded store) driving the SFU at `sfu_url`.
+    pub fn start_alone(key: &TokenKey, id: &str, sfu_url: &str) -> Self {
+        Self::spawn(key, id, temp_dir(id), &["--sfu", sfu_url])
+    }
+
+    fn spawn(key: &TokenKey, id: &str, data_dir: PathBuf, args: &[&str]) -> Self {
         let log = data_dir.join("stderr.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_chorus-signaling"))
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
             .arg("--token-key")
             .arg(&key.path)
-            .args(["--redis", redis, "--node-id", id])
+            .args(["--node-id", id])
+            .args(args)
             .env("RUST_LOG", "info,str0m=warn")
             .stdout(Stdio::piped())
             .stderr(
