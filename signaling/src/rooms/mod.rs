@@ -202,7 +202,13 @@ impl RoomRegistry {
             }
         }
         for (id, old) in before {
-            if room.info(&id).is_some_and(|new| new != old) {
+            // A removed user is about to be taken out: it is told `left removed`, not
+            // shown its record emptied first (which reads as a false "unmuted").
+            let removed = room
+                .presences
+                .get(&id)
+                .is_some_and(|p| room.group.removed.contains(&p.record.user));
+            if !removed && room.info(&id).is_some_and(|new| new != old) {
                 self.announce(room, &id);
             }
         }
@@ -310,6 +316,22 @@ impl RoomRegistry {
             ));
         }
         self.announce(live, id);
+    }
+
+    /// Record that a presence's media was admitted on SFU node `sfu` (nobody is told:
+    /// it changes nothing a client sees).
+    pub fn set_admitted(&self, room: &RoomId, id: &ParticipantId, sfu: &NodeId) {
+        let mut rooms = self.lock();
+        let Some(presence) = rooms.get_mut(room).and_then(|r| r.presences.get_mut(id)) else {
+            return;
+        };
+        presence.record.sfu = Some(sfu.clone());
+        presence.admitted_at = Some(Instant::now());
+        let _ = self.bus.send(Outgoing::Put(
+            room.clone(),
+            id.clone(),
+            presence.record.clone(),
+        ));
     }
 
     /// Take a participant out and tell the others why; its own session is sent `left`

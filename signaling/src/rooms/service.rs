@@ -419,10 +419,7 @@ impl RoomService {
                 .update_grants(&group.room, id, grants_for(member), true)
                 .await;
         }
-        self.registry.update_presence(&group.room, id, |p| {
-            p.record.sfu = Some(node.id.clone());
-            p.admitted_at = Some(Instant::now());
-        });
+        self.registry.set_admitted(&group.room, id, &node.id);
         Ok(answer)
     }
 
