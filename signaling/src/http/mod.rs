@@ -18,6 +18,30 @@ use crate::app::AppState;
 /// Largest REST request body.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// The files of the web client, and nothing else of its folder (its tests, tools and
+/// `node_modules` are not the server's to publish). An unknown path gets the client's
+/// own "page not found" with status 404.
+fn web_client(web_dir: &Path, index: ServeFile) -> Router<Arc<AppState>> {
+    let not_found = ServeFile::new(web_dir.join("404.html"));
+    let not_found = tower::ServiceBuilder::new()
+        .map_response(|mut response: axum::http::Response<_>| {
+            *response.status_mut() = axum::http::StatusCode::NOT_FOUND;
+            response
+        })
+        .service(not_found);
+    let mut router = Router::new().route_service("/", index);
+    for file in ["style.css", "sw.js", "manifest.webmanifest", "404.html"] {
+        router = router.route_service(&format!("/{file}"), ServeFile::new(web_dir.join(file)));
+    }
+    for folder in ["src", "icons"] {
+        router = router.nest_service(
+            &format!("/{folder}"),
+            ServeDir::new(web_dir.join(folder)).not_found_service(not_found.clone()),
+        );
+    }
+    router.fallback_service(not_found)
+}
+
 /// The whole HTTP surface of a signaling node.
 pub fn router(state: Arc<AppState>, web_dir: &Path) -> Router {
     let index = ServeFile::new(web_dir.join("index.html"));
@@ -32,8 +56,8 @@ pub fn router(state: Arc<AppState>, web_dir: &Path) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/rooms/{room}", get(api::get_room))
         .nest("/api/v1", server_api::routes(state.clone()))
-        .route_service("/r/{room}", index)
-        .fallback_service(ServeDir::new(web_dir))
+        .route_service("/r/{room}", index.clone())
+        .merge(web_client(web_dir, index))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(no_cache)
         .with_state(state)
