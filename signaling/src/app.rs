@@ -21,6 +21,8 @@ pub struct AppState {
     pub users: TokenVerifier,
     /// The server API's key.
     pub api_key: ApiKey,
+    /// Every client session: limits, count, and the stop signal.
+    pub sessions: crate::ws::Sessions,
 }
 
 /// How long a user token lets a client come back as the same user.
