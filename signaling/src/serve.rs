@@ -35,7 +35,8 @@ pub fn spawn(
     handle: axum_server::Handle<SocketAddr>,
 ) -> io::Result<tokio::task::JoinHandle<()>> {
     let service = app.into_make_service();
-    let per_ip = PerIpLimit::new(limits.max_connections_per_ip, tls.is_none());
+    let per_ip = PerIpLimit::new(limits.max_connections_per_ip, tls.is_none())
+        .first_byte_within(limits.header_timeout);
     let header_timeout = limits.header_timeout;
     Ok(match tls {
         Some(tls) => {
@@ -78,6 +79,9 @@ fn header_deadline(
 struct PerIpLimit {
     max: usize,
     plain: bool,
+    /// A connection that sends nothing at all for this long is dropped (hyper's header
+    /// deadline starts only with the first byte).
+    first_byte: Duration,
     open: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
@@ -86,8 +90,14 @@ impl PerIpLimit {
         Self {
             max: max.max(1),
             plain,
+            first_byte: Duration::from_secs(10),
             open: Arc::default(),
         }
+    }
+
+    fn first_byte_within(mut self, within: Duration) -> Self {
+        self.first_byte = within;
+        self
     }
 
     /// A place for one more connection from `ip`, or `None` when it holds the most.
@@ -131,15 +141,25 @@ impl<S: Send + 'static> Accept<TcpStream, S> for PerIpLimit {
     fn accept(&self, mut stream: TcpStream, service: S) -> Self::Future {
         let place = stream.peer_addr().ok().and_then(|a| self.admit(a.ip()));
         let plain = self.plain;
+        let first_byte = self.first_byte;
         Box::pin(async move {
             match place {
-                Some(place) => Ok((
-                    Counted {
-                        stream,
-                        _place: place,
-                    },
-                    service,
-                )),
+                Some(place) => {
+                    match tokio::time::timeout(first_byte, stream.peek(&mut [0u8; 1])).await {
+                        Ok(Ok(_)) => Ok((
+                            Counted {
+                                stream,
+                                _place: place,
+                            },
+                            service,
+                        )),
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the client sent nothing",
+                        )),
+                    }
+                }
                 None => {
                     tracing::warn!(
                         peer = ?stream.peer_addr().ok(),
