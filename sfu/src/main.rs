@@ -63,6 +63,11 @@ struct Args {
     /// Seconds an admitted participant may take to connect its media.
     #[arg(long, env = "CHORUS_SFU_CONNECT_TIMEOUT", default_value_t = 15)]
     connect_timeout_secs: u64,
+
+    /// On SIGTERM or Ctrl-C, seconds to wait for participants to leave (signaling moves
+    /// them) before the node stops anyway. Keep systemd's TimeoutStopSec above it.
+    #[arg(long, env = "CHORUS_SFU_DRAIN_TIMEOUT", default_value_t = 20)]
+    drain_timeout_secs: u64,
 }
 
 fn config(args: Args) -> Result<SfuConfig, String> {
@@ -100,6 +105,7 @@ async fn main() -> ExitCode {
         .init();
     let args = Args::parse();
     let metrics = args.metrics;
+    let drain = Duration::from_secs(args.drain_timeout_secs);
     let config = match config(args) {
         Ok(c) => c,
         Err(e) => {
@@ -130,12 +136,53 @@ async fn main() -> ExitCode {
     for addr in handle.udp_addrs() {
         println!("udp {addr}");
     }
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        eprintln!("chorus-sfu: cannot wait for Ctrl-C: {e}");
-    }
-    tracing::info!("shutting down");
+    let signal = stop_signal().await;
+    tracing::info!(
+        signal,
+        drain_secs = drain.as_secs(),
+        "draining, then shutting down"
+    );
+    drain_participants(handle.grpc_addr(), drain).await;
     handle.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Wait for SIGTERM (systemd, Kubernetes) or SIGINT; which one came.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
+/// Let the node empty (participants leave as signaling moves them) for up to `within`.
+async fn drain_participants(grpc: SocketAddr, within: Duration) {
+    use chorus_proto::sfu::NodeStatsRequest;
+    use chorus_proto::sfu::sfu_control_client::SfuControlClient;
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{grpc}")) else {
+        return;
+    };
+    let mut client = SfuControlClient::new(endpoint.connect_lazy());
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        match client.node_stats(NodeStatsRequest {}).await {
+            Ok(stats) if stats.get_ref().participants == 0 => return,
+            Ok(stats) => tracing::info!(participants = stats.get_ref().participants, "draining"),
+            Err(_) => return,
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tracing::warn!("drain deadline passed; stopping with participants still connected");
 }
 
 /// `GET /metrics`: the node's counters, asked of its own gRPC server (the one surface
