@@ -306,6 +306,9 @@ pub enum LeftReason {
     Disconnected,
     /// The same user joined the room again from another tab or device.
     Replaced,
+    /// The server is stopping (a restart or an upgrade): reconnect, and join again. The
+    /// socket is closed next with [`close::SERVER_RESTARTING`]; seats and roles are kept.
+    ServerRestarting,
 }
 
 /// Kinds of error a client can be sent.
@@ -343,12 +346,45 @@ pub enum ErrorCode {
     /// A service the server depends on (its shared store) cannot be reached right now;
     /// nothing was changed, and the same request may be tried again in a moment.
     TemporarilyUnavailable,
+    /// Too many messages in too short a time: this one was not handled.
+    RateLimited,
+    /// A request took too long to arrive (a body sent too slowly).
+    Timeout,
     /// A fault on the server.
     Internal,
 }
 
+/// WebSocket close codes the server sends, each with a reason in words. A client that
+/// sees one knows whether to reconnect (`docs/protocol.md`, "Closes").
+pub mod close {
+    /// A frame over the hard limit (1 MiB): the standard "message too big".
+    pub const FRAME_TOO_LARGE: u16 = 1009;
+    /// The server is stopping or restarting: reconnect (to this or another node) in a
+    /// moment. The standard "service restart".
+    pub const SERVER_RESTARTING: u16 = 1012;
+    /// The client speaks another protocol version: reload the page, do not reconnect.
+    pub const UNSUPPORTED_VERSION: u16 = 4000;
+    /// No `hello` came in time after the socket opened.
+    pub const HELLO_TIMEOUT: u16 = 4001;
+    /// The client stopped reading: it answered no ping in time, or fell too far behind
+    /// on the frames sent to it. Reconnecting is fine.
+    pub const NOT_READING: u16 = 4002;
+}
+
+/// Types of client message that take no field besides `type`.
+const BARE_TYPES: &[&str] = &[
+    "leave_group",
+    "request_seat",
+    "lower_hand",
+    "leave_seat",
+    "end_room",
+    "leave",
+    "ping",
+];
+
 /// Parse one text frame from a client: the size check, then JSON, each with its own
-/// error so the client is told which it was.
+/// error so the client is told which it was. Unknown fields are refused, also on the
+/// messages that take none (which serde alone would let through).
 pub fn parse_client_frame(text: &str) -> Result<ClientMessage, (ErrorCode, String)> {
     if text.len() > MAX_FRAME_BYTES {
         return Err((
@@ -359,30 +395,130 @@ pub fn parse_client_frame(text: &str) -> Result<ClientMessage, (ErrorCode, Strin
             ),
         ));
     }
-    serde_json::from_str(text)
-        .map_err(|e| (ErrorCode::Malformed, format!("unreadable message: {e}")))
+    let malformed =
+        |e: serde_json::Error| (ErrorCode::Malformed, format!("unreadable message: {e}"));
+    let value: serde_json::Value = serde_json::from_str(text).map_err(malformed)?;
+    if let Some(object) = value.as_object()
+        && let Some(kind) = object.get("type").and_then(serde_json::Value::as_str)
+        && BARE_TYPES.contains(&kind)
+        && let Some(extra) = object.keys().find(|k| k.as_str() != "type")
+    {
+        return Err((
+            ErrorCode::Malformed,
+            format!("unreadable message: '{kind}' takes no fields, yet it has '{extra}'"),
+        ));
+    }
+    serde_json::from_value(value).map_err(malformed)
 }
 
-/// Check and tidy a display name or room title.
-pub fn clean_name(name: &str) -> Result<String, (ErrorCode, String)> {
-    let trimmed = name.trim();
+/// Most combining marks accepted on one character (enough for any script's accents and
+/// vowel signs; stacks beyond it only smear a name over its neighbours).
+pub const MAX_MARKS_PER_CHAR: usize = 4;
+
+/// Why a display name or room title was refused. The texts are shown to users.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// Nothing left after trimming.
+    #[error("the name is empty")]
+    Empty,
+    /// Longer than [`MAX_NAME_CHARS`].
+    #[error("the name may be at most {MAX_NAME_CHARS} characters")]
+    TooLong,
+    /// Holds a control character (a line break, a tab, ...).
+    #[error("the name holds control characters")]
+    Control,
+    /// Holds a character that reverses or reorders text (right-to-left override, ...).
+    #[error("the name holds a character that changes the direction of text (U+{0:04X})")]
+    Bidi(u32),
+    /// Nothing in it can be seen.
+    #[error("the name has no visible character")]
+    Invisible,
+    /// Too many accents or marks stacked on one character.
+    #[error("the name stacks more than {MAX_MARKS_PER_CHAR} marks on one character")]
+    TooManyMarks,
+}
+
+impl From<NameError> for (ErrorCode, String) {
+    fn from(e: NameError) -> Self {
+        (ErrorCode::InvalidInput, e.to_string())
+    }
+}
+
+/// Explicit direction controls: embeddings, overrides, isolates and marks.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that draw nothing on their own: spaces, zero-width and format characters,
+/// fillers, variation selectors, tags and combining marks.
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || unicode_normalization::char::is_combining_mark(c)
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200D}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{206A}'..='\u{206F}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E007F}'
+                | '\u{E0100}'..='\u{E01EF}'
+        )
+}
+
+/// Check and tidy a display name or room title: NFC-normalised and trimmed; 1 to
+/// [`MAX_NAME_CHARS`] characters; no control or direction characters; something
+/// visible; at most [`MAX_MARKS_PER_CHAR`] marks on any one character.
+pub fn parse_name(name: &str) -> Result<String, NameError> {
+    use unicode_normalization::UnicodeNormalization;
+    let normal: String = name.trim().nfc().collect();
+    let trimmed = normal.trim();
     let chars = trimmed.chars().count();
     if chars == 0 {
-        return Err((ErrorCode::InvalidInput, "the name is empty".into()));
+        return Err(NameError::Empty);
     }
     if chars > MAX_NAME_CHARS {
-        return Err((
-            ErrorCode::InvalidInput,
-            format!("the name may be at most {MAX_NAME_CHARS} characters"),
-        ));
+        return Err(NameError::TooLong);
     }
     if trimmed.chars().any(char::is_control) {
-        return Err((
-            ErrorCode::InvalidInput,
-            "the name holds control characters".into(),
-        ));
+        return Err(NameError::Control);
+    }
+    if let Some(c) = trimmed.chars().find(|&c| is_bidi_control(c)) {
+        return Err(NameError::Bidi(u32::from(c)));
+    }
+    if trimmed.chars().all(is_invisible) {
+        return Err(NameError::Invisible);
+    }
+    let mut run = 0;
+    for c in trimmed.chars() {
+        if unicode_normalization::char::is_combining_mark(c) {
+            run += 1;
+            if run > MAX_MARKS_PER_CHAR {
+                return Err(NameError::TooManyMarks);
+            }
+        } else {
+            run = 0;
+        }
     }
     Ok(trimmed.to_owned())
+}
+
+/// [`parse_name`], its refusal as an `invalid_input` failure.
+pub fn clean_name(name: &str) -> Result<String, (ErrorCode, String)> {
+    parse_name(name).map_err(Into::into)
 }
 
 #[cfg(test)]
@@ -446,6 +582,57 @@ mod tests {
         assert!(clean_name("  ").is_err());
         assert!(clean_name(&"x".repeat(41)).is_err());
         assert_eq!(clean_name(" Ada ").unwrap(), "Ada");
+    }
+
+    #[test]
+    fn bare_messages_refuse_fields() {
+        for frame in [
+            r#"{"type":"leave","room":"x"}"#,
+            r#"{"type":"ping","extra":1}"#,
+            r#"{"type":"end_room","now":true}"#,
+        ] {
+            let (code, message) = parse_client_frame(frame).unwrap_err();
+            assert_eq!(code, ErrorCode::Malformed, "{frame}");
+            assert!(message.contains("takes no fields"), "{message}");
+        }
+        for frame in [
+            r#"{"type":"hello","version":1,"name":"A","colour":"red"}"#,
+            r#"{"type":"set_muted","muted":true,"loud":false}"#,
+            r#"{"type":"join","room":"abc","offer":"v=0","x":1}"#,
+        ] {
+            let (code, message) = parse_client_frame(frame).unwrap_err();
+            assert_eq!(code, ErrorCode::Malformed, "{frame}");
+            assert!(message.contains("unknown field"), "{message}");
+        }
+        assert_eq!(
+            parse_client_frame(r#"{"type":"ping"}"#),
+            Ok(ClientMessage::Ping)
+        );
+    }
+
+    #[test]
+    fn names_are_normalised_and_must_be_visible() {
+        // NFC: "e" + combining acute becomes one "é".
+        assert_eq!(parse_name("Rene\u{301}"), Ok("Ren\u{e9}".into()));
+        assert_eq!(parse_name("\u{200B}\u{200B}"), Err(NameError::Invisible));
+        assert_eq!(parse_name("\u{2800}\u{3164}"), Err(NameError::Invisible));
+        assert_eq!(parse_name("\u{301}\u{301}"), Err(NameError::Invisible));
+        assert_eq!(parse_name("Ada\u{202E}nimda"), Err(NameError::Bidi(0x202E)));
+        assert_eq!(parse_name("\u{2067}x"), Err(NameError::Bidi(0x2067)));
+        let zalgo = format!("a{}", "\u{300}".repeat(39));
+        assert_eq!(parse_name(&zalgo), Err(NameError::TooManyMarks));
+        // Real names and emoji sequences (joined by ZWJ) pass.
+        for ok in [
+            "Nguyễn Văn A",
+            "नमस्ते",
+            "محمد",
+            "👩\u{200D}👩\u{200D}👧",
+            "Zoë",
+        ] {
+            assert!(parse_name(ok).is_ok(), "{ok}");
+        }
+        let message = clean_name("\u{202E}").unwrap_err().1;
+        assert!(message.contains("direction"), "{message}");
     }
 
     #[test]

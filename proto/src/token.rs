@@ -132,11 +132,12 @@ impl TokenIssuer {
     pub fn generate() -> Result<Self, TokenError> {
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let pkcs8 =
-            Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| TokenError::Key(e.to_string()))?;
+            Ed25519KeyPair::generate_pkcs8v1(&rng).map_err(|e| TokenError::Key(e.to_string()))?;
         Self::from_pkcs8_der(pkcs8.as_ref())
     }
 
-    /// A key pair from a PKCS#8 DER document (as written by [`TokenIssuer::pkcs8_pem`]).
+    /// A key pair from a PKCS#8 DER document, v1 (RFC 8410, what [`generate_pkcs8`] and
+    /// `openssl genpkey -algorithm ed25519` write) or v2 (what Chorus wrote before).
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, TokenError> {
         let pair = Ed25519KeyPair::from_pkcs8(der).map_err(|e| TokenError::Key(e.to_string()))?;
         Ok(Self {
@@ -312,10 +313,12 @@ pub fn pkcs8_pem(der: &[u8]) -> String {
     out
 }
 
-/// A fresh PKCS#8 Ed25519 private key document (for `chorus-signaling keygen`).
+/// A fresh Ed25519 private key as a PKCS#8 v1 document (RFC 8410): the form OpenSSL
+/// and other standard tools read (`openssl pkey -in token-key.pem -noout`). v2, with
+/// the public key inside, is refused by OpenSSL 3.0 for Ed25519.
 pub fn generate_pkcs8() -> Result<Vec<u8>, TokenError> {
     let rng = aws_lc_rs::rand::SystemRandom::new();
-    Ed25519KeyPair::generate_pkcs8(&rng)
+    Ed25519KeyPair::generate_pkcs8v1(&rng)
         .map(|doc| doc.as_ref().to_vec())
         .map_err(|e| TokenError::Key(e.to_string()))
 }
@@ -405,6 +408,20 @@ mod tests {
             verifier.verify_user(&room_token).is_err(),
             "a room token is not a user token"
         );
+    }
+
+    #[test]
+    fn old_v2_key_files_still_load() {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let v2 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let issuer = TokenIssuer::from_pem(pkcs8_pem(v2.as_ref()).as_bytes()).unwrap();
+        let (room, p) = ids();
+        let token = issuer
+            .mint(&room, &p, "Ada", Grants::SPEAKER, Duration::from_secs(60))
+            .unwrap();
+        assert!(issuer.verifier().unwrap().verify(&token).is_ok());
+        // A v1 document is the 48 bytes of RFC 8410: no public key inside.
+        assert_eq!(generate_pkcs8().unwrap().len(), 48);
     }
 
     #[test]

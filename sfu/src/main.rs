@@ -82,6 +82,11 @@ struct Args {
     /// node.
     #[arg(long, env = "CHORUS_SFU_DRAIN")]
     drain: bool,
+
+    /// On SIGTERM or Ctrl-C, seconds to wait for participants to leave (signaling moves
+    /// them) before the node stops anyway. Keep systemd's TimeoutStopSec above it.
+    #[arg(long, env = "CHORUS_SFU_DRAIN_TIMEOUT", default_value_t = 20)]
+    drain_timeout_secs: u64,
 }
 
 fn config(args: Args) -> Result<SfuConfig, String> {
@@ -127,6 +132,7 @@ async fn main() -> ExitCode {
         .init();
     let args = Args::parse();
     let metrics = args.metrics;
+    let drain = Duration::from_secs(args.drain_timeout_secs);
     let config = match config(args) {
         Ok(c) => c,
         Err(e) => {
@@ -157,29 +163,56 @@ async fn main() -> ExitCode {
     for addr in handle.udp_addrs() {
         println!("udp {addr}");
     }
-    wait_for_stop(&handle).await;
-    tracing::info!("shutting down");
+    let signal = wait_for_stop(&handle).await;
+    tracing::info!(
+        signal,
+        drain_secs = drain.as_secs(),
+        "draining, then shutting down"
+    );
+    drain_participants(handle.grpc_addr(), drain).await;
     handle.shutdown().await;
     ExitCode::SUCCESS
 }
 
-/// Until SIGINT or SIGTERM; SIGUSR1 meanwhile drains the node.
-async fn wait_for_stop(handle: &chorus_sfu::SfuHandle) {
+/// Until SIGTERM (systemd, Kubernetes) or SIGINT, which it names; SIGUSR1 meanwhile
+/// drains the node (no new rooms).
+async fn wait_for_stop(handle: &chorus_sfu::SfuHandle) -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut usr1)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
         signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
         signal(SignalKind::user_defined1()),
     ) else {
         let _ = tokio::signal::ctrl_c().await;
-        return;
+        return "SIGINT";
     };
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return,
-            _ = term.recv() => return,
+            _ = term.recv() => return "SIGTERM",
+            _ = int.recv() => return "SIGINT",
             _ = usr1.recv() => handle.drain(),
         }
     }
+}
+
+/// Let the node empty (participants leave as signaling moves them) for up to `within`.
+async fn drain_participants(grpc: SocketAddr, within: Duration) {
+    use chorus_proto::sfu::NodeStatsRequest;
+    use chorus_proto::sfu::sfu_control_client::SfuControlClient;
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{grpc}")) else {
+        return;
+    };
+    let mut client = SfuControlClient::new(endpoint.connect_lazy());
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        match client.node_stats(NodeStatsRequest {}).await {
+            Ok(stats) if stats.get_ref().participants == 0 => return,
+            Ok(stats) => tracing::info!(participants = stats.get_ref().participants, "draining"),
+            Err(_) => return,
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tracing::warn!("drain deadline passed; stopping with participants still connected");
 }
 
 /// `GET /metrics`: the node's counters, asked of its own gRPC server (the one surface

@@ -34,12 +34,20 @@ fn frames_reach_others_intact_not_sender() {
             assert_eq!(r.payload, payload_for(a, n), "payload altered");
             assert_eq!(r.audio_level, Some(-20), "audio level forwarded");
         }
-        // Timestamps keep the sender's 960-tick spacing.
-        let ts: Vec<u64> = got.iter().map(|r| r.rtp_time).collect();
-        assert!(
-            ts.windows(2).all(|w| w[1] > w[0]),
-            "timestamps must increase"
-        );
+        // Timestamps keep the sender's 960-tick spacing: frame n + k is 960 × k later
+        // (the frame number travels in the payload).
+        for w in got.windows(2) {
+            let n = |r: &common::Received| u32::from_be_bytes(r.payload[1..5].try_into().unwrap());
+            let (n0, n1) = (n(&w[0]), n(&w[1]));
+            assert!(n1 > n0, "frames in order: {n0} then {n1}");
+            assert_eq!(
+                w[1].rtp_time.wrapping_sub(w[0].rtp_time),
+                960 * u64::from(n1 - n0),
+                "frames {n0} and {n1}: timestamps {} and {}",
+                w[0].rtp_time,
+                w[1].rtp_time
+            );
+        }
     }
     assert!(
         sim.clients[a].received.is_empty(),

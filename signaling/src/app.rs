@@ -23,6 +23,8 @@ pub struct AppState {
     pub api_key: ApiKey,
     /// The fleet's Redis, when there is one (for metrics).
     pub redis: Option<crate::redis_client::Redis>,
+    /// Every client session: limits, count, and the stop signal.
+    pub sessions: crate::ws::Sessions,
 }
 
 /// How long a user token lets a client come back as the same user.

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{SignalingConfig, TlsMode, default_web_dir};
+use crate::config::{ConnectionLimits, SignalingConfig, TlsMode, default_web_dir};
 
 // How signaling serves browsers. (A plain comment: a doc comment here would become the
 // description of every binary that flattens these flags.)
@@ -40,6 +40,33 @@ pub struct ServeArgs {
     /// This signaling node's id in the fleet (default: random).
     #[arg(long, env = "CHORUS_NODE_ID")]
     pub node_id: Option<String>,
+    /// Milliseconds a client may take to send a request's headers.
+    #[arg(long, env = "CHORUS_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// Milliseconds a client may take to send a request's body.
+    #[arg(long, env = "CHORUS_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_timeout_ms: u64,
+    /// Milliseconds a WebSocket may take to say hello after it opens.
+    #[arg(long, env = "CHORUS_HELLO_TIMEOUT_MS", default_value_t = 10_000)]
+    pub hello_timeout_ms: u64,
+    /// Milliseconds of quiet after which the server pings a session.
+    #[arg(long, env = "CHORUS_PING_INTERVAL_MS", default_value_t = 20_000)]
+    pub ping_interval_ms: u64,
+    /// Milliseconds a session has to answer a ping before it is closed.
+    #[arg(long, env = "CHORUS_PONG_TIMEOUT_MS", default_value_t = 20_000)]
+    pub pong_timeout_ms: u64,
+    /// Open connections one IP address may hold.
+    #[arg(long, env = "CHORUS_MAX_CONNECTIONS_PER_IP", default_value_t = 128)]
+    pub max_connections_per_ip: usize,
+    /// Frames a session may send per second on average.
+    #[arg(long, env = "CHORUS_WS_RATE", default_value_t = 20)]
+    pub ws_rate: u32,
+    /// Frames a session may send at once.
+    #[arg(long, env = "CHORUS_WS_BURST", default_value_t = 100)]
+    pub ws_burst: u32,
+    /// Seconds sessions get, on SIGTERM or Ctrl-C, to be told the server is restarting.
+    #[arg(long, env = "CHORUS_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
+    pub drain_timeout_secs: u64,
 }
 
 impl ServeArgs {
@@ -58,7 +85,44 @@ impl ServeArgs {
         config.data_dir = self.data_dir.clone();
         config.web_dir = self.web_dir.clone();
         config.timeouts.pending = Duration::from_secs(self.pending_timeout_secs.max(1));
+        let ms = |n: u64| Duration::from_millis(n.max(1));
+        config.limits = ConnectionLimits {
+            header_timeout: ms(self.header_timeout_ms),
+            body_timeout: ms(self.body_timeout_ms),
+            hello_timeout: ms(self.hello_timeout_ms),
+            ping_interval: ms(self.ping_interval_ms),
+            pong_timeout: ms(self.pong_timeout_ms),
+            max_connections_per_ip: self.max_connections_per_ip.max(1),
+            frames_per_sec: self.ws_rate.max(1),
+            frame_burst: self.ws_burst.max(1),
+        };
+        config.drain_timeout = Duration::from_secs(self.drain_timeout_secs);
         Ok(config)
+    }
+}
+
+/// Wait for SIGTERM (what systemd, Docker and Kubernetes send) or SIGINT (Ctrl-C); the
+/// signal's name. If the handlers cannot be installed, the process waits forever rather
+/// than stopping at once.
+pub async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(s) => s.recv().await,
+            None => std::future::pending().await,
+        }
+    };
+    let int = async {
+        match int.as_mut() {
+            Some(s) => s.recv().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = term => "SIGTERM",
+        _ = int => "SIGINT",
     }
 }
 

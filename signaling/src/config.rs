@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::auth::api_key::ApiKey;
 use crate::rooms::service::RoomTimeouts;
@@ -59,6 +60,51 @@ pub struct SignalingConfig {
     pub api_key: Option<ApiKey>,
     /// Bounds of a room's lifecycle (pending creation, held places, token lifetime).
     pub timeouts: RoomTimeouts,
+    /// Bounds of each client connection (timeouts, rates, connections per address).
+    pub limits: ConnectionLimits,
+    /// On shutdown, how long sessions get to say goodbye before the process stops.
+    pub drain_timeout: Duration,
+}
+
+/// How long a client connection may take over each step, how fast a session may send,
+/// and how many connections one address may hold. A client that breaks one is told so
+/// (an HTTP status, or a WebSocket close code with a reason) and loses only its own
+/// connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// A request's headers must have arrived within this (slowloris).
+    pub header_timeout: Duration,
+    /// A request's body must have arrived within this.
+    pub body_timeout: Duration,
+    /// A WebSocket must say `hello` within this after it opens.
+    pub hello_timeout: Duration,
+    /// A session quiet this long is sent a WebSocket ping...
+    pub ping_interval: Duration,
+    /// ...and closed (`close::NOT_READING`) when nothing answers within this.
+    pub pong_timeout: Duration,
+    /// Open connections from one IP address (HTTP and WebSocket together).
+    pub max_connections_per_ip: usize,
+    /// Frames a session may send per second, on average...
+    pub frames_per_sec: u32,
+    /// ...and at once; frames beyond are answered `error/rate_limited`.
+    pub frame_burst: u32,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(10),
+            // The web client sends a `ping` frame every 25 s: a live page is never quiet
+            // for 20 + 20 s.
+            ping_interval: Duration::from_secs(20),
+            pong_timeout: Duration::from_secs(20),
+            max_connections_per_ip: 128,
+            frames_per_sec: 20,
+            frame_burst: 100,
+        }
+    }
 }
 
 impl SignalingConfig {
@@ -74,6 +120,8 @@ impl SignalingConfig {
             data_dir: PathBuf::from("chorus-data"),
             api_key: None,
             timeouts: RoomTimeouts::default(),
+            limits: ConnectionLimits::default(),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -17,6 +17,7 @@ mod net;
 mod redis_client;
 mod rooms;
 mod routing;
+mod serve;
 mod sfu_client;
 mod store;
 mod tls;
@@ -29,7 +30,7 @@ use std::time::Duration;
 use chorus_proto::token::TokenIssuer;
 
 pub use auth::api_key::ApiKey;
-pub use config::{SignalingConfig, TlsMode, default_web_dir};
+pub use config::{ConnectionLimits, SignalingConfig, TlsMode, default_web_dir};
 pub use error::SignalingError;
 pub use net::primary_ip;
 pub use rooms::service::RoomTimeouts;
@@ -40,6 +41,8 @@ pub struct SignalingHandle {
     url: String,
     server: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
+    sessions: ws::Sessions,
+    drain_timeout: Duration,
 }
 
 impl SignalingHandle {
@@ -53,9 +56,19 @@ impl SignalingHandle {
         &self.url
     }
 
-    /// Stop accepting, give open sessions a moment to finish, and return.
+    /// Stop gracefully: accept no more connections, tell every session the server is
+    /// restarting (`left` with `server_restarting`, then close code 1012), take their
+    /// participants off the SFU, and return once they are all gone or the drain
+    /// timeout has passed.
     pub async fn shutdown(self) {
-        self.server.graceful_shutdown(Some(Duration::from_secs(2)));
+        self.server.graceful_shutdown(Some(self.drain_timeout));
+        let open = self.sessions.open();
+        let left = self.sessions.stop(self.drain_timeout).await;
+        tracing::info!(
+            sessions = open,
+            still_open = left,
+            "sessions told the server is restarting"
+        );
         let _ = self.task.await;
     }
 
@@ -127,12 +140,14 @@ pub async fn start(
         Some(key) => key,
         None => auth::api_key::load_or_create(&config.data_dir.join("api-key.json"))?,
     };
+    let sessions = ws::Sessions::new(config.limits);
     let state = Arc::new(app::AppState {
         rooms,
         tokens,
         users,
         api_key,
         redis,
+        sessions: sessions.clone(),
     });
     let app = http::router(state, &config.web_dir);
 
@@ -167,35 +182,13 @@ pub async fn start(
     );
 
     let server = axum_server::Handle::new();
-    let service = app.into_make_service();
-    let bind_error = |source| SignalingError::Bind {
-        addr: config.listen,
-        source,
-    };
-    let task = match tls {
-        Some(tls) => {
-            let server_fut = axum_server::from_tcp_rustls(listener, tls)
-                .map_err(bind_error)?
-                .handle(server.clone())
-                .serve(service);
-            tokio::spawn(async move {
-                if let Err(e) = server_fut.await {
-                    tracing::error!(error = %e, "HTTPS server stopped");
-                }
-            })
-        }
-        None => {
-            let server_fut = axum_server::from_tcp(listener)
-                .map_err(bind_error)?
-                .handle(server.clone())
-                .serve(service);
-            tokio::spawn(async move {
-                if let Err(e) = server_fut.await {
-                    tracing::error!(error = %e, "HTTP server stopped");
-                }
-            })
-        }
-    };
+    let task =
+        serve::spawn(listener, tls, app, config.limits, server.clone()).map_err(|source| {
+            SignalingError::Bind {
+                addr: config.listen,
+                source,
+            }
+        })?;
     match &config.redis_url {
         Some(_) => tracing::info!(%url, node = %node_id, "signaling is serving (fleet)"),
         None => tracing::info!(%url, sfu = %config.sfu_url, "signaling is serving"),
@@ -205,6 +198,8 @@ pub async fn start(
         url,
         server,
         task,
+        sessions,
+        drain_timeout: config.drain_timeout,
     })
 }
 

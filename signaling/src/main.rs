@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chorus_signaling::cli::{ServeArgs, init_logs};
+use chorus_signaling::cli::{ServeArgs, init_logs, stop_signal};
 use clap::{Parser, Subcommand};
 
 /// Chorus signaling: web client, client sessions, rooms, room tokens.
@@ -58,7 +58,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let config = args.serve.config(args.sfu)?;
     let signaling = chorus_signaling::start(config, tokens).await?;
     println!("Chorus signaling is running: open {}", signaling.url());
-    let _ = tokio::signal::ctrl_c().await;
+    let signal = stop_signal().await;
+    // stdout may be gone by now (a closed pipe): nothing may panic on the way out.
+    let say = |line: &str| {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "{line}");
+    };
+    say(&format!(
+        "stopping ({signal}): telling clients the server is restarting"
+    ));
     signaling.shutdown().await;
+    say("stopped");
     Ok(())
 }

@@ -32,14 +32,22 @@ async fn group_chat_survives_a_restart() {
     let server = ChorusServer::spawn();
     let mut peers = Vec::new();
     let before = build_up(&server, &mut peers).await;
-    close_all(&mut peers).await;
     let (room, tokens, before) = match before {
         Ok(state) => state,
-        Err(message) => panic!("{message}\n--- server log ---\n{}", server.log()),
+        Err(message) => {
+            close_all(&mut peers).await;
+            panic!("{message}\n--- server log ---\n{}", server.log())
+        }
     };
     eprintln!("room built up after {:?}; restarting", started.elapsed());
 
+    // The peers stay until the server is gone: a leave processed before the kill would
+    // give up seats and hands (as a member who leaves does), one processed after would
+    // not; which came first was a race. Killed with everyone present, what is on disk is
+    // exactly `before`.
     let server = server.restart();
+    close_all(&mut peers).await;
+    peers.clear();
     let outcome = after_restart(&server, &room, &tokens, &before, &mut peers).await;
     close_all(&mut peers).await;
     if let Err(message) = outcome {
@@ -49,6 +57,109 @@ async fn group_chat_survives_a_restart() {
         );
     }
     eprintln!("done after {:?}", started.elapsed());
+}
+
+/// SIGTERM (what systemd sends): every client is told `left` (`server_restarting`) and
+/// sees close code 1012 with a reason, the process exits on its own, and after the
+/// restart the members have their seats: a restart is not the members leaving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_tells_clients_and_keeps_their_seats() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let mut server = ChorusServer::spawn();
+    let api = Api::of(&server);
+    let created = api
+        .create_room(json!({"name": "Restart", "owner_name": "Host", "capacity": 5, "seats": 2}))
+        .await;
+    let room = created.room.id.clone();
+    let mut peers = vec![match join_connected(
+        peer_config(
+            &server.ws_url,
+            &room,
+            "Host",
+            None,
+            Some(&created.owner_token),
+        ),
+        STEP,
+    )
+    .await
+    {
+        Ok(peer) => peer,
+        Err(e) => panic!("{e}\n{}", server.log()),
+    }];
+    // Bo is seated by the owner: a member who left would give that seat up.
+    match join_connected(peer_config(&server.ws_url, &room, "Bo", None, None), STEP).await {
+        Ok(peer) => peers.push(peer),
+        Err(e) => {
+            close_all(&mut peers).await;
+            panic!("{e}\n{}", server.log());
+        }
+    }
+    let bo_user = peers[1].user().to_string();
+    peers[0]
+        .send(&ClientMessage::GrantSeat {
+            participant: peers[1].id().clone(),
+        })
+        .unwrap();
+    let seated = api
+        .wait_members(&room, "Bo seated", STEP, |m| {
+            support::member(m, &bo_user).is_some_and(|b| b["seated"] == true)
+        })
+        .await;
+    if let Err(e) = seated {
+        close_all(&mut peers).await;
+        panic!("{e}");
+    }
+    let (mut lobby, _) = tokio_tungstenite::connect_async(&server.ws_url)
+        .await
+        .unwrap();
+    lobby
+        .send(Message::Text(
+            r#"{"type":"hello","version":1,"name":"Lobby"}"#.into(),
+        ))
+        .await
+        .unwrap();
+    let status = server.terminate(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "chorus did not stop cleanly on SIGTERM: {status:?}\n{}",
+        server.log()
+    );
+    let host = &peers[0];
+    let told = host
+        .wait_for("left (server_restarting)", STEP, |v| v.left)
+        .await;
+    assert_eq!(
+        told.ok(),
+        Some(chorus_proto::signal::LeftReason::ServerRestarting),
+        "{}",
+        server.log()
+    );
+    let closed = tokio::time::timeout(STEP, async {
+        while let Some(frame) = lobby.next().await {
+            if let Ok(Message::Close(frame)) = frame {
+                return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+            }
+        }
+        None
+    })
+    .await
+    .expect("the lobby session is closed");
+    let (code, reason) = closed.expect("a close frame with a code");
+    assert_eq!(code, chorus_proto::signal::close::SERVER_RESTARTING);
+    assert!(reason.contains("restarting"), "{reason}");
+    close_all(&mut peers).await;
+
+    let server = server.restart();
+    let api = Api::of(&server);
+    let members = api.members(&room).await;
+    let bo = support::member(&members, &bo_user).cloned();
+    assert_eq!(
+        bo.as_ref().map(|b| b["seated"].clone()),
+        Some(Value::Bool(true)),
+        "Bo's seat across a graceful restart: {members:?}"
+    );
 }
 
 /// Users' tokens from before the restart.

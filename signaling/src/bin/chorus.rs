@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 
-use chorus_signaling::cli::{ServeArgs, init_logs};
+use chorus_signaling::cli::{ServeArgs, init_logs, stop_signal};
 use clap::Parser;
 
 /// Run Chorus on one machine: signaling, web client and SFU in one process.
@@ -73,9 +73,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("  stop with Ctrl-C");
 
-    let _ = tokio::signal::ctrl_c().await;
-    println!("stopping");
+    let signal = stop_signal().await;
+    // stdout may be gone by now (a closed pipe): nothing may panic on the way out.
+    let say = |line: &str| {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "{line}");
+    };
+    say(&format!(
+        "stopping ({signal}): telling clients the server is restarting"
+    ));
+    // Sessions first: each takes its participant off the SFU, so the SFU stops empty.
     signaling.shutdown().await;
     sfu.shutdown().await;
+    say("stopped");
     Ok(())
 }

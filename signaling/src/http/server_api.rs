@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{OriginalUri, Path, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{OriginalUri, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -46,13 +47,26 @@ async fn require_signature(
     next: Next,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::FrameTooLarge,
-            "the body is too large",
-        )
-        .into_response();
+    let within = state.sessions.limits().body_timeout;
+    let bytes = match tokio::time::timeout(within, axum::body::to_bytes(body, MAX_BODY_BYTES)).await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::FrameTooLarge,
+                &format!("the body is too large (at most {MAX_BODY_BYTES} bytes)"),
+            )
+            .into_response();
+        }
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                ErrorCode::Timeout,
+                &format!("the body did not arrive within {} ms", within.as_millis()),
+            )
+            .into_response();
+        }
     };
     let uri = parts
         .extensions
@@ -229,21 +243,70 @@ async fn create_room(
     ))
 }
 
+/// Rooms listed per page when the request does not say.
+const DEFAULT_PAGE: usize = 100;
+/// Most rooms listed per page.
+const MAX_PAGE: usize = 1000;
+
+/// `?limit=&after=`: a page of the rooms in id order, after the room `after`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Paging {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    after: Option<RoomId>,
+}
+
 #[derive(Debug, Serialize)]
 struct RoomList {
     rooms: Vec<RoomView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<RoomId>,
 }
 
-async fn list_rooms(State(state): State<Arc<AppState>>) -> Result<Json<RoomList>, ApiError> {
-    let groups = state.rooms.all().await.map_err(failure)?;
+async fn list_rooms(
+    State(state): State<Arc<AppState>>,
+    paging: Result<Query<Paging>, QueryRejection>,
+) -> Result<Json<RoomList>, ApiError> {
+    let Query(paging) = paging.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidInput,
+            &format!(
+                "paging: {} (use ?limit=1..{MAX_PAGE}&after=<room id>)",
+                e.body_text()
+            ),
+        )
+    })?;
+    let limit = paging.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidInput,
+            &format!("limit must be 1 to {MAX_PAGE}, not {limit}"),
+        ));
+    }
+    let mut groups = state.rooms.all().await.map_err(failure)?;
+    groups.sort_by(|a, b| a.room.cmp(&b.room));
+    let start = match &paging.after {
+        Some(after) => groups.partition_point(|g| &g.room <= after),
+        None => 0,
+    };
+    let page: Vec<&GroupChat> = groups.iter().skip(start).take(limit).collect();
+    let next = (start + page.len() < groups.len())
+        .then(|| page.last().map(|g| g.room.clone()))
+        .flatten();
     Ok(Json(RoomList {
         rooms: {
-            let mut views = Vec::with_capacity(groups.len());
-            for g in &groups {
+            let mut views = Vec::with_capacity(page.len());
+            for g in &page {
                 views.push(view(&state, g).await);
             }
             views
         },
+        next,
     }))
 }
 

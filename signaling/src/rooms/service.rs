@@ -229,7 +229,7 @@ impl RoomService {
     }
 
     /// Remove a participant at its room's SFU node (best effort: it may be gone already).
-    async fn sfu_remove(&self, room: &RoomId, id: &ParticipantId) {
+    pub async fn sfu_remove(&self, room: &RoomId, id: &ParticipantId) {
         match self.sfu_for(room).await {
             Ok((_, sfu)) => {
                 if let Err(status) = sfu.remove(room, id).await {

@@ -4,24 +4,39 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use chorus_proto::signal::{
-    self, ClientMessage, ErrorCode, LeftReason, PROTOCOL_VERSION, ServerMessage,
+    self, ClientMessage, ErrorCode, LeftReason, PROTOCOL_VERSION, ServerMessage, close,
 };
 use chorus_proto::{ParticipantId, RoomId, UserId};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::app::AppState;
 use crate::rooms::group_chat::Actor;
 use crate::rooms::service::{Entered, Failure, Moderation, NewRoom, Visitor};
-use crate::ws::outbox::Outbox;
+use crate::ws::outbox::{Outbox, Outgoing};
+use crate::ws::rate::RateLimit;
+
+/// How long the last frames (`left`, the close) may take to leave once a session ends.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Whether the session goes on after a frame.
 #[derive(PartialEq, Eq)]
 enum Flow {
     Continue,
     Close,
+}
+
+/// How a session ends.
+enum Ending {
+    /// The client closed the socket, or it broke: nobody to tell.
+    Gone,
+    /// The server closes: with this code and reason.
+    Close(u16, String),
+    /// The server is stopping.
+    Restart,
 }
 
 struct Session {
@@ -32,61 +47,185 @@ struct Session {
 }
 
 pub async fn run(socket: WebSocket, state: Arc<AppState>) {
+    let _open = state.sessions.opened();
+    let limits = *state.sessions.limits();
+    let mut stopping = state.sessions.stopping.subscribe();
     let (sink, mut stream) = socket.split();
-    let (outbox, rx, stuck) = Outbox::new();
-    let writer = tokio::spawn(write_frames(sink, rx));
+    let (outbox, rx, behind) = Outbox::new();
+    let mut writer = tokio::spawn(write_frames(sink, rx));
     let mut session = Session {
         state,
         outbox,
         user: None,
         current: None,
     };
+    let opened = Instant::now();
+    let mut rate = RateLimit::new(limits.frames_per_sec, limits.frame_burst, opened.into_std());
+    // When the client was last heard from, and when it was pinged since (if it was).
+    let mut heard = opened;
+    let mut pinged: Option<Instant> = None;
 
-    loop {
-        let frame = tokio::select! {
-            frame = stream.next() => frame,
-            () = stuck.notified() => break,
+    let ending = loop {
+        if *stopping.borrow_and_update() {
+            break Ending::Restart;
+        }
+        let deadline = match (&session.user, pinged) {
+            (None, _) => opened + limits.hello_timeout,
+            (Some(_), Some(at)) => at + limits.pong_timeout,
+            (Some(_), None) => heard + limits.ping_interval,
         };
+        let frame = tokio::select! {
+            biased;
+            _ = stopping.changed() => continue,
+            () = behind.notified() => {
+                break Ending::Close(
+                    close::NOT_READING,
+                    "not reading: too far behind on the frames sent to it".into(),
+                );
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                match (&session.user, pinged) {
+                    (None, _) => {
+                        break Ending::Close(
+                            close::HELLO_TIMEOUT,
+                            format!("no hello within {} ms", limits.hello_timeout.as_millis()),
+                        );
+                    }
+                    (Some(_), Some(_)) => {
+                        break Ending::Close(
+                            close::NOT_READING,
+                            format!(
+                                "not reading: no answer to a ping within {} ms",
+                                limits.pong_timeout.as_millis()
+                            ),
+                        );
+                    }
+                    (Some(_), None) => {
+                        session.outbox.ping();
+                        pinged = Some(Instant::now());
+                        continue;
+                    }
+                }
+            }
+            // Backpressure: the next frame is read only once its answers have room.
+            frame = async {
+                session.outbox.room_for_answers().await;
+                stream.next().await
+            } => frame,
+        };
+        heard = Instant::now();
+        pinged = None;
+        let frame = match frame {
+            None | Some(Ok(Message::Close(_))) => break Ending::Gone,
+            Some(Err(e)) => match too_large(e) {
+                true => {
+                    break Ending::Close(
+                        close::FRAME_TOO_LARGE,
+                        format!("a frame may be at most {} bytes", super::HARD_FRAME_LIMIT),
+                    );
+                }
+                false => break Ending::Gone,
+            },
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(frame)) => frame,
+        };
+        if !rate.allow(heard.into_std()) {
+            session.fail((
+                ErrorCode::RateLimited,
+                format!(
+                    "too many messages: at most {} a second ({} at once); this one was not handled",
+                    limits.frames_per_sec, limits.frame_burst
+                ),
+            ));
+            continue;
+        }
         let flow = match frame {
-            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-            Some(Ok(Message::Text(text))) => session.handle_text(text.as_str()).await,
-            Some(Ok(Message::Binary(_))) => {
+            Message::Text(text) => session.handle_text(text.as_str()).await,
+            _ => {
                 session.fail((
                     ErrorCode::Malformed,
                     "binary frames are not understood; send JSON text".into(),
                 ));
                 Flow::Continue
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Flow::Continue,
         };
         if flow == Flow::Close {
-            break;
+            break Ending::Close(
+                close::UNSUPPORTED_VERSION,
+                "unsupported protocol version: reload the page".into(),
+            );
         }
-    }
+    };
 
-    session.leave(LeftReason::Disconnected).await;
+    let goodbye = match ending {
+        Ending::Gone => {
+            session.leave(LeftReason::Disconnected).await;
+            None
+        }
+        Ending::Close(code, reason) => {
+            tracing::info!(code, %reason, "closing a session");
+            session.leave(LeftReason::Disconnected).await;
+            Some((code, reason))
+        }
+        Ending::Restart => {
+            session.leave_for_restart().await;
+            Some((close::SERVER_RESTARTING, "server restarting".to_owned()))
+        }
+    };
+    let outbox = session.outbox.clone();
     drop(session);
-    // The writer ends once every queued frame is sent; do not wait on a dead client.
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    if let Some((code, reason)) = goodbye {
+        outbox.close(code, reason, GOODBYE_TIMEOUT).await;
+    }
+    drop(outbox);
+    // The writer ends once every queued frame is sent; a client that does not read gets
+    // no longer than this, then its connection is dropped.
+    if tokio::time::timeout(GOODBYE_TIMEOUT, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+}
+
+/// Whether a read error is a frame over the hard limit (the rest are broken sockets).
+fn too_large(error: axum::Error) -> bool {
+    matches!(
+        error
+            .into_inner()
+            .downcast::<tungstenite::Error>()
+            .map(|e| *e),
+        Ok(tungstenite::Error::Capacity(_))
+    )
 }
 
 async fn write_frames(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<ServerMessage>,
+    mut rx: mpsc::Receiver<Outgoing>,
 ) {
-    while let Some(message) = rx.recv().await {
-        let text = match serde_json::to_string(&message) {
-            Ok(text) => text,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode a server frame");
-                continue;
+    while let Some(outgoing) = rx.recv().await {
+        let frame = match outgoing {
+            Outgoing::Frame(message) => match serde_json::to_string(&message) {
+                Ok(text) => Message::Text(text.into()),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot encode a server frame");
+                    continue;
+                }
+            },
+            Outgoing::Ping => Message::Ping(Default::default()),
+            Outgoing::Close(code, reason) => {
+                let frame = CloseFrame {
+                    code,
+                    reason: reason.into(),
+                };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                return;
             }
         };
-        if sink.send(Message::Text(text.into())).await.is_err() {
+        if sink.send(frame).await.is_err() {
             return;
         }
     }
-    let _ = sink.send(Message::Close(None)).await;
 }
 
 impl Session {
@@ -339,6 +478,23 @@ impl Session {
     async fn leave(&mut self, reason: LeftReason) {
         if let Some((room, me)) = self.current.take() {
             self.state.rooms.leave(&room, &me, reason).await;
+        }
+    }
+
+    /// The server is stopping: out of the room and off the SFU, told `left`
+    /// (`server_restarting`), but the member keeps seat, hand and role in the durable
+    /// record, as after a crash, so that coming back after the restart finds them again.
+    async fn leave_for_restart(&mut self) {
+        let Some((room, me)) = self.current.take() else {
+            return;
+        };
+        let rooms = &self.state.rooms;
+        if rooms
+            .registry
+            .remove(&room, &me, LeftReason::ServerRestarting, true)
+            .is_some()
+        {
+            rooms.sfu_remove(&room, &me).await;
         }
     }
 }

@@ -44,7 +44,13 @@ impl ChorusServer {
             .append(true)
             .open(data_dir.join("stderr.log"))
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chorus"))
+        // CHORUS_TEST_BIN runs the tests against another build (e.g. to see a test fail
+        // on the code before a fix).
+        let bin = std::env::var_os("CHORUS_TEST_BIN").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_chorus")),
+            PathBuf::from,
+        );
+        let mut child = Command::new(bin)
             .args(["--listen", "127.0.0.1:0", "--udp-port", "0", "--data-dir"])
             .arg(&data_dir)
             .args(extra_args)
@@ -84,13 +90,10 @@ impl ChorusServer {
         }
     }
 
-    /// Start again on the same data folder (a restart), on new ports.
-    pub fn restart(mut self) -> Self {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let data_dir = std::mem::take(&mut self.data_dir);
-        std::mem::forget(self);
-        Self::start(data_dir, &[])
+    /// Start again on the same data folder (a restart after a crash: SIGKILL), on new
+    /// ports.
+    pub fn restart(self) -> Self {
+        self.restart_with(&[])
     }
 
     /// The server's data folder.
@@ -111,6 +114,50 @@ impl ChorusServer {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The process id of the server (this test started it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send SIGTERM, as systemd does to stop a service, and wait up to `within` for the
+    /// process to exit; its exit status, or `None` if it is still running.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Start again on the same data folder after the process has stopped (or kill it
+    /// first), on new ports, with `extra_args`.
+    pub fn restart_with(mut self, extra_args: &[&str]) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let data_dir = std::mem::take(&mut self.data_dir);
+        std::mem::forget(self);
+        Self::start(data_dir, extra_args)
+    }
+
+    /// Resident memory of the server process, in KiB (Linux `/proc`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
     }
 }
 
