@@ -32,13 +32,14 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-log "building the chorus binary for the browser tests"
-cargo build --locked -p chorus-signaling --bin chorus
+log "building the binaries for the browser tests (chorus; the fleet's chorus-signaling and chorus-sfu)"
+cargo build --locked -p chorus-signaling --bin chorus --bin chorus-signaling -p chorus-sfu --bin chorus-sfu
 
 status=0
 log "browser tests (headless Chromium and Firefox ESR)"
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
-(cd web-client && CHORUS_BIN="$target_dir/debug/chorus" npm test) || status=1
+(cd web-client && CHORUS_BIN="$target_dir/debug/chorus" CHORUS_SIGNALING_BIN="$target_dir/debug/chorus-signaling" \
+  CHORUS_SFU_BIN="$target_dir/debug/chorus-sfu" npm test) || status=1
 
 log "Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -108,10 +108,13 @@ const LEFT_WORDS = {
 export function viewOf(s) {
   const ses = s.session;
   let net = { text: '', state: ses.net };
+  // Only the audio is moving to another media server (the socket is fine): every badge
+  // says so, none says "Live".
+  const movingAudio = ses.phase === 'reconnecting' && ses.reason === 'media_moved';
   if (!s.online) {
     net = { text: 'Offline', state: 'offline' };
   } else if (ses.phase === 'reconnecting') {
-    net = { text: 'Reconnecting…', state: 'reconnecting' };
+    net = { text: movingAudio ? 'Reconnecting audio…' : 'Reconnecting…', state: 'reconnecting' };
   } else if (ses.phase === 'idle' && ses.error && ses.error.code === 'unreachable') {
     net = { text: 'Offline', state: 'offline' };
   }
@@ -163,7 +166,10 @@ export function viewOf(s) {
     v.part = 'left';
     v.leftNote = LEFT_WORDS[ses.reason] || 'You are no longer in the room.';
   }
-  if (phase === 'reconnecting') {
+  if (phase === 'reconnecting' && movingAudio) {
+    v.badge = { text: 'Reconnecting audio…', state: 'reconnecting' };
+    v.status = { text: 'Reconnecting audio: the media server changed. You keep your place.', state: 'reconnecting' };
+  } else if (phase === 'reconnecting') {
     v.badge = { text: 'Reconnecting…', state: 'reconnecting' };
     v.status = { text: `Reconnecting to the server${ses.attempt > 1 ? ` (attempt ${ses.attempt})` : ''}…`, state: 'reconnecting' };
   } else if (room && !(v.part === 'final' && v.finalReason === 'not_created')) {
@@ -260,7 +266,8 @@ client.addEventListener('track', (ev) => audio.play(ev.detail.track));
 client.addEventListener('peerclosed', () => audio.releaseAll());
 client.addEventListener('servererror', (ev) => {
   const e = ev.detail.error;
-  ui.showToast(describeError(e), { code: e.code });
+  // "Not now" (e.g. temporarily_unavailable) is a notice to try again, not a failure.
+  ui.showToast(describeError(e), { code: e.code, kind: e.retryable ? 'info' : 'error' });
 });
 client.addEventListener('notice', (ev) => {
   const { code, text, quiet } = ev.detail;
@@ -284,10 +291,12 @@ function onSessionChanged(ses, prev) {
       el.confirm.close();
     }
   }
-  if (ses.phase === 'reconnecting' && prev.phase === 'live') {
+  if (ses.phase === 'reconnecting' && ses.reason === 'media_moved' && prev.reason !== 'media_moved') {
+    ui.announce('The media server changed. Reconnecting audio…');
+  } else if (ses.phase === 'reconnecting' && prev.phase === 'live') {
     ui.announce('Lost the connection to the server. Reconnecting…');
   } else if (ses.phase === 'live' && prev.phase === 'reconnecting') {
-    ui.announce('Reconnected.');
+    ui.announce(prev.reason === 'media_moved' ? 'Audio reconnected.' : 'Reconnected.');
     if (el.toast.dataset.code === 'disconnected') {
       ui.hideToast();
     }
@@ -575,7 +584,8 @@ function failEntering(e) {
   if (e.code === 'cancelled') {
     return;
   }
-  ui.showToast(e.code ? describeError(e) : (e.message || String(e)), { code: e.code || 'join_failed' });
+  ui.showToast(e.code ? describeError(e) : (e.message || String(e)),
+    { code: e.code || 'join_failed', kind: e.retryable ? 'info' : 'error' });
 }
 
 async function onCopy() {
@@ -709,7 +719,7 @@ async function onLeaveGroup() {
   try {
     await client.leaveGroup();
   } catch (e) {
-    ui.showToast(describeError(e), { code: e.code });
+    ui.showToast(describeError(e), { code: e.code, kind: e.retryable ? 'info' : 'error' });
   }
 }
 

@@ -6,10 +6,12 @@
 // transitions below (PHASE_EDGES says which are legal), and every change is announced
 // with a `statechange` event, so a page renders from one source of truth.
 
-import { Signal, ServerError, describeError, fetchRoom, socketUrl } from './signal.js';
-import { openMic, createPeer, stopStream, listMicrophones, AUDIO_SLOTS } from './media.js';
+import { Signal, ServerError, RETRYABLE_CODES, describeError, fetchRoom, socketUrl } from './signal.js';
+import {
+  openMic, createPeer, mediaConnected, stopStream, listMicrophones, AUDIO_SLOTS,
+} from './media.js';
 
-export { ServerError, describeError, fetchRoom, listMicrophones, AUDIO_SLOTS };
+export { ServerError, RETRYABLE_CODES, describeError, fetchRoom, listMicrophones, AUDIO_SLOTS };
 
 /**
  * The life of a session:
@@ -17,7 +19,11 @@ export { ServerError, describeError, fetchRoom, listMicrophones, AUDIO_SLOTS };
  * - `joining`: socket, microphone, offer, `join`/`create_room` in flight;
  * - `live`: in the room (its `room.state` may still be `pending` for a new room);
  * - `reconnecting`: the socket or the media was lost; the client rejoins by itself with
- *   back-off, as the same user (stored token), into the same seat and role;
+ *   back-off, as the same user (stored token), into the same seat and role. With
+ *   `state.reason` `media_moved` the socket is fine and only the audio is moving to
+ *   another SFU node (the server's `reconnect_media`): the session keeps its place, seat
+ *   and role, the room's updates keep coming, and it is `live` again once the new peer
+ *   connection's ICE connects (transition `media_reconnected`);
  * - `left`: we left, or another tab took our place (`state.reason`);
  * - `ended`: the room is over for us: `removed`, `room_closed`, `not_created`.
  */
@@ -84,7 +90,13 @@ const sleep = (ms, signal) => new Promise((resolve) => {
  * - `servererror` `{ error }` — a request was refused (`error.code`, words in `describeError`);
  * - `track` `{ track, slot }` — a remote audio track to play (one per audio slot);
  * - `peer` `{ pc }` / `peerclosed` — a peer connection started / was closed;
- * - `media` `{ connectionState }` — the peer connection's state changed.
+ * - `media` `{ connectionState }` — the peer connection's state changed;
+ * - `mediareconnect` `{ status, reason, error }` — the SFU node carrying the room's media
+ *   went away (`reconnect_media`): `status` is `started` (phase `reconnecting`, reason
+ *   `media_moved`; the old peer connection is closed, `peerclosed` fires), then
+ *   `connected` (a new peer connection is live: new `track` events, play them as at
+ *   join) or `failed` (`error`; the client falls back to rejoining, as after a lost
+ *   socket).
  *
  * @example
  * const client = new ChorusClient();
@@ -120,6 +132,7 @@ export class ChorusClient extends EventTarget {
     this._mic = null;
     this._deviceId = '';
     this._rollback = null;
+    this._mediaMove = 0; // the run of a media move in progress (reconnect_media), or 0
     this._notices = [];
     this._noticeTimer = null;
     this._run = 0; // bumps on every entry/exit, so stale async work knows it is stale
@@ -313,6 +326,9 @@ export class ChorusClient extends EventTarget {
   async leave() {
     const { phase } = this._state;
     if (phase === 'reconnecting') {
+      if (this._mediaMove && this._signal) {
+        this._signal.send({ type: 'leave' }); // still in the room on the server
+      }
       this._run += 1;
       this._finish('left', { reason: 'left' }, 'leave');
       return;
@@ -362,6 +378,7 @@ export class ChorusClient extends EventTarget {
   /** Out of the room: media closed, people cleared, pending notices dropped. */
   _finish(phase, patch, transition) {
     this._run += 1;
+    this._mediaMove = 0;
     this._dropNotices();
     this._closePeer();
     this._stopMic();
@@ -395,6 +412,7 @@ export class ChorusClient extends EventTarget {
   }
 
   _startReconnect(why) {
+    this._mediaMove = 0;
     if (!this.autoReconnect) {
       this._finish('left', { reason: why === 'media_lost' ? 'connection_lost' : 'disconnected' }, why);
       return;
@@ -461,6 +479,63 @@ export class ChorusClient extends EventTarget {
       this._send({ type: 'request_seat' });
     } else {
       this._notice('seat_lost', 'The connection dropped and your mic seat was given up. Raise your hand to ask for it again.');
+    }
+  }
+
+  /**
+   * The server's `reconnect_media`: the SFU node carrying our media is gone, the session
+   * (place, seat, role) is not. Make a new peer connection exactly as for a join (the
+   * same microphone track, 1 send + 3 receive-only m-lines, gathering complete), send
+   * its offer in `media_offer`, apply the `media_answer`, and be `live` again once ICE
+   * connects. Any failure (an `error` answer, no answer, ICE never connecting) falls
+   * back to the rejoin path with a fresh socket.
+   */
+  async _moveMedia(reason) {
+    const run = ++this._run;
+    this._mediaMove = run;
+    this._closePeer();
+    this._clearLevels();
+    this._to('reconnecting', { attempt: 0, reason: 'media_moved', error: null }, 'reconnect_media');
+    this._emit('mediareconnect', { status: 'started', reason });
+    const stale = () => run !== this._run || this._mediaMove !== run;
+    try {
+      const offer = await this._newPeer();
+      if (stale()) {
+        return;
+      }
+      const signal = this._signal;
+      if (!signal) {
+        throw new ServerError('disconnected', 'Not connected to the server.');
+      }
+      const { answer } = await signal.request({ type: 'media_offer', offer }, 'media_answer', ENTER_TIMEOUT_MS);
+      if (stale()) {
+        return;
+      }
+      const pc = this._pc;
+      this._applyMic();
+      await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+      await mediaConnected(pc, ENTER_TIMEOUT_MS);
+      if (stale()) {
+        return;
+      }
+      this._mediaMove = 0;
+      this._to('live', { attempt: 0, error: null, reason: null }, 'media_reconnected');
+      this._emit('mediareconnect', { status: 'connected', reason });
+    } catch (e) {
+      if (stale()) {
+        return;
+      }
+      this._mediaMove = 0;
+      this._emit('mediareconnect', { status: 'failed', reason, error: e });
+      // Rejoin from scratch: a fresh socket drops whatever the server still holds of
+      // this session (a `join` on the old one would be `already_in_room`).
+      const signal = this._signal;
+      this._signal = null;
+      if (signal) {
+        signal.close();
+      }
+      this._patch({ net: 'offline', error: e }, 'media_offer_failed');
+      this._startReconnect('media_lost');
     }
   }
 
@@ -545,10 +620,14 @@ export class ChorusClient extends EventTarget {
 
   _onMessage(msg) {
     const { phase } = this._state;
-    if (phase !== 'live') {
+    // While the media moves the session is still in the room: its news keep coming.
+    if (phase !== 'live' && !(phase === 'reconnecting' && this._mediaMove)) {
       return;
     }
     switch (msg.type) {
+      case 'reconnect_media':
+        this._moveMedia(msg.reason || '');
+        break;
       case 'room_updated': {
         const was = this._state.room && this._state.room.state;
         this._patch({ room: msg.room }, 'room_updated');

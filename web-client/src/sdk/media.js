@@ -85,6 +85,35 @@ function gatheringDone(pc, capMs) {
   });
 }
 
+/**
+ * Resolves when the peer connection's ICE/DTLS is connected; rejects if it fails, is
+ * closed, or takes longer than `capMs`.
+ */
+export function mediaConnected(pc, capMs) {
+  return new Promise((resolve, reject) => {
+    const done = (err) => {
+      clearTimeout(timer);
+      pc.removeEventListener('connectionstatechange', check);
+      if (err) {
+        reject(err);
+      } else {
+        resolve();
+      }
+    };
+    const check = () => {
+      const s = pc.connectionState;
+      if (s === 'connected') {
+        done();
+      } else if (s === 'failed' || s === 'closed') {
+        done(new Error(`the audio connection ${s}`));
+      }
+    };
+    const timer = setTimeout(() => done(new Error('the audio connection did not connect in time')), capMs);
+    pc.addEventListener('connectionstatechange', check);
+    check();
+  });
+}
+
 export function stopStream(stream) {
   if (stream) {
     for (const t of stream.getTracks()) {

@@ -5,11 +5,24 @@
 export const PROTOCOL_VERSION = 1;
 const KEEPALIVE_MS = 25_000;
 
+/**
+ * Error codes that say "not now" rather than "no": nothing was changed and the same
+ * request may succeed in a moment (`temporarily_unavailable`: a service the server
+ * depends on, such as the fleet's Redis, is down). Pages show them as a notice to try
+ * again, not as a failure.
+ */
+export const RETRYABLE_CODES = Object.freeze(['temporarily_unavailable']);
+
 /** An `error` frame from the server (or a local failure), with words for the user. */
 export class ServerError extends Error {
   constructor(code, message) {
     super(message);
     this.code = code;
+  }
+
+  /** Whether trying the same thing again shortly may work (see RETRYABLE_CODES). */
+  get retryable() {
+    return RETRYABLE_CODES.includes(this.code);
   }
 }
 
@@ -157,6 +170,7 @@ const HINTS = {
   media_unavailable: 'The media server is unavailable right now. Try again in a moment.',
   bad_offer: 'The media server could not set up audio with this browser.',
   unsupported_version: 'This page is out of date: reload it.',
+  temporarily_unavailable: 'The server is briefly unable to do this. Nothing was changed: try again in a moment.',
 };
 
 export function describeError(err) {
