@@ -68,6 +68,14 @@ pub struct TokenKey {
     pub public_hex: String,
 }
 
+impl Drop for TokenKey {
+    fn drop(&mut self) {
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 impl TokenKey {
     pub fn make() -> Self {
         let dir = temp_dir("key");
