@@ -698,6 +698,11 @@ export class ChorusClient extends EventTarget {
       case 'connection_lost':
         this._startReconnect('media_lost');
         break;
+      case 'server_restarting':
+        // A clean restart (or a node going away): the seat and role are kept in the
+        // record; come back by ourselves, to this node or another.
+        this._startReconnect('server_restarting');
+        break;
       case 'replaced':
         this._finish('left', { reason: 'replaced' }, 'replaced');
         break;
