@@ -307,15 +307,21 @@ function onSessionChanged(ses, prev) {
 
 let lastSpeakingWords = '';
 let speakingTimer = null;
+/** Speakers heard since the last announcement (a short phrase must not be missed). */
+const heardSince = new Set();
 /** "Ada is speaking" for screen readers, at most every two seconds. */
 function announceSpeakers() {
+  for (const id of client.levels.keys()) {
+    heardSince.add(id);
+  }
   if (speakingTimer) {
     return;
   }
   speakingTimer = setTimeout(() => {
     speakingTimer = null;
-    const names = [...client.levels.keys()].map((id) => client.people.get(id)).filter((p) => p && p.speaker)
+    const names = [...heardSince].map((id) => client.people.get(id)).filter((p) => p && p.speaker)
       .map((p) => (p.id === client.state.you ? 'You' : p.name));
+    heardSince.clear();
     let words = '';
     if (names.length === 1) {
       words = names[0] === 'You' ? 'You are speaking' : `${names[0]} is speaking`;
