@@ -159,7 +159,9 @@ struct Participant {
     grants: Grants,
     muted: bool,
     token_exp: u64,
-    rtc: Rtc,
+    /// Boxed: an `Rtc` is several KiB, and inline in the participants map every empty
+    /// bucket of the table (up to half of them after it grows) would cost as much.
+    rtc: Box<Rtc>,
     ufrag: String,
     /// Remote addresses routed to this participant (to clean the map on removal).
     sources: Vec<SocketAddr>,
@@ -304,7 +306,7 @@ impl Engine {
             let map = without_transport_cc(rtc_config.extension_map());
             rtc_config = rtc_config.set_extension_map(map);
         }
-        let mut rtc = rtc_config.set_local_ice_credentials(creds).build(now);
+        let mut rtc = Box::new(rtc_config.set_local_ice_credentials(creds).build(now));
         for addr in &self.config.local_addrs {
             let candidate = Candidate::host(*addr, "udp")
                 .map_err(|e| SfuError::Config(format!("cannot announce {addr}: {e}")))?;
