@@ -702,9 +702,11 @@ impl Engine {
                 continue;
             };
             let out_ts = slot.map_timestamp(in_ts, rate, now, speaker_level);
-            let mut ext_vals = ExtensionValues::default();
-            ext_vals.audio_level = data.audio_level;
-            ext_vals.voice_activity = data.voice_activity;
+            let ext_vals = ExtensionValues {
+                audio_level: data.audio_level,
+                voice_activity: data.voice_activity,
+                ..Default::default()
+            };
             // Not nackable: nobody NACKs Opus here, so str0m keeps no resend copy.
             tx.write_rtp(
                 RtpWrite::new(
