@@ -6,6 +6,8 @@
 use std::time::{Duration, Instant};
 
 use str0m::media::Mid;
+use str0m::media::Pt;
+use str0m::rtp::SeqNo;
 
 /// A slot whose speaker sent nothing for this long is free for another.
 pub(crate) const SLOT_IDLE: Duration = Duration::from_secs(1);
@@ -22,6 +24,11 @@ const MIN_SWITCH_GAP_MS: u64 = 20;
 #[derive(Debug)]
 pub(crate) struct Slot {
     pub mid: Mid,
+    /// The subscriber's payload type for Opus on this media line.
+    pub pt: Pt,
+    /// Next outgoing (extended) sequence number. RTP mode: the SFU numbers each slot's
+    /// packets itself, one run for the slot's whole life whoever speaks in it.
+    next_seq: u64,
     /// Engine key of the participant currently carried.
     pub speaker: Option<u64>,
     /// When the current speaker got the slot.
@@ -39,9 +46,13 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    pub(crate) fn new(mid: Mid, now: Instant) -> Self {
+    /// A slot on `mid` whose packets carry `pt`, numbered from `first_seq` (below 2^16:
+    /// a first sequence number with a non-zero rollover counter would need signaling).
+    pub(crate) fn new(mid: Mid, pt: Pt, first_seq: u16, now: Instant) -> Self {
         Self {
             mid,
+            pt,
+            next_seq: u64::from(first_seq),
             speaker: None,
             assigned_at: now,
             last_write: None,
@@ -98,6 +109,15 @@ impl Slot {
     }
 }
 
+impl Slot {
+    /// The sequence number of the next packet written into the slot.
+    pub(crate) fn take_seq(&mut self) -> SeqNo {
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        seq.into()
+    }
+}
+
 /// What to do with a speaker's frame for one subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SlotChoice {
@@ -143,7 +163,7 @@ mod tests {
 
     fn slots(n: usize, now: Instant) -> Vec<Slot> {
         (0..n)
-            .map(|i| Slot::new(Mid::from(format!("{i}").as_str()), now))
+            .map(|i| Slot::new(Mid::from(format!("{i}").as_str()), Pt::from(111), 0, now))
             .collect()
     }
 
@@ -191,5 +211,16 @@ mod tests {
         assert_eq!(c, b + 1500 * 48);
         let d = s[0].map_timestamp(965, 48_000, t2 + Duration::from_millis(20), 0.5);
         assert_eq!(d, c + 960);
+    }
+
+    #[test]
+    fn sequence_numbers_run_on_across_speakers() {
+        let t0 = Instant::now();
+        let mut s = Slot::new(Mid::from("a"), Pt::from(111), 65_534, t0);
+        assert_eq!(*s.take_seq(), 65_534);
+        s.release();
+        assert_eq!(*s.take_seq(), 65_535);
+        // Extended: the rollover counter moves on instead of wrapping to 0.
+        assert_eq!(*s.take_seq(), 65_536);
     }
 }
