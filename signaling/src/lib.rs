@@ -231,7 +231,7 @@ async fn local_seams(
         .unwrap_or_else(|_| chorus_proto::NodeId::random());
     Ok(rooms::service::Seams {
         store,
-        router: Arc::new(routing::LocalRouter::new(sfu, sfu_id)),
+        router: Arc::new(routing::LocalRouter::new(&sfu, sfu_id)),
         bus: Arc::new(rooms::bus::LocalBus::new(node)),
     })
 }

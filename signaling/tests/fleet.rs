@@ -191,9 +191,12 @@ async fn spread(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), String
         .map(|s| per_node.get(&s.id).copied().unwrap_or(0))
         .collect();
     eprintln!("rooms per SFU node: {per_node:?}");
-    // Placed one after another, by load: an even split.
-    if counts != vec![5, 5] {
-        return Err(format!("10 rooms placed as {per_node:?}, not 5 and 5"));
+    // Placed one after another, by load: spread over both (a heartbeat arriving between
+    // two placements may tip one room either way, so within one of an even split).
+    if counts.iter().sum::<usize>() != 10 || counts.iter().any(|&n| !(4..=6).contains(&n)) {
+        return Err(format!(
+            "10 rooms placed as {per_node:?}, not spread over both nodes"
+        ));
     }
     Ok(())
 }
@@ -229,7 +232,9 @@ async fn capacity(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), Stri
     for join in joins {
         match join.await.map_err(|e| e.to_string())? {
             Ok(peer) => peers.push(peer),
-            Err(_) => refused += 1,
+            // Refused for the right reason, in words — not a time-out or a broken join.
+            Err(e) if e.to_string().contains("full") => refused += 1,
+            Err(e) => return Err(format!("a join failed for another reason: {e}")),
         }
     }
     if peers.len() != 5 || refused != 11 {

@@ -108,16 +108,34 @@ impl LiveRoom {
 pub struct RoomRegistry {
     node: NodeId,
     rooms: Mutex<HashMap<RoomId, LiveRoom>>,
-    bus: mpsc::UnboundedSender<Outgoing>,
+    bus: mpsc::Sender<Outgoing>,
+    /// Other nodes exist (a fleet); alone, nothing is queued for the bus at all.
+    shared: bool,
 }
 
 impl RoomRegistry {
-    /// A registry for `node`, handing what other nodes must learn to `bus`.
-    pub fn new(node: NodeId, bus: mpsc::UnboundedSender<Outgoing>) -> Self {
+    /// A registry for `node`, handing what other nodes must learn to `bus` when
+    /// `shared` (there are other nodes).
+    pub fn new(node: NodeId, bus: mpsc::Sender<Outgoing>, shared: bool) -> Self {
         Self {
             node,
             rooms: Mutex::default(),
             bus,
+            shared,
+        }
+    }
+
+    /// Queue news for the bus. Bounded: while Redis is down the queue cannot grow
+    /// without limit; what does not fit is dropped (counted in the log), and the other
+    /// nodes re-read the records when their view is next refreshed.
+    fn hand_on(&self, item: Outgoing) {
+        if !self.shared {
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.bus.try_send(item) {
+            tracing::warn!(
+                "room bus queue full (is Redis reachable?); news for other nodes dropped"
+            );
         }
     }
 
@@ -135,7 +153,10 @@ impl RoomRegistry {
 
     /// Publish an event for the other nodes of a room.
     pub fn publish(&self, room: &RoomId, event: BusEvent) {
-        let _ = self.bus.send(Outgoing::Publish(Envelope {
+        if !self.shared {
+            return;
+        }
+        self.hand_on(Outgoing::Publish(Envelope {
             origin: self.node.clone(),
             room: room.clone(),
             event,
@@ -170,7 +191,7 @@ impl RoomRegistry {
     /// record too (each re-announces its own presences).
     pub fn apply_group(&self, group: GroupChat, publish: bool) {
         let mut rooms = self.lock();
-        if publish {
+        if publish && self.shared {
             self.publish(
                 &group.room,
                 BusEvent::Group {
@@ -222,7 +243,7 @@ impl RoomRegistry {
             group: group.clone(),
             presences: HashMap::new(),
         });
-        let _ = self.bus.send(Outgoing::Put(
+        self.hand_on(Outgoing::Put(
             group.room.clone(),
             id.clone(),
             presence.record.clone(),
@@ -309,7 +330,7 @@ impl RoomRegistry {
         let before = presence.record.clone();
         change(presence);
         if presence.record != before {
-            let _ = self.bus.send(Outgoing::Put(
+            self.hand_on(Outgoing::Put(
                 room.clone(),
                 id.clone(),
                 presence.record.clone(),
@@ -327,7 +348,7 @@ impl RoomRegistry {
         };
         presence.record.sfu = Some(sfu.clone());
         presence.admitted_at = Some(Instant::now());
-        let _ = self.bus.send(Outgoing::Put(
+        self.hand_on(Outgoing::Put(
             room.clone(),
             id.clone(),
             presence.record.clone(),
@@ -346,7 +367,7 @@ impl RoomRegistry {
         let mut rooms = self.lock();
         let live = rooms.get_mut(room)?;
         let presence = live.presences.remove(id)?;
-        let _ = self.bus.send(Outgoing::Remove(room.clone(), id.clone()));
+        self.hand_on(Outgoing::Remove(room.clone(), id.clone()));
         if tell_self {
             presence.outbox.send(ServerMessage::Left { reason });
         }
@@ -375,7 +396,7 @@ impl RoomRegistry {
             return;
         };
         for (id, presence) in &live.presences {
-            let _ = self.bus.send(Outgoing::Remove(room.clone(), id.clone()));
+            self.hand_on(Outgoing::Remove(room.clone(), id.clone()));
             presence.outbox.send(ServerMessage::Left { reason });
         }
     }

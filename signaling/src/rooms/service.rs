@@ -31,6 +31,9 @@ use crate::ws::outbox::Outbox;
 /// An error for the user: a code and words.
 pub type Failure = (ErrorCode, String);
 
+/// News for other nodes that may wait for the bus (Redis) before any is dropped.
+const OUTGOING_CAPACITY: usize = 16_384;
+
 /// Default capacity of a room created without one.
 pub const DEFAULT_CAPACITY: i64 = 50;
 /// Default mic seats of a room created without a number.
@@ -192,11 +195,14 @@ impl RoomService {
     /// A service over its seams. Starts the task that hands the registry's news to the
     /// bus, in order.
     pub fn new(seams: Seams, tokens: TokenIssuer, timeouts: RoomTimeouts) -> Arc<Self> {
-        let (outgoing, queue) = mpsc::unbounded_channel();
+        let (outgoing, queue) = mpsc::channel(OUTGOING_CAPACITY);
         let node = seams.bus.node().clone();
-        tokio::spawn(drain_outgoing(seams.bus.clone(), queue));
+        let shared = seams.bus.is_shared();
+        if shared {
+            tokio::spawn(drain_outgoing(seams.bus.clone(), queue));
+        }
         Arc::new_cyclic(|me| Self {
-            registry: RoomRegistry::new(node, outgoing),
+            registry: RoomRegistry::new(node, outgoing, shared),
             store: seams.store,
             router: seams.router,
             pool: SfuPool::default(),
@@ -842,7 +848,7 @@ impl RoomService {
 }
 
 /// Hand the registry's outgoing news to the bus, one at a time and in order.
-async fn drain_outgoing(bus: Arc<dyn RoomBus>, mut queue: mpsc::UnboundedReceiver<Outgoing>) {
+async fn drain_outgoing(bus: Arc<dyn RoomBus>, mut queue: mpsc::Receiver<Outgoing>) {
     while let Some(item) = queue.recv().await {
         let result = match &item {
             Outgoing::Publish(envelope) => bus.publish(envelope).await,

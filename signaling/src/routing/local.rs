@@ -1,5 +1,5 @@
 //! One SFU node, named by `--sfu` (or the in-process one of `chorus`): every room is on
-//! it. Its load comes from the node's own `NodeStats`.
+//! it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,14 +13,13 @@ use crate::sfu_client::SfuClient;
 /// The router of a single-SFU deployment.
 pub struct LocalRouter {
     node: SfuNodeRecord,
-    client: SfuClient,
     /// Rooms this node placed (for the API's per-node room counts).
     rooms: Mutex<HashMap<RoomId, ()>>,
 }
 
 impl LocalRouter {
     /// The router of the SFU at `client`, whose id is `id` (from its `NodeStats`).
-    pub fn new(client: SfuClient, id: NodeId) -> Self {
+    pub fn new(client: &SfuClient, id: NodeId) -> Self {
         let node = SfuNodeRecord {
             id,
             grpc_url: client.url().to_owned(),
@@ -35,7 +34,6 @@ impl LocalRouter {
         };
         Self {
             node,
-            client,
             rooms: Mutex::default(),
         }
     }
@@ -64,13 +62,9 @@ impl NodeRouter for LocalRouter {
     }
 
     async fn nodes(&self) -> Result<Vec<SfuNodeRecord>, RouteError> {
-        let mut node = self.node.clone();
-        if let Ok(stats) = self.client.node_stats().await {
-            node.rooms = stats.rooms;
-            node.participants = stats.participants;
-            node.updated_ms = unix_ms();
-        }
-        Ok(vec![node])
+        // No I/O: with one node there is nothing to choose, and the event follower asks
+        // for the list every second. Its load is in `/metrics` (the node's own counters).
+        Ok(vec![self.node.clone()])
     }
 
     async fn rooms_per_node(&self) -> Result<HashMap<NodeId, u64>, RouteError> {

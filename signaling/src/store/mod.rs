@@ -111,13 +111,17 @@ pub(crate) mod contract {
         assert_eq!(store.group_by_room(&group.room).await.unwrap(), None);
     }
 
-    pub async fn updates_are_atomic(store: Arc<dyn Store>) {
-        let mut group = sample();
-        group.state = RoomState::Active;
-        store.create_group(&group).await.unwrap();
-        let tasks: Vec<_> = (0..30)
+    /// `joins` reservations into `group` at once, spread over `stores` in turn; how many
+    /// got a place. Every other one must have been refused as full, at the group's
+    /// capacity.
+    async fn race_reservations(
+        stores: &[Arc<dyn Store>],
+        group: &GroupChat,
+        joins: usize,
+    ) -> usize {
+        let tasks: Vec<_> = (0..joins)
             .map(|i| {
-                let store = store.clone();
+                let store = stores[i % stores.len()].clone();
                 let id = group.id.clone();
                 tokio::spawn(async move {
                     let user = UserId::random();
@@ -137,10 +141,18 @@ pub(crate) mod contract {
         for t in tasks {
             match t.await.unwrap() {
                 Ok(_) => ok += 1,
-                Err(UpdateError::Group(GroupError::Full(10))) => {}
+                Err(UpdateError::Group(GroupError::Full(n))) if n == group.capacity => {}
                 Err(e) => panic!("unexpected {e}"),
             }
         }
+        ok
+    }
+
+    pub async fn updates_are_atomic(store: Arc<dyn Store>) {
+        let mut group = sample();
+        group.state = RoomState::Active;
+        store.create_group(&group).await.unwrap();
+        let ok = race_reservations(std::slice::from_ref(&store), &group, 30).await;
         // The owner is a member: 9 more places.
         assert_eq!(ok, 9);
         let saved = store.group_by_room(&group.room).await.unwrap().unwrap();
@@ -160,32 +172,7 @@ pub(crate) mod contract {
         let mut group = sample();
         group.state = RoomState::Active;
         a.create_group(&group).await.unwrap();
-        let tasks: Vec<_> = (0..40)
-            .map(|i| {
-                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
-                let id = group.id.clone();
-                tokio::spawn(async move {
-                    let user = UserId::random();
-                    store
-                        .update_group(
-                            &id,
-                            Box::new(move |g| {
-                                g.reserve_place(&user, &format!("u{i}"), 0, u64::MAX / 2)
-                                    .map(|_| ())
-                            }),
-                        )
-                        .await
-                })
-            })
-            .collect();
-        let mut ok = 0;
-        for t in tasks {
-            match t.await.unwrap() {
-                Ok(_) => ok += 1,
-                Err(UpdateError::Group(GroupError::Full(10))) => {}
-                Err(e) => panic!("unexpected {e}"),
-            }
-        }
+        let ok = race_reservations(&[a.clone(), b.clone()], &group, 40).await;
         assert_eq!(
             ok, 9,
             "exactly the free places are given, across both stores"
