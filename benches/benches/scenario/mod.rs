@@ -86,6 +86,7 @@ impl Room {
                     local_addrs: vec![SFU_ADDR],
                     audio_slots: 3,
                     connect_timeout: Duration::from_secs(30),
+                    max_participants: 0,
                 },
                 now,
             )

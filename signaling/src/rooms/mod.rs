@@ -11,6 +11,8 @@ pub mod bus;
 pub mod group_chat;
 pub mod service;
 pub mod sfu_events;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -429,6 +431,15 @@ impl RoomRegistry {
         for p in live.presences.values() {
             p.outbox.send_lossy(message.clone());
         }
+    }
+
+    /// The SFU node a presence of this node is admitted on.
+    pub fn sfu_of(&self, room: &RoomId, id: &ParticipantId) -> Option<NodeId> {
+        let rooms = self.lock();
+        rooms
+            .get(room)
+            .and_then(|r| r.presences.get(id))
+            .and_then(|p| p.record.sfu.clone())
     }
 
     /// This node's presences whose media is on `sfu`, with when each was admitted.
