@@ -3,7 +3,7 @@
 //! come out of [`Engine::poll_output`]. No sockets, threads or tokio in here, so tests
 //! drive it on a simulated clock and the I/O shell stays thin.
 
-mod relay;
+pub mod relay;
 mod slots;
 mod stun;
 mod timers;

@@ -44,19 +44,28 @@ pub const MAX_PEERS: usize = 64;
 /// One relayed frame, decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frame<'a> {
+    /// The room (its id).
     pub room: &'a str,
+    /// The speaker (its participant id), on the sending node.
     pub participant: &'a str,
+    /// The RTP payload type at the origin (diagnostics; listeners get their own).
     pub pt: u8,
+    /// Extended RTP timestamp.
     pub time: u64,
+    /// RTP clock rate of `time`.
     pub rate: u32,
+    /// RTP marker bit.
     pub marker: bool,
+    /// RFC 6464 audio level (dBov), when the speaker sent one.
     pub audio_level: Option<i8>,
+    /// RFC 6464 voice activity flag, when sent.
     pub voice_activity: Option<bool>,
+    /// The payload (one Opus frame).
     pub payload: &'a [u8],
 }
 
 impl Frame<'_> {
-    /// The datagram of this frame.
+    /// The datagram of this frame; `None` if an id is longer than 255 bytes.
     pub fn encode(&self) -> Option<Vec<u8>> {
         let r = u8::try_from(self.room.len()).ok()?;
         let p = u8::try_from(self.participant.len()).ok()?;

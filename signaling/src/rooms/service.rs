@@ -270,27 +270,34 @@ impl RoomService {
         }
     }
 
-    /// Everyone present in a room, on this node and on every other.
+    /// Everyone present in a room, on this node and on every other (only this node's
+    /// when the others' cannot be read).
     pub async fn participants(&self, room: &RoomId) -> Vec<ParticipantInfo> {
-        let mut list = self.registry.participants(room);
-        if self.bus.is_shared() {
-            let Ok(group) = self.resolve(room).await else {
-                return list;
-            };
-            let here: HashSet<ParticipantId> = list.iter().map(|p| p.id.clone()).collect();
-            match self.bus.presences(room).await {
-                Ok(remote) => list.extend(
-                    remote
-                        .iter()
-                        .filter(|(id, _)| !here.contains(id))
-                        .map(|(id, record)| participant_info(id, record, &group)),
-                ),
-                Err(e) => {
-                    tracing::warn!(room = %room, error = %e, "presences of other nodes unavailable")
-                }
+        match self.everyone(room).await {
+            Ok(list) => list,
+            Err(message) => {
+                tracing::warn!(room = %room, %message, "presences of other nodes unavailable");
+                self.registry.participants(room)
             }
         }
-        list
+    }
+
+    /// Everyone present in a room, on this node and on every other, or why the other
+    /// nodes' presences cannot be read.
+    async fn everyone(&self, room: &RoomId) -> Result<Vec<ParticipantInfo>, String> {
+        let mut list = self.registry.participants(room);
+        if self.bus.is_shared() {
+            let group = self.resolve(room).await.map_err(|(_, m)| m)?;
+            let here: HashSet<ParticipantId> = list.iter().map(|p| p.id.clone()).collect();
+            let remote = self.bus.presences(room).await.map_err(|e| e.to_string())?;
+            list.extend(
+                remote
+                    .iter()
+                    .filter(|(id, _)| !here.contains(id))
+                    .map(|(id, record)| participant_info(id, record, &group)),
+            );
+        }
+        Ok(list)
     }
 
     /// Every presence of a user in a room, whichever node holds it: (participant, held
@@ -517,11 +524,13 @@ impl RoomService {
 
     async fn entered(&self, group: &GroupChat, you: ParticipantId, answer: String) -> Entered {
         self.registry.announce_arrival(&group.room, &you);
+        let participants = self.participants(&group.room).await;
+        self.registry.told_of(&group.room, &participants);
         Entered {
             room: room_info(group),
             you,
             answer,
-            participants: self.participants(&group.room).await,
+            participants,
         }
     }
 
@@ -967,6 +976,13 @@ impl RoomService {
                     for room in self.registry.live_rooms() {
                         if let Ok(Some(group)) = self.store.group_by_room(&room).await {
                             self.registry.apply_group(group, false);
+                        }
+                        // Arrivals and departures on other nodes may have been missed.
+                        match self.everyone(&room).await {
+                            Ok(current) => self.registry.resync_remote(&room, &current),
+                            Err(message) => {
+                                tracing::warn!(room = %room, %message, "cannot re-sync presences after a bus gap");
+                            }
                         }
                     }
                 }

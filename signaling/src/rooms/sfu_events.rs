@@ -85,7 +85,7 @@ async fn follow(
                     resync(&rooms, &sfu, &id).await;
                     loop {
                         match stream.next().await {
-                            Some(Ok(event)) => apply(&rooms, event).await,
+                            Some(Ok(event)) => apply(&rooms, &id, event).await,
                             None => break,
                             Some(Err((_, message))) => {
                                 tracing::warn!(sfu = %id, %message, "SFU event stream ended");
@@ -154,7 +154,7 @@ async fn resync(rooms: &RoomService, sfu: &Sfu, node: &NodeId) {
     }
 }
 
-async fn apply(rooms: &RoomService, event: RoomEvent) {
+async fn apply(rooms: &RoomService, sfu: &NodeId, event: RoomEvent) {
     let Ok(room) = RoomId::parse(event.room_id) else {
         return;
     };
@@ -186,7 +186,7 @@ async fn apply(rooms: &RoomService, event: RoomEvent) {
                     })
                 })
                 .collect();
-            rooms.registry.speaking(&room, levels);
+            rooms.registry.speaking(&room, sfu, levels);
         }
         None => {}
     }

@@ -5,12 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chorus_proto::fleet::PresenceRecord;
 use chorus_proto::signal::{ErrorCode, LeftReason, RoomState, SeatMode, ServerMessage};
 use chorus_proto::token::TokenIssuer;
 use chorus_proto::{NodeId, ParticipantId, RoomId, UserId};
 use tokio::sync::mpsc;
 
-use crate::rooms::bus::LocalBus;
+use crate::rooms::bus::{
+    BusError, BusEvent, Envelope, Inbound, LocalBus, Orphan, RoomBus, RoomNews,
+};
 use crate::rooms::group_chat::Actor;
 use crate::rooms::service::{
     Entered, Moderation, NewRoom, RoomService, RoomTimeouts, Seams, Visitor,
@@ -81,6 +84,10 @@ impl Client {
 }
 
 async fn node(timeouts: RoomTimeouts) -> Node {
+    node_on(timeouts, Arc::new(LocalBus::new(NodeId::random()))).await
+}
+
+async fn node_on(timeouts: RoomTimeouts, bus: Arc<dyn RoomBus>) -> Node {
     let tokens = TokenIssuer::generate().unwrap();
     let sfu_id = NodeId::random();
     let sfu = FakeSfu::new(sfu_id.clone(), tokens.verifier().unwrap());
@@ -93,7 +100,7 @@ async fn node(timeouts: RoomTimeouts) -> Node {
     let seams = Seams {
         store: store.clone(),
         router: Arc::new(LocalRouter::new("fake://sfu", sfu_id)),
-        bus: Arc::new(LocalBus::new(NodeId::random())),
+        bus,
         sfus: Arc::new(sfu.clone()),
     };
     let rooms = RoomService::new(seams, tokens, timeouts);
@@ -339,4 +346,144 @@ async fn an_sfu_refusal_reaches_the_joiner_and_holds_no_place() {
     assert_eq!(code, ErrorCode::MediaUnavailable);
     let group = node.store.group_by_room(&room).await.unwrap().unwrap();
     assert!(group.reservations.is_empty(), "{:?}", group.reservations);
+}
+
+#[tokio::test]
+async fn speaking_levels_of_a_room_spanning_nodes_are_merged_not_alternated() {
+    use chorus_proto::signal::SpeakerLevel;
+    let node = node(RoomTimeouts::default()).await;
+    let mut owner = Client::new("owner");
+    let (room, you) = active_room(&node, &mut owner, SeatMode::Open).await;
+    let (a, b) = (NodeId::random(), NodeId::random());
+    let other = ParticipantId::random();
+    let level = |p: &ParticipantId| SpeakerLevel {
+        participant: p.clone(),
+        level: 0.5,
+    };
+    node.rooms.registry.speaking(&room, &a, vec![level(&you)]);
+    node.rooms.registry.speaking(&room, &b, vec![level(&other)]);
+    let is_speaking = |m: &ServerMessage| matches!(m, ServerMessage::Speaking { .. });
+    owner.expect("node A's levels", is_speaking).await;
+    let ServerMessage::Speaking { levels } = owner.expect("merged levels", is_speaking).await
+    else {
+        unreachable!()
+    };
+    let mut who: Vec<_> = levels.iter().map(|l| l.participant.clone()).collect();
+    who.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+    let mut want = vec![you.clone(), other.clone()];
+    want.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+    assert_eq!(who, want, "both nodes' speakers in one message");
+    // A node's next report replaces its own earlier one.
+    node.rooms.registry.speaking(&room, &a, vec![]);
+    let ServerMessage::Speaking { levels } = owner.expect("A silent", is_speaking).await else {
+        unreachable!()
+    };
+    assert_eq!(levels.len(), 1);
+    assert_eq!(levels[0].participant, other);
+}
+
+/// A bus of a fleet whose other nodes the test plays: their presences are what the test
+/// puts here, their events what it sends to `follow_bus`.
+struct ScriptedBus {
+    node: NodeId,
+    presences: std::sync::Mutex<Vec<(ParticipantId, PresenceRecord)>>,
+}
+
+#[async_trait::async_trait]
+impl RoomBus for ScriptedBus {
+    fn node(&self) -> &NodeId {
+        &self.node
+    }
+    fn is_shared(&self) -> bool {
+        true
+    }
+    async fn publish(&self, _envelope: &Envelope) -> Result<(), BusError> {
+        Ok(())
+    }
+    async fn put_presence(
+        &self,
+        _room: &RoomId,
+        _participant: &ParticipantId,
+        _record: &PresenceRecord,
+    ) -> Result<(), BusError> {
+        Ok(())
+    }
+    async fn remove_presence(
+        &self,
+        _room: &RoomId,
+        _participant: &ParticipantId,
+    ) -> Result<bool, BusError> {
+        Ok(true)
+    }
+    async fn presences(
+        &self,
+        _room: &RoomId,
+    ) -> Result<Vec<(ParticipantId, PresenceRecord)>, BusError> {
+        Ok(self.presences.lock().unwrap().clone())
+    }
+    async fn claim_orphans(&self) -> Result<Vec<Orphan>, BusError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn after_a_gap_in_the_bus_departures_and_arrivals_elsewhere_are_caught_up() {
+    let other = NodeId::random();
+    let bus = Arc::new(ScriptedBus {
+        node: NodeId::random(),
+        presences: std::sync::Mutex::default(),
+    });
+    let node = node_on(RoomTimeouts::default(), bus.clone()).await;
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(node.rooms.clone().follow_bus(rx));
+    let mut owner = Client::new("owner");
+    let (room, _) = active_room(&node, &mut owner, SeatMode::Open).await;
+    let group = node.store.group_by_room(&room).await.unwrap().unwrap();
+    let remote = |name: &str| {
+        (
+            ParticipantId::random(),
+            PresenceRecord {
+                user: UserId::random(),
+                name: name.to_owned(),
+                self_muted: false,
+                connected: true,
+                node: other.clone(),
+                sfu: None,
+            },
+        )
+    };
+    // Zoe arrives on another node: the owner hears of it over the bus.
+    let zoe = remote("Zoe");
+    bus.presences.lock().unwrap().push(zoe.clone());
+    let info = crate::rooms::participant_info(&zoe.0, &zoe.1, &group);
+    tx.send(Inbound::Event(Envelope {
+        origin: other.clone(),
+        room: room.clone(),
+        event: BusEvent::Tell {
+            news: RoomNews::Participant { participant: info },
+            except: None,
+        },
+    }))
+    .unwrap();
+    let z = zoe.0.clone();
+    owner
+        .expect("Zoe's arrival", |m| {
+            matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.id == z)
+        })
+        .await;
+    // A gap: meanwhile Zoe left and Yan arrived, and neither event got here.
+    let yan = remote("Yan");
+    *bus.presences.lock().unwrap() = vec![yan.clone()];
+    tx.send(Inbound::Resubscribed).unwrap();
+    let (z, y) = (zoe.0.clone(), yan.0.clone());
+    owner
+        .expect("Zoe's departure, caught up", |m| {
+            matches!(m, ServerMessage::ParticipantLeft { participant, reason: LeftReason::Disconnected } if *participant == z)
+        })
+        .await;
+    owner
+        .expect("Yan's arrival, caught up", |m| {
+            matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.id == y)
+        })
+        .await;
 }
