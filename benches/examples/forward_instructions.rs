@@ -7,21 +7,24 @@
 //! bash benches/callgrind.sh          # builds, runs N = 1, 10, 100, prints Ir per packet
 //! ```
 //!
-//! Arguments: subscribers (default 10), measured frames (default 200). It prints the packets
+//! Arguments: subscribers (default 10), measured frames (default 200), mode (`local`,
+//! `relay-out`: the room spans one more node, which this one relays its speaker to, or
+//! `relay-in`: the speaker is on another node and arrives relayed). It prints the packets
 //! forwarded in the measured frames; warm-up frames run before callgrind's collection.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../benches/scenario/mod.rs"]
 mod scenario;
 
-use scenario::Room;
+use scenario::{Mode, Room};
 
 fn main() {
     chorus_sfu::install_crypto_provider();
     let mut args = std::env::args().skip(1);
     let subscribers: usize = args.next().map_or(10, |a| a.parse().unwrap());
     let frames: u64 = args.next().map_or(200, |a| a.parse().unwrap());
-    let mut room = Room::new(subscribers);
+    let mode: Mode = args.next().map_or(Mode::Local, |a| a.parse().unwrap());
+    let mut room = Room::with_mode(subscribers, mode);
     for _ in 0..100 {
         room.frame();
     }
@@ -36,5 +39,8 @@ fn main() {
         frames * subscribers as u64,
         "every subscriber got every frame"
     );
-    println!("subscribers={subscribers} frames={frames} forwarded={forwarded}");
+    let relayed = room.engine.stats().metrics.packets_relayed_out;
+    println!(
+        "subscribers={subscribers} frames={frames} mode={mode:?} relayed_out={relayed} forwarded={forwarded}"
+    );
 }

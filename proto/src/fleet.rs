@@ -55,6 +55,12 @@ pub mod keys {
         format!("{PREFIX}:room-node:{room}")
     }
 
+    /// SET: the other SFU nodes of a room bigger than one node (its own node is
+    /// [`room_node`]); deleted with the binding.
+    pub fn room_span(room: &RoomId) -> String {
+        format!("{PREFIX}:room-span:{room}")
+    }
+
     /// SET: the rooms bound to an SFU node (kept beside [`room_node`] by the same
     /// script), to count them for placement and to find them when the node dies.
     pub fn sfu_node_rooms(node: &NodeId) -> String {
@@ -127,6 +133,9 @@ pub struct SfuNodeRecord {
     pub rooms: u32,
     /// Participants admitted and not yet gone.
     pub participants: u32,
+    /// Most participants it takes (`--max-participants`); 0: no limit.
+    #[serde(default)]
+    pub max_participants: u32,
     /// Packets forwarded per second over the last heartbeat.
     pub forwarded_per_sec: f64,
     /// CPU used by the process, in cores, over the last heartbeat.
@@ -143,6 +152,17 @@ impl SfuNodeRecord {
     /// tie-breaker (a room of listeners costs by packets, not by heads).
     pub fn load(&self) -> f64 {
         f64::from(self.participants) + self.forwarded_per_sec / 1_000.0
+    }
+
+    /// Holds as many participants as it takes (by its last heartbeat).
+    pub fn is_full(&self) -> bool {
+        self.max_participants > 0 && self.participants >= self.max_participants
+    }
+
+    /// The media address other nodes relay a spanning room's speakers to: its first
+    /// announced one.
+    pub fn relay_addr(&self) -> Option<&str> {
+        self.media.first().map(String::as_str)
     }
 }
 
@@ -205,6 +225,7 @@ mod tests {
             region: None,
             rooms: 1,
             participants: 10,
+            max_participants: 0,
             forwarded_per_sec: 0.0,
             cpu_cores: 0.0,
             draining: false,

@@ -30,6 +30,8 @@ pub struct SfuConfig {
     pub audio_slots: usize,
     /// Admitted but not connected after this long: removed with `CONNECT_TIMEOUT`.
     pub connect_timeout: Duration,
+    /// Most participants on this node; 0: no limit.
+    pub max_participants: usize,
     /// Membership of a fleet (`--redis`); `None`: a node driven by one signaling.
     pub fleet: Option<crate::fleet::FleetConfig>,
 }
@@ -46,6 +48,7 @@ impl SfuConfig {
             token_public_key,
             audio_slots: DEFAULT_AUDIO_SLOTS,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_participants: 0,
             fleet: None,
         }
     }

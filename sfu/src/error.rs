@@ -37,6 +37,12 @@ pub enum SfuError {
     /// The SDP offer is unusable: too large, not SDP, or not the shape Chorus needs.
     #[error("bad SDP offer: {0}")]
     BadOffer(String),
+    /// The node holds as many participants as it is allowed to (`--max-participants`).
+    #[error("this media server is full ({max} participants); the room continues on another")]
+    NodeFull {
+        /// The node's limit.
+        max: usize,
+    },
     /// No such participant (or room) on this node.
     #[error("{0} not found on this node")]
     NotFound(String),

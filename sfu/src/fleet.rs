@@ -56,6 +56,7 @@ pub(crate) async fn register(
     node: NodeId,
     grpc_url: String,
     media: Vec<String>,
+    max_participants: u32,
     commands: mpsc::Sender<Command>,
 ) -> Result<Registration, SfuError> {
     let unreachable =
@@ -77,6 +78,7 @@ pub(crate) async fn register(
         region: config.region.clone(),
         rooms: 0,
         participants: 0,
+        max_participants,
         forwarded_per_sec: 0.0,
         cpu_cores: 0.0,
         draining: config.drain,

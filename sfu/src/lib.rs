@@ -18,6 +18,7 @@ mod server;
 
 pub use auth::{Authenticator, Revocations};
 pub use config::{DEFAULT_AUDIO_SLOTS, DEFAULT_CONNECT_TIMEOUT, SfuConfig};
+pub use engine::relay::Frame as RelayFrame;
 pub use engine::{
     Engine, EngineConfig, EngineEvent, EngineStats, LeaveReason, MAX_OFFER_BYTES, Output,
     ParticipantState, Transmit, install_crypto_provider,

@@ -64,6 +64,11 @@ struct Args {
     #[arg(long, env = "CHORUS_SFU_CONNECT_TIMEOUT", default_value_t = 15)]
     connect_timeout_secs: u64,
 
+    /// Most participants on this node (0: no limit). In a fleet, a room that outgrows
+    /// a full node continues on another, which gets the room's speakers relayed.
+    #[arg(long, env = "CHORUS_SFU_MAX_PARTICIPANTS", default_value_t = 0)]
+    max_participants: usize,
+
     /// Join a fleet: register this node in Redis (with a heartbeat) so that signaling
     /// nodes find it and place rooms on it by load.
     #[arg(long, env = "CHORUS_REDIS_URL")]
@@ -110,6 +115,7 @@ fn config(args: Args) -> Result<SfuConfig, String> {
     config.public_ips = args.public_ips;
     config.audio_slots = args.audio_slots;
     config.connect_timeout = Duration::from_secs(args.connect_timeout_secs);
+    config.max_participants = args.max_participants;
     if let Some(redis_url) = args.redis.filter(|u| !u.trim().is_empty()) {
         config.fleet = Some(chorus_sfu::FleetConfig {
             redis_url,

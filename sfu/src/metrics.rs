@@ -38,6 +38,11 @@ pub struct Metrics {
     pub bytes_out: u64,
     /// Audio frames written to a subscriber (one per subscriber per frame).
     pub packets_forwarded: u64,
+    /// Frames of this node's speakers sent to another node of a room that spans nodes
+    /// (one per speaker frame per peer node).
+    pub packets_relayed_out: u64,
+    /// Frames other nodes relayed here (each then forwarded to local subscribers).
+    pub packets_relayed_in: u64,
     /// Total of all `dropped_*` counters.
     pub packets_dropped: u64,
     /// See [`DropReason::UnknownSource`].

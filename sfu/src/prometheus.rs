@@ -58,6 +58,18 @@ pub fn node_metrics(stats: &NodeStatsResponse) -> String {
         "Audio packets written to a subscriber (one per subscriber per packet).",
         stats.packets_forwarded,
     );
+    metric(
+        "chorus_sfu_packets_relayed_out_total",
+        "counter",
+        "Frames of this node's speakers relayed to the other nodes of rooms spanning nodes.",
+        stats.packets_relayed_out,
+    );
+    metric(
+        "chorus_sfu_packets_relayed_in_total",
+        "counter",
+        "Frames relayed here by the other nodes of rooms spanning nodes.",
+        stats.packets_relayed_in,
+    );
     out.push_str(
         "# HELP chorus_sfu_packets_dropped_total Packets not forwarded, by reason.\n\
          # TYPE chorus_sfu_packets_dropped_total counter\n",

@@ -77,6 +77,7 @@ pub async fn start(config: SfuConfig) -> Result<SfuHandle, SfuError> {
             local_addrs: sockets.iter().map(|s| s.announced).collect(),
             audio_slots: config.audio_slots,
             connect_timeout: config.connect_timeout,
+            max_participants: config.max_participants,
         },
         Instant::now(),
     )?;
@@ -123,6 +124,7 @@ pub async fn start(config: SfuConfig) -> Result<SfuHandle, SfuError> {
                 config.node_id.clone(),
                 grpc_url.clone(),
                 media_addrs,
+                u32::try_from(config.max_participants).unwrap_or(u32::MAX),
                 media.commands.clone(),
             )
             .await?;

@@ -18,7 +18,7 @@ mod redis_client;
 mod rooms;
 mod routing;
 mod serve;
-mod sfu_client;
+mod sfu;
 mod store;
 mod tls;
 mod ws;
@@ -106,6 +106,7 @@ pub async fn start(
                 store: Arc::new(store::RedisStore::new(redis.clone())),
                 router: Arc::new(routing::RedisRouter::new(redis.clone())),
                 bus: Arc::new(bus),
+                sfus: Arc::new(sfu::GrpcConnector),
             };
             tracing::info!(node = %node_id, redis = %redis_client::redact(url), "joined the fleet");
             (seams, Some((rx, redis)))
@@ -212,7 +213,8 @@ async fn local_seams(
     let store: store::SharedStore = Arc::new(store::EmbeddedStore::open(
         &config.data_dir.join("chorus.redb"),
     )?);
-    let sfu = sfu_client::SfuClient::connect_lazy(&config.sfu_url)?;
+    let sfu = sfu::grpc::GrpcSfu::connect_lazy(&config.sfu_url)?;
+    use sfu::SfuControl as _;
     // The SFU's own id names it in metrics and the API; ask it (it may still be starting).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let stats = loop {
@@ -221,7 +223,7 @@ async fn local_seams(
             Err(status) if tokio::time::Instant::now() >= deadline => {
                 return Err(SignalingError::SfuUnreachable {
                     url: config.sfu_url.clone(),
-                    reason: status.message().to_owned(),
+                    reason: status.1,
                 });
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -231,8 +233,9 @@ async fn local_seams(
         .unwrap_or_else(|_| chorus_proto::NodeId::random());
     Ok(rooms::service::Seams {
         store,
-        router: Arc::new(routing::LocalRouter::new(&sfu, sfu_id)),
+        router: Arc::new(routing::LocalRouter::new(&config.sfu_url, sfu_id)),
         bus: Arc::new(rooms::bus::LocalBus::new(node)),
+        sfus: Arc::new(sfu::GrpcConnector),
     })
 }
 

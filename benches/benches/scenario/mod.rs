@@ -2,6 +2,10 @@
 //! the instruction counter (`examples/forward_instructions.rs`): one engine, one publisher,
 //! N subscribers, all str0m clients on a simulated clock. Only [`Room::engine_step`] is the
 //! engine's work; everything else plays the clients.
+//!
+//! [`Mode`] adds the relay of a room spanning nodes: the same engine also relaying its
+//! publisher to a peer node, or an engine whose speaker is on another node and reaches its
+//! subscribers as relay datagrams (made here as the other node makes them).
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::cell::Cell;
@@ -19,6 +23,32 @@ use str0m::{Candidate, Input, Rtc};
 
 const SFU_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 3478);
+/// The other node of a spanning room.
+const PEER_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 3478);
+
+/// Where the room's speaker is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// On this node, and the room is on this node only.
+    Local,
+    /// On this node, and the room spans one more node: each frame is also relayed there.
+    RelayOut,
+    /// On another node, which relays its frames here.
+    RelayIn,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "local" => Ok(Mode::Local),
+            "relay-out" => Ok(Mode::RelayOut),
+            "relay-in" => Ok(Mode::RelayIn),
+            _ => Err(format!("mode '{s}': local, relay-out or relay-in")),
+        }
+    }
+}
 const FRAME: Duration = Duration::from_millis(20);
 /// Frames (of simulated time) after which a measurement moves to a fresh room.
 pub const FRESH_ROOM_AFTER: u64 = 50_000;
@@ -52,6 +82,8 @@ pub struct Room {
     publisher: Client,
     subscribers: Vec<Client>,
     pub frames: u64,
+    mode: Mode,
+    room: RoomId,
     /// Frames from now on go through [`Room::counted_engine_step`].
     pub counted: bool,
     /// Datagrams in flight, reused.
@@ -79,6 +111,10 @@ fn claims(room: &RoomId, grants: Grants) -> RoomClaims {
 
 impl Room {
     pub fn new(subscribers: usize) -> Self {
+        Self::with_mode(subscribers, Mode::Local)
+    }
+
+    pub fn with_mode(subscribers: usize, mode: Mode) -> Self {
         let now = Instant::now();
         let engine = in_engine(|| {
             Engine::new(
@@ -86,6 +122,7 @@ impl Room {
                     local_addrs: vec![SFU_ADDR],
                     audio_slots: 3,
                     connect_timeout: Duration::from_secs(30),
+                    max_participants: 0,
                 },
                 now,
             )
@@ -102,17 +139,24 @@ impl Room {
             },
             subscribers: Vec::new(),
             frames: 0,
+            mode,
+            room: RoomId::random(),
             counted: false,
             to_engine: Vec::new(),
             from_engine: Vec::new(),
         };
-        let id = RoomId::random();
-        room.publisher = room.join(&id, Grants::SPEAKER, 0);
+        let id = room.room.clone();
+        if mode != Mode::RelayIn {
+            room.publisher = room.join(&id, Grants::SPEAKER, 0);
+        }
         for i in 0..subscribers {
             let c = room.join(&id, Grants::LISTENER, i + 1);
             room.subscribers.push(c);
         }
-        room.connect(subscribers + 1);
+        if mode != Mode::Local {
+            room.engine.set_relays(&id, vec![PEER_ADDR]).unwrap();
+        }
+        room.connect(subscribers + usize::from(mode != Mode::RelayIn));
         room
     }
 
@@ -220,13 +264,8 @@ impl Room {
         moved
     }
 
-    /// One 20 ms frame through the engine; returns the time spent inside the engine.
-    pub fn frame(&mut self) -> Duration {
-        self.now += FRAME;
-        let now = self.now;
-        let n = self.frames;
-        self.frames += 1;
-        // The publisher's packet (not timed).
+    /// The publisher's packet of frame `n`, on its way to the engine.
+    fn publisher_frame(&mut self, now: Instant, n: u64) {
         let p = &mut self.publisher;
         if p.deadline <= now {
             p.rtc.handle_input(Input::Timeout(now)).unwrap();
@@ -251,6 +290,32 @@ impl Room {
                 }
                 str0m::Output::Event(_) => {}
             }
+        }
+    }
+
+    /// One 20 ms frame through the engine; returns the time spent inside the engine.
+    pub fn frame(&mut self) -> Duration {
+        self.now += FRAME;
+        let now = self.now;
+        let n = self.frames;
+        self.frames += 1;
+        if self.mode == Mode::RelayIn {
+            // The other node's relay datagram of its speaker's frame (not timed).
+            let room = self.room.to_string();
+            let frame = chorus_sfu::RelayFrame {
+                room: &room,
+                participant: "p_origin",
+                pt: 111,
+                time: n * 960,
+                rate: 48_000,
+                marker: false,
+                audio_level: Some(-20),
+                voice_activity: Some(true),
+                payload: &PAYLOAD,
+            };
+            self.to_engine.push((PEER_ADDR, frame.encode().unwrap()));
+        } else {
+            self.publisher_frame(now, n);
         }
         for c in &mut self.subscribers {
             if c.deadline <= now {

@@ -11,8 +11,8 @@ use chorus_proto::sfu::{
     AdmitRequest, AdmitResponse, CloseRoomRequest, CloseRoomResponse, EventsRequest,
     LeaveReason as ProtoLeaveReason, NodeStatsRequest, NodeStatsResponse, ParticipantConnected,
     ParticipantLeft, ParticipantLevel, ParticipantState, ParticipantsRequest, ParticipantsResponse,
-    RemoveParticipantRequest, RemoveParticipantResponse, RoomEvent, SpeakingLevels,
-    UpdateGrantsRequest, UpdateGrantsResponse, room_event,
+    RemoveParticipantRequest, RemoveParticipantResponse, RoomEvent, SetRelaysRequest,
+    SetRelaysResponse, SpeakingLevels, UpdateGrantsRequest, UpdateGrantsResponse, room_event,
 };
 use chorus_proto::token::{Grants, TokenError};
 use chorus_proto::{NodeId, ParticipantId, RoomId};
@@ -58,6 +58,7 @@ fn to_status(e: SfuError) -> Status {
         SfuError::AlreadyAdmitted { .. } => Status::already_exists(message),
         SfuError::BadOffer(_) | SfuError::InvalidArgument(_) => Status::invalid_argument(message),
         SfuError::NotFound(_) => Status::not_found(message),
+        SfuError::NodeFull { .. } => Status::resource_exhausted(message),
         SfuError::ShuttingDown => Status::unavailable(message),
         _ => Status::internal(message),
     }
@@ -218,6 +219,26 @@ impl SfuControl for ControlService {
         }))
     }
 
+    async fn set_relays(
+        &self,
+        request: Request<SetRelaysRequest>,
+    ) -> Result<Response<SetRelaysResponse>, Status> {
+        let SetRelaysRequest { room_id, peers } = request.into_inner();
+        let room = parse_room(room_id)?;
+        let peers = peers
+            .iter()
+            .map(|p| {
+                p.parse::<std::net::SocketAddr>().map_err(|_| {
+                    Status::invalid_argument(format!("peers: '{p}' is not an ip:port address"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.call(|reply| Command::SetRelays { room, peers, reply })
+            .await?
+            .map_err(to_status)?;
+        Ok(Response::new(SetRelaysResponse {}))
+    }
+
     type EventsStream = EventStream;
 
     async fn events(
@@ -282,6 +303,8 @@ impl SfuControl for ControlService {
             packets_dropped: m.packets_dropped,
             bytes_in: m.bytes_in,
             bytes_out: m.bytes_out,
+            packets_relayed_out: m.packets_relayed_out,
+            packets_relayed_in: m.packets_relayed_in,
             packets_dropped_by_reason: m
                 .drops()
                 .iter()

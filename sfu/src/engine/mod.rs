@@ -3,6 +3,7 @@
 //! come out of [`Engine::poll_output`]. No sockets, threads or tokio in here, so tests
 //! drive it on a simulated clock and the I/O shell stays thin.
 
+pub mod relay;
 mod slots;
 mod stun;
 mod timers;
@@ -37,6 +38,9 @@ const ICE_GRACE: Duration = Duration::from_secs(3);
 /// reports more often) for this long: the connection is lost. Faster than waiting for
 /// the ICE-lite agent, which gives up only after 15 s without a binding request.
 const SILENCE_TIMEOUT: Duration = Duration::from_secs(8);
+/// A speaker relayed from another node and not heard for this long is forgotten (its
+/// slots freed). Opus with DTX still sends a frame every 400 ms.
+const RELAY_IDLE: Duration = Duration::from_secs(2);
 /// A level older than this is not "speaking now".
 const LEVEL_FRESH: Duration = Duration::from_millis(300);
 /// Loudness counted as audible in speaking events: −50 dBov.
@@ -74,6 +78,9 @@ pub struct EngineConfig {
     pub audio_slots: usize,
     /// Admitted but not connected after this long: removed.
     pub connect_timeout: Duration,
+    /// Most participants on this node (0: no limit). A room bigger than that goes on
+    /// in another node, which the room's speakers are relayed to.
+    pub max_participants: usize,
 }
 
 /// Why a participant left.
@@ -220,6 +227,8 @@ pub struct Engine {
     due: Vec<(Instant, u64)>,
     next_tick: Instant,
     metrics: Metrics,
+    /// Rooms that span nodes, and the speakers other nodes relay here.
+    relays: relay::Relays,
 }
 
 /// Install str0m's crypto provider (aws-lc-rs) for the process. Idempotent.
@@ -267,6 +276,7 @@ impl Engine {
             due: Vec::new(),
             next_tick: now + TICK,
             metrics: Metrics::default(),
+            relays: relay::Relays::default(),
         })
     }
 
@@ -285,6 +295,10 @@ impl Engine {
                 "the offer is {} bytes, more than the {MAX_OFFER_BYTES} allowed",
                 offer_sdp.len()
             )));
+        }
+        let max = self.config.max_participants;
+        if max > 0 && self.participants.len() >= max {
+            return Err(SfuError::NodeFull { max });
         }
         if self.revoked.is_revoked(&claims.room, &claims.sub) {
             return Err(SfuError::Revoked {
@@ -447,6 +461,11 @@ impl Engine {
         self.metrics.packets_in += 1;
         self.metrics.bytes_in += bytes.len() as u64;
 
+        if bytes.first() == Some(&relay::MAGIC) && self.relays.is_peer(&source) {
+            self.receive_relayed(now, source, bytes);
+            return;
+        }
+
         // STUN (first byte 0..=3) may come from a new address, or from a reused one:
         // route it by our ufrag. Everything else goes by the source address map, which
         // is filled only after str0m verified a STUN check's integrity.
@@ -591,6 +610,7 @@ impl Engine {
 
     /// Disconnect everyone in a room; returns how many.
     pub fn close_room(&mut self, room: &RoomId, now: Instant) -> u32 {
+        self.relays.close(room);
         let Some(members) = self
             .room_keys
             .get(room)
@@ -690,7 +710,22 @@ impl Engine {
         p.level_at = Some(now);
         let speaker_level = p.level;
         let room_key = p.room_key;
+        if !self.relays.is_empty() {
+            let speaker = p.id.clone();
+            self.relay_out(room_key, &speaker, data);
+        }
+        self.fan_out(key, room_key, speaker_level, data, now);
+    }
 
+    /// Write a speaker's frame into a slot of every subscriber of the room on this node.
+    fn fan_out(
+        &mut self,
+        key: u64,
+        room_key: u64,
+        speaker_level: f32,
+        data: &Incoming,
+        now: Instant,
+    ) {
         // Take the member list out so subscribers can be borrowed mutably; put it back.
         let Some(members) = self
             .rooms
@@ -767,6 +802,137 @@ impl Engine {
         }
     }
 
+    /// One copy of a local speaker's frame to each other node of a room that spans
+    /// nodes.
+    fn relay_out(&mut self, room_key: u64, speaker: &ParticipantId, data: &Incoming) {
+        let Some(room) = self.rooms.get(&room_key) else {
+            return;
+        };
+        let peers = self.relays.peers(&room.id);
+        let Some(&source) = self.config.local_addrs.first() else {
+            return;
+        };
+        if peers.is_empty() {
+            return;
+        }
+        let frame = relay::Frame {
+            room: room.id.as_str(),
+            participant: speaker.as_str(),
+            pt: *data.pt,
+            time: data.time,
+            rate: data.rate,
+            marker: data.marker,
+            audio_level: data.audio_level,
+            voice_activity: data.voice_activity,
+            payload: &data.payload,
+        };
+        let Some(bytes) = frame.encode() else {
+            return;
+        };
+        for &destination in peers {
+            self.metrics.packets_relayed_out += 1;
+            self.metrics.packets_out += 1;
+            self.metrics.bytes_out += bytes.len() as u64;
+            self.outputs.push_back(Output::Transmit(Transmit {
+                source,
+                destination,
+                bytes: bytes.clone(),
+            }));
+        }
+    }
+
+    /// A frame another node of the room relays: played to this node's subscribers like
+    /// a local speaker's, never relayed again.
+    fn receive_relayed(&mut self, now: Instant, source: SocketAddr, bytes: &[u8]) {
+        let Some(frame) = relay::decode(bytes) else {
+            self.metrics.drop_packet(DropReason::Malformed);
+            return;
+        };
+        let (Ok(room), Ok(id)) = (
+            RoomId::parse(frame.room),
+            ParticipantId::parse(frame.participant),
+        ) else {
+            self.metrics.drop_packet(DropReason::Malformed);
+            return;
+        };
+        if !self.relays.accepts(&source, &room) {
+            self.metrics.drop_packet(DropReason::UnknownSource);
+            return;
+        }
+        // Nobody of the room on this node (yet, or any more): nothing to play.
+        let Some(&room_key) = self.room_keys.get(&room) else {
+            return;
+        };
+        self.metrics.packets_relayed_in += 1;
+        let pair = (room, id);
+        let key = match self.relays.by_pair.get(&pair) {
+            Some(&key) => key,
+            None => {
+                let key = self.next_key;
+                self.next_key += 1;
+                self.relays.by_pair.insert(pair.clone(), key);
+                self.relays.speakers.insert(
+                    key,
+                    relay::RelayedSpeaker {
+                        room_key,
+                        room: pair.0,
+                        id: pair.1,
+                        from: source,
+                        level: 0.0,
+                        level_at: None,
+                        last_rx: now,
+                    },
+                );
+                key
+            }
+        };
+        let Some(speaker) = self.relays.speakers.get_mut(&key) else {
+            return;
+        };
+        let level = frame.audio_level.map(dbov_to_loudness).unwrap_or(0.0);
+        speaker.level = match speaker.level_at {
+            Some(_) => speaker.level + LEVEL_SMOOTHING * (level - speaker.level),
+            None => level,
+        };
+        speaker.level_at = Some(now);
+        speaker.last_rx = now;
+        speaker.room_key = room_key;
+        speaker.from = source;
+        let speaker_level = speaker.level;
+        let data = Incoming {
+            mid: None,
+            pt: Pt::from(frame.pt),
+            time: frame.time,
+            rate: frame.rate,
+            marker: frame.marker,
+            audio_level: frame.audio_level,
+            voice_activity: frame.voice_activity,
+            payload: Arc::from(frame.payload),
+        };
+        self.fan_out(key, room_key, speaker_level, &data, now);
+    }
+
+    /// The other nodes of a room that spans nodes (empty: it no longer does). Speakers
+    /// relayed from a node that is no longer a peer are forgotten.
+    pub fn set_relays(&mut self, room: &RoomId, peers: Vec<SocketAddr>) -> Result<(), SfuError> {
+        if peers.len() > relay::MAX_PEERS {
+            return Err(SfuError::InvalidArgument(format!(
+                "at most {} relay peers per room",
+                relay::MAX_PEERS
+            )));
+        }
+        if let Some(own) = peers.iter().find(|p| self.config.local_addrs.contains(p)) {
+            return Err(SfuError::InvalidArgument(format!(
+                "{own} is this node's own media address, not a peer"
+            )));
+        }
+        tracing::info!(room = %room, ?peers, "relay peers");
+        for (key, room_key) in self.relays.set(room, peers) {
+            self.release_slots_of(room_key, key);
+        }
+        Ok(())
+    }
+
     fn release_slots_of(&mut self, room_key: u64, speaker: u64) {
         let Some(room) = self.rooms.get(&room_key) else {
             return;
@@ -812,6 +978,18 @@ impl Engine {
             .collect();
         for (key, reason) in gone {
             self.remove_key(key, reason, now);
+        }
+        let idle: Vec<u64> = self
+            .relays
+            .speakers
+            .iter()
+            .filter(|(_, s)| now.saturating_duration_since(s.last_rx) >= RELAY_IDLE)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in idle {
+            if let Some((key, room_key)) = self.relays.forget(key) {
+                self.release_slots_of(room_key, key);
+            }
         }
 
         for room in self.rooms.values() {

@@ -53,6 +53,11 @@ pub(crate) enum Command {
     Participants {
         reply: oneshot::Sender<Vec<ParticipantState>>,
     },
+    SetRelays {
+        room: RoomId,
+        peers: Vec<SocketAddr>,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
     Shutdown,
 }
 
@@ -311,6 +316,9 @@ fn handle_command(engine: &mut Engine, command: Command, now: Instant) {
         }
         Command::Participants { reply } => {
             let _ = reply.send(engine.participants());
+        }
+        Command::SetRelays { room, peers, reply } => {
+            let _ = reply.send(engine.set_relays(&room, peers));
         }
         Command::Shutdown => {}
     }

@@ -99,6 +99,7 @@ impl Sim {
             local_addrs: vec![SFU_ADDR],
             audio_slots: 3,
             connect_timeout: Duration::from_secs(15),
+            max_participants: 0,
         };
         adjust(&mut config);
         let engine = Engine::new(config, now).unwrap();

@@ -84,8 +84,8 @@ async fn fleet_metrics(state: &AppState) -> String {
         {
             match sfu.node_stats().await {
                 Ok(stats) => text.push_str(&chorus_sfu::prometheus::node_metrics(&stats)),
-                Err(status) => {
-                    tracing::warn!(error = %status.message(), "SFU node stats unavailable");
+                Err((_, message)) => {
+                    tracing::warn!(%message, "SFU node stats unavailable");
                 }
             }
         }

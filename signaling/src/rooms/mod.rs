@@ -11,8 +11,10 @@ pub mod bus;
 pub mod group_chat;
 pub mod service;
 pub mod sfu_events;
+#[cfg(test)]
+mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -40,7 +42,16 @@ pub struct Presence {
 struct LiveRoom {
     group: GroupChat,
     presences: HashMap<ParticipantId, Presence>,
+    /// The last speaking levels from each SFU node of the room, and when.
+    levels: Vec<(NodeId, Instant, Vec<SpeakerLevel>)>,
+    /// Participants of other nodes this node's sessions have been told are present: what
+    /// a re-sync after a gap in the bus diffs against.
+    remote: HashSet<ParticipantId>,
 }
+
+/// Levels from another SFU node of the room older than this are no longer "speaking
+/// now" (nodes report every 250 ms while anyone is audible).
+const LEVELS_FRESH: std::time::Duration = std::time::Duration::from_millis(600);
 
 /// What the registry hands to the bus, in order (one queue, so that a presence is in
 /// the directory before the news of its arrival is published).
@@ -240,6 +251,8 @@ impl RoomRegistry {
     pub fn add(&self, group: &GroupChat, id: ParticipantId, presence: Presence) {
         let mut rooms = self.lock();
         let live = rooms.entry(group.room.clone()).or_insert_with(|| LiveRoom {
+            levels: Vec::new(),
+            remote: HashSet::new(),
             group: group.clone(),
             presences: HashMap::new(),
         });
@@ -403,9 +416,67 @@ impl RoomRegistry {
 
     /// Hand news published by another node to this node's sessions of the room.
     pub fn deliver(&self, room: &RoomId, news: &RoomNews, except: Option<&ParticipantId>) {
-        if let Some(live) = self.lock().get(room) {
+        if let Some(live) = self.lock().get_mut(room) {
+            match news {
+                RoomNews::Participant { participant }
+                    if !live.presences.contains_key(&participant.id) =>
+                {
+                    live.remote.insert(participant.id.clone());
+                }
+                RoomNews::Left { participant, .. } => {
+                    live.remote.remove(participant);
+                }
+                RoomNews::Participant { .. } => {}
+            }
             live.tell_local(news, except);
         }
+    }
+
+    /// A session was given this list of the room's participants (on entering): those of
+    /// other nodes are remembered as told.
+    pub fn told_of(&self, room: &RoomId, participants: &[ParticipantInfo]) {
+        if let Some(live) = self.lock().get_mut(room) {
+            for p in participants {
+                if !live.presences.contains_key(&p.id) {
+                    live.remote.insert(p.id.clone());
+                }
+            }
+        }
+    }
+
+    /// After a gap in the bus (events of other nodes may have been missed): `current` is
+    /// everyone present now, on any node. This node's sessions are told of each remote
+    /// participant as it is now, and that those they knew of and who are gone left.
+    pub fn resync_remote(&self, room: &RoomId, current: &[ParticipantInfo]) {
+        let mut rooms = self.lock();
+        let Some(live) = rooms.get_mut(room) else {
+            return;
+        };
+        let now: HashSet<ParticipantId> = current
+            .iter()
+            .filter(|p| !live.presences.contains_key(&p.id))
+            .map(|p| p.id.clone())
+            .collect();
+        let gone: Vec<ParticipantId> = live.remote.difference(&now).cloned().collect();
+        for id in gone {
+            tracing::info!(room = %room, participant = %id, "re-sync after a bus gap: left meanwhile");
+            live.tell_local(
+                &RoomNews::Left {
+                    participant: id,
+                    reason: LeftReason::Disconnected,
+                },
+                None,
+            );
+        }
+        for p in current.iter().filter(|p| now.contains(&p.id)) {
+            live.tell_local(
+                &RoomNews::Participant {
+                    participant: p.clone(),
+                },
+                None,
+            );
+        }
+        live.remote = now;
     }
 
     /// Tell the whole room a participant of another node is gone (its node died).
@@ -414,21 +485,47 @@ impl RoomRegistry {
             participant: participant.clone(),
             reason,
         };
-        match self.lock().get(room) {
-            Some(live) => self.tell(live, news, None),
+        match self.lock().get_mut(room) {
+            Some(live) => {
+                live.remote.remove(participant);
+                self.tell(live, news, None);
+            }
             None => self.publish(room, BusEvent::Tell { news, except: None }),
         }
     }
 
     /// Pass the SFU's speaking levels on to a room's participants on this node (every
     /// signaling node follows every SFU, so each tells its own sessions).
-    pub fn speaking(&self, room: &RoomId, levels: Vec<SpeakerLevel>) {
-        let rooms = self.lock();
-        let Some(live) = rooms.get(room) else { return };
-        let message = ServerMessage::Speaking { levels };
+    pub fn speaking(&self, room: &RoomId, sfu: &NodeId, levels: Vec<SpeakerLevel>) {
+        let mut rooms = self.lock();
+        let Some(live) = rooms.get_mut(room) else {
+            return;
+        };
+        // A room that spans SFU nodes hears from each about its own speakers: what is
+        // sent is everyone audible on any node lately, not just the last node's list.
+        let now = Instant::now();
+        live.levels
+            .retain(|(node, at, _)| node != sfu && now.duration_since(*at) < LEVELS_FRESH);
+        let mut all: Vec<SpeakerLevel> = live
+            .levels
+            .iter()
+            .flat_map(|(_, _, l)| l.iter().cloned())
+            .collect();
+        all.extend(levels.iter().cloned());
+        live.levels.push((sfu.clone(), now, levels));
+        let message = ServerMessage::Speaking { levels: all };
         for p in live.presences.values() {
             p.outbox.send_lossy(message.clone());
         }
+    }
+
+    /// The SFU node a presence of this node is admitted on.
+    pub fn sfu_of(&self, room: &RoomId, id: &ParticipantId) -> Option<NodeId> {
+        let rooms = self.lock();
+        rooms
+            .get(room)
+            .and_then(|r| r.presences.get(id))
+            .and_then(|p| p.record.sfu.clone())
     }
 
     /// This node's presences whose media is on `sfu`, with when each was admitted.

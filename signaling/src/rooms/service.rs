@@ -24,7 +24,7 @@ use crate::rooms::bus::{BusEvent, Inbound, RoomBus};
 use crate::rooms::group_chat::{self, Actor, GroupChat, GroupError, Member};
 use crate::rooms::{Outgoing, Presence, RoomRegistry, participant_info, room_info};
 use crate::routing::{NodeRouter, RouteError, SfuPool};
-use crate::sfu_client::SfuClient;
+use crate::sfu::{RelayPeer, Sfu, SfuConnector};
 use crate::store::{Change, SharedStore, StoreError, UpdateError};
 use crate::ws::outbox::Outbox;
 
@@ -33,6 +33,9 @@ pub type Failure = (ErrorCode, String);
 
 /// News for other nodes that may wait for the bus (Redis) before any is dropped.
 const OUTGOING_CAPACITY: usize = 16_384;
+
+/// Nodes an admission tries before it gives up (the room's, then others it may span).
+const MAX_ADMIT_TRIES: usize = 3;
 
 /// Default capacity of a room created without one.
 pub const DEFAULT_CAPACITY: i64 = 50;
@@ -115,6 +118,8 @@ pub struct Seams {
     pub router: Arc<dyn NodeRouter>,
     /// The other signaling nodes.
     pub bus: Arc<dyn RoomBus>,
+    /// How SFU nodes are driven (gRPC; an in-process fake in room tests).
+    pub sfus: Arc<dyn SfuConnector>,
 }
 
 fn now_secs() -> u64 {
@@ -205,7 +210,7 @@ impl RoomService {
             registry: RoomRegistry::new(node, outgoing, shared),
             store: seams.store,
             router: seams.router,
-            pool: SfuPool::default(),
+            pool: SfuPool::new(seams.sfus),
             bus: seams.bus,
             tokens,
             timeouts,
@@ -219,12 +224,12 @@ impl RoomService {
     }
 
     /// The client of an SFU node.
-    pub fn sfu_client(&self, node: &SfuNodeRecord) -> Result<SfuClient, Failure> {
+    pub fn sfu_client(&self, node: &SfuNodeRecord) -> Result<Sfu, Failure> {
         self.pool.client(node).map_err(route_failure)
     }
 
     /// The SFU node of a room (placing it if it has none, or its node is gone).
-    async fn sfu_for(&self, room: &RoomId) -> Result<(SfuNodeRecord, SfuClient), Failure> {
+    async fn sfu_for(&self, room: &RoomId) -> Result<(SfuNodeRecord, Sfu), Failure> {
         let node = self
             .router
             .node_for_room(room)
@@ -236,10 +241,10 @@ impl RoomService {
 
     /// Remove a participant at its room's SFU node (best effort: it may be gone already).
     pub async fn sfu_remove(&self, room: &RoomId, id: &ParticipantId) {
-        match self.sfu_for(room).await {
-            Ok((_, sfu)) => {
-                if let Err(status) = sfu.remove(room, id).await {
-                    tracing::warn!(room = %room, participant = %id, error = %status.message(), "SFU removal failed");
+        match self.sfu_of(room, id).await {
+            Ok(sfu) => {
+                if let Err((_, message)) = sfu.remove(room, id).await {
+                    tracing::warn!(room = %room, participant = %id, %message, "SFU removal failed");
                 }
             }
             Err((_, message)) => {
@@ -248,44 +253,51 @@ impl RoomService {
         }
     }
 
-    /// Close a room at its SFU node and forget the binding.
+    /// Close a room at every SFU node it is on and forget the binding.
     async fn sfu_close(&self, room: &RoomId) {
         let Ok(Some(node)) = self.router.bound_node(room).await else {
             return;
         };
-        if let Ok(nodes) = self.router.nodes().await
-            && let Some(record) = nodes.iter().find(|n| n.id == node)
-            && let Ok(sfu) = self.sfu_client(record)
-            && let Err(status) = sfu.close_room(room).await
-        {
-            tracing::warn!(room = %room, error = %status.message(), "SFU room close failed");
+        for record in self.router.room_nodes(room).await.unwrap_or_default() {
+            if let Ok(sfu) = self.sfu_client(&record)
+                && let Err((_, message)) = sfu.close_room(room).await
+            {
+                tracing::warn!(room = %room, node = %record.id, %message, "SFU room close failed");
+            }
         }
         if let Err(e) = self.router.unbind(room, &node).await {
             tracing::warn!(room = %room, error = %e, "cannot unbind a closed room");
         }
     }
 
-    /// Everyone present in a room, on this node and on every other.
+    /// Everyone present in a room, on this node and on every other (only this node's
+    /// when the others' cannot be read).
     pub async fn participants(&self, room: &RoomId) -> Vec<ParticipantInfo> {
-        let mut list = self.registry.participants(room);
-        if self.bus.is_shared() {
-            let Ok(group) = self.resolve(room).await else {
-                return list;
-            };
-            let here: HashSet<ParticipantId> = list.iter().map(|p| p.id.clone()).collect();
-            match self.bus.presences(room).await {
-                Ok(remote) => list.extend(
-                    remote
-                        .iter()
-                        .filter(|(id, _)| !here.contains(id))
-                        .map(|(id, record)| participant_info(id, record, &group)),
-                ),
-                Err(e) => {
-                    tracing::warn!(room = %room, error = %e, "presences of other nodes unavailable")
-                }
+        match self.everyone(room).await {
+            Ok(list) => list,
+            Err(message) => {
+                tracing::warn!(room = %room, %message, "presences of other nodes unavailable");
+                self.registry.participants(room)
             }
         }
-        list
+    }
+
+    /// Everyone present in a room, on this node and on every other, or why the other
+    /// nodes' presences cannot be read.
+    async fn everyone(&self, room: &RoomId) -> Result<Vec<ParticipantInfo>, String> {
+        let mut list = self.registry.participants(room);
+        if self.bus.is_shared() {
+            let group = self.resolve(room).await.map_err(|(_, m)| m)?;
+            let here: HashSet<ParticipantId> = list.iter().map(|p| p.id.clone()).collect();
+            let remote = self.bus.presences(room).await.map_err(|e| e.to_string())?;
+            list.extend(
+                remote
+                    .iter()
+                    .filter(|(id, _)| !here.contains(id))
+                    .map(|(id, record)| participant_info(id, record, &group)),
+            );
+        }
+        Ok(list)
     }
 
     /// Every presence of a user in a room, whichever node holds it: (participant, held
@@ -377,17 +389,14 @@ impl RoomService {
         let grants = grants_for(member);
         let muted = member.is_some_and(|m| m.muted_by_moderator);
         let presences = self.presences_of(&group.room, user).await;
-        if presences.is_empty() {
-            return;
-        }
-        let sfu = match self.sfu_for(&group.room).await {
-            Ok((_, sfu)) => sfu,
-            Err((_, message)) => {
-                tracing::warn!(room = %group.room, %message, "grant update skipped");
-                return;
-            }
-        };
         for (id, _) in presences {
+            let sfu = match self.sfu_of(&group.room, &id).await {
+                Ok(sfu) => sfu,
+                Err((_, message)) => {
+                    tracing::warn!(room = %group.room, participant = %id, %message, "grant update skipped");
+                    continue;
+                }
+            };
             if let Err((_, message)) = sfu.update_grants(&group.room, &id, grants, muted).await {
                 tracing::warn!(room = %group.room, participant = %id, %message, "grant update failed");
             }
@@ -418,24 +427,110 @@ impl RoomService {
                     format!("cannot issue a room token: {e}"),
                 )
             })?;
-        let (node, sfu) = self.sfu_for(&group.room).await?;
-        let answer = sfu.admit(token, offer).await?;
+        // The room's node, or (when it is full) another node the room then spans. A
+        // node that refuses as full or unreachable is skipped for the next try.
+        let mut tried: Vec<NodeId> = Vec::new();
+        let (placement, sfu, answer) = loop {
+            let placement = match self.router.node_for_participant(&group.room, &tried).await {
+                Ok(p) if !tried.contains(&p.node.id) => p,
+                Ok(_) | Err(RouteError::NoNode) if !tried.is_empty() => {
+                    return Err((
+                        ErrorCode::MediaUnavailable,
+                        "every media server is full or unreachable right now; try again in a moment"
+                            .into(),
+                    ));
+                }
+                Ok(p) => p,
+                Err(e) => return Err(route_failure(e)),
+            };
+            let sfu = self.sfu_client(&placement.node)?;
+            match sfu.admit(token.clone(), offer.clone()).await {
+                Ok(answer) => break (placement, sfu, answer),
+                Err((ErrorCode::MediaUnavailable, message)) if tried.len() < MAX_ADMIT_TRIES => {
+                    tracing::info!(room = %group.room, node = %placement.node.id, %message, "node refused; trying another");
+                    tried.push(placement.node.id);
+                }
+                Err(failure) => return Err(failure),
+            }
+        };
         if member.is_some_and(|m| m.muted_by_moderator) {
             let _ = sfu
                 .update_grants(&group.room, id, grants_for(member), true)
                 .await;
         }
-        self.registry.set_admitted(&group.room, id, &node.id);
+        self.registry
+            .set_admitted(&group.room, id, &placement.node.id);
+        if placement.new_in_room {
+            self.update_relays(&group.room).await;
+        }
         Ok(answer)
+    }
+
+    /// Tell every node of a room that spans nodes who the others are, so that each
+    /// relays its own speakers to them (one stream per speaker per node).
+    async fn update_relays(&self, room: &RoomId) {
+        let nodes = match self.router.room_nodes(room).await {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                tracing::warn!(room = %room, error = %e, "cannot list the room's nodes; relays not updated");
+                return;
+            }
+        };
+        for node in &nodes {
+            let peers: Vec<RelayPeer> = nodes
+                .iter()
+                .filter(|n| n.id != node.id)
+                .filter_map(|n| n.relay_addr())
+                .map(|addr| RelayPeer {
+                    addr: addr.to_owned(),
+                })
+                .collect();
+            let result = match self.sfu_client(node) {
+                Ok(sfu) => sfu.set_relays(room, &peers).await,
+                Err(failure) => Err(failure),
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(room = %room, node = %node.id, peers = peers.len(), "relays set");
+                }
+                Err((_, message)) => {
+                    tracing::warn!(room = %room, node = %node.id, %message, "cannot set the room's relays");
+                }
+            }
+        }
+    }
+
+    /// The SFU node holding a participant's media: its presence's (here or on another
+    /// signaling node), else the room's own node.
+    async fn sfu_of(&self, room: &RoomId, id: &ParticipantId) -> Result<Sfu, Failure> {
+        let mut node = self.registry.sfu_of(room, id);
+        if node.is_none()
+            && self.bus.is_shared()
+            && let Ok(remote) = self.bus.presences(room).await
+        {
+            node = remote
+                .into_iter()
+                .find(|(p, _)| p == id)
+                .and_then(|(_, record)| record.sfu);
+        }
+        if let Some(node) = node
+            && let Ok(nodes) = self.router.nodes().await
+            && let Some(record) = nodes.iter().find(|n| n.id == node)
+        {
+            return self.sfu_client(record);
+        }
+        self.sfu_for(room).await.map(|(_, sfu)| sfu)
     }
 
     async fn entered(&self, group: &GroupChat, you: ParticipantId, answer: String) -> Entered {
         self.registry.announce_arrival(&group.room, &you);
+        let participants = self.participants(&group.room).await;
+        self.registry.told_of(&group.room, &participants);
         Entered {
             room: room_info(group),
             you,
             answer,
-            participants: self.participants(&group.room).await,
+            participants,
         }
     }
 
@@ -708,6 +803,15 @@ impl RoomService {
             .ok_or_else(|| (ErrorCode::NotInRoom, "you are not in a room".to_owned()))?;
         let group = self.resolve(room).await?;
         let answer = self.admit(&group, id, (&user, &name), offer).await?;
+        // Its node may have replaced a lost one of a room that spans nodes.
+        if self
+            .router
+            .room_nodes(room)
+            .await
+            .is_ok_and(|n| n.len() > 1)
+        {
+            self.update_relays(room).await;
+        }
         tracing::info!(room = %room, participant = %id, "media reconnected");
         Ok(answer)
     }
@@ -872,6 +976,13 @@ impl RoomService {
                     for room in self.registry.live_rooms() {
                         if let Ok(Some(group)) = self.store.group_by_room(&room).await {
                             self.registry.apply_group(group, false);
+                        }
+                        // Arrivals and departures on other nodes may have been missed.
+                        match self.everyone(&room).await {
+                            Ok(current) => self.registry.resync_remote(&room, &current),
+                            Err(message) => {
+                                tracing::warn!(room = %room, %message, "cannot re-sync presences after a bus gap");
+                            }
                         }
                     }
                 }

@@ -18,9 +18,11 @@ use chorus_proto::sfu::room_event::Kind;
 use chorus_proto::sfu::{LeaveReason, RoomEvent};
 use chorus_proto::signal::{LeftReason, SpeakerLevel};
 use chorus_proto::{NodeId, ParticipantId, RoomId};
+use futures_util::StreamExt;
 use tokio::sync::oneshot;
 
 use crate::rooms::service::RoomService;
+use crate::sfu::Sfu;
 
 /// How often the list of SFU nodes is read to find new ones.
 const DISCOVERY_EVERY: Duration = Duration::from_secs(1);
@@ -82,18 +84,18 @@ async fn follow(
                     tracing::info!(sfu = %id, url = sfu.url(), "following SFU events");
                     resync(&rooms, &sfu, &id).await;
                     loop {
-                        match stream.message().await {
-                            Ok(Some(event)) => apply(&rooms, event).await,
-                            Ok(None) => break,
-                            Err(status) => {
-                                tracing::warn!(sfu = %id, error = %status.message(), "SFU event stream ended");
+                        match stream.next().await {
+                            Some(Ok(event)) => apply(&rooms, &id, event).await,
+                            None => break,
+                            Some(Err((_, message))) => {
+                                tracing::warn!(sfu = %id, %message, "SFU event stream ended");
                                 break;
                             }
                         }
                     }
                 }
-                Err(status) => {
-                    tracing::debug!(sfu = %id, error = %status.message(), "cannot follow SFU events");
+                Err((_, message)) => {
+                    tracing::debug!(sfu = %id, %message, "cannot follow SFU events");
                 }
             },
             Err((_, message)) => tracing::warn!(sfu = %id, %message, "no client for SFU node"),
@@ -121,12 +123,12 @@ async fn follow(
 /// Diff this node's presences on `sfu` against what the SFU has: confirm the connected,
 /// clear the gone. Only presences admitted before the snapshot was asked for are judged
 /// (a later admit may not be in it yet).
-async fn resync(rooms: &RoomService, sfu: &crate::sfu_client::SfuClient, node: &NodeId) {
+async fn resync(rooms: &RoomService, sfu: &Sfu, node: &NodeId) {
     let asked = Instant::now();
     let snapshot = match sfu.participants().await {
         Ok(list) => list,
-        Err(status) => {
-            tracing::warn!(sfu = %node, error = %status.message(), "cannot re-sync with SFU participants");
+        Err((_, message)) => {
+            tracing::warn!(sfu = %node, %message, "cannot re-sync with SFU participants");
             return;
         }
     };
@@ -152,7 +154,7 @@ async fn resync(rooms: &RoomService, sfu: &crate::sfu_client::SfuClient, node: &
     }
 }
 
-async fn apply(rooms: &RoomService, event: RoomEvent) {
+async fn apply(rooms: &RoomService, sfu: &NodeId, event: RoomEvent) {
     let Ok(room) = RoomId::parse(event.room_id) else {
         return;
     };
@@ -184,7 +186,7 @@ async fn apply(rooms: &RoomService, event: RoomEvent) {
                     })
                 })
                 .collect();
-            rooms.registry.speaking(&room, levels);
+            rooms.registry.speaking(&room, sfu, levels);
         }
         None => {}
     }

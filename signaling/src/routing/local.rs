@@ -7,8 +7,7 @@ use std::sync::Mutex;
 use chorus_proto::fleet::{SfuNodeRecord, unix_ms};
 use chorus_proto::{NodeId, RoomId};
 
-use super::{NodeRouter, RouteError};
-use crate::sfu_client::SfuClient;
+use super::{NodeRouter, Placement, RouteError};
 
 /// The router of a single-SFU deployment.
 pub struct LocalRouter {
@@ -18,15 +17,16 @@ pub struct LocalRouter {
 }
 
 impl LocalRouter {
-    /// The router of the SFU at `client`, whose id is `id` (from its `NodeStats`).
-    pub fn new(client: &SfuClient, id: NodeId) -> Self {
+    /// The router of the SFU at `grpc_url`, whose id is `id` (from its `NodeStats`).
+    pub fn new(grpc_url: &str, id: NodeId) -> Self {
         let node = SfuNodeRecord {
             id,
-            grpc_url: client.url().to_owned(),
+            grpc_url: grpc_url.to_owned(),
             media: Vec::new(),
             region: None,
             rooms: 0,
             participants: 0,
+            max_participants: 0,
             forwarded_per_sec: 0.0,
             cpu_cores: 0.0,
             draining: false,
@@ -50,6 +50,22 @@ impl NodeRouter for LocalRouter {
     async fn node_for_room(&self, room: &RoomId) -> Result<SfuNodeRecord, RouteError> {
         self.rooms().insert(room.clone(), ());
         Ok(self.node.clone())
+    }
+
+    async fn node_for_participant(
+        &self,
+        room: &RoomId,
+        _full: &[NodeId],
+    ) -> Result<Placement, RouteError> {
+        // One node: a room cannot outgrow it (a full node refuses the admission).
+        Ok(Placement {
+            node: self.node_for_room(room).await?,
+            new_in_room: false,
+        })
+    }
+
+    async fn room_nodes(&self, _room: &RoomId) -> Result<Vec<SfuNodeRecord>, RouteError> {
+        Ok(vec![self.node.clone()])
     }
 
     async fn bound_node(&self, _room: &RoomId) -> Result<Option<NodeId>, RouteError> {

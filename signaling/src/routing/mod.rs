@@ -10,14 +10,14 @@ mod local;
 mod redis;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chorus_proto::fleet::SfuNodeRecord;
 use chorus_proto::{NodeId, RoomId};
 
 pub use self::local::LocalRouter;
 pub use self::redis::RedisRouter;
-use crate::sfu_client::SfuClient;
+use crate::sfu::{Sfu, SfuConnector};
 
 /// Why a room could not be routed.
 #[derive(Debug, thiserror::Error)]
@@ -45,10 +45,30 @@ pub trait NodeRouter: Send + Sync + 'static {
     async fn bound_node(&self, room: &RoomId) -> Result<Option<NodeId>, RouteError>;
     /// Forget a room's binding (the room closed), if it is still bound to `node`.
     async fn unbind(&self, room: &RoomId, node: &NodeId) -> Result<(), RouteError>;
+    /// The node a new participant of `room` goes on: the room's own node while it takes
+    /// more participants, else another live node the room already spans, else the
+    /// least-loaded other node, which the room then spans. `full` lists nodes that
+    /// just refused for being full (their heartbeat may not say so yet).
+    async fn node_for_participant(
+        &self,
+        room: &RoomId,
+        full: &[NodeId],
+    ) -> Result<Placement, RouteError>;
+    /// Every live node a room's media is on, its own node first.
+    async fn room_nodes(&self, room: &RoomId) -> Result<Vec<SfuNodeRecord>, RouteError>;
     /// Every live SFU node with its load.
     async fn nodes(&self) -> Result<Vec<SfuNodeRecord>, RouteError>;
     /// How many rooms each node holds, by binding (for placement and the API).
     async fn rooms_per_node(&self) -> Result<HashMap<NodeId, u64>, RouteError>;
+}
+
+/// Where a participant's media goes.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// The node.
+    pub node: SfuNodeRecord,
+    /// The room did not span this node before: its nodes' relays must be updated.
+    pub new_in_room: bool,
 }
 
 /// The least-loaded node that takes new rooms: by participants and forwarding load, with
@@ -72,29 +92,39 @@ pub fn place<'a>(
     })
 }
 
-/// One gRPC client per SFU node, made on first use.
-#[derive(Default)]
+/// One handle per SFU node, made on first use by the connector chosen at start-up.
 pub struct SfuPool {
-    clients: Mutex<HashMap<NodeId, SfuClient>>,
+    connector: Arc<dyn SfuConnector>,
+    clients: Mutex<HashMap<NodeId, (String, Sfu)>>,
 }
 
 impl SfuPool {
-    /// The client of `node` (made, or remade if the node moved to another address).
-    pub fn client(&self, node: &SfuNodeRecord) -> Result<SfuClient, RouteError> {
+    /// A pool whose handles `connector` makes.
+    pub fn new(connector: Arc<dyn SfuConnector>) -> Self {
+        Self {
+            connector,
+            clients: Mutex::default(),
+        }
+    }
+
+    /// The handle of `node` (made, or remade if the node moved to another address).
+    pub fn client(&self, node: &SfuNodeRecord) -> Result<Sfu, RouteError> {
         let mut clients = self
             .clients
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(client) = clients.get(&node.id).filter(|c| c.url() == node.grpc_url) {
+        if let Some((_, client)) = clients
+            .get(&node.id)
+            .filter(|(url, _)| *url == node.grpc_url)
+        {
             return Ok(client.clone());
         }
-        let client = SfuClient::connect_lazy(&node.grpc_url)
-            .map_err(|e| RouteError::Corrupt(format!("node {}: {e}", node.id)))?;
-        clients.insert(node.id.clone(), client.clone());
+        let client = self.connector.connect(node)?;
+        clients.insert(node.id.clone(), (node.grpc_url.clone(), client.clone()));
         Ok(client)
     }
 
-    /// Forget a node's client (it is gone).
+    /// Forget a node's handle (it is gone).
     pub fn forget(&self, node: &NodeId) {
         self.clients
             .lock()
@@ -115,6 +145,7 @@ mod tests {
             region: None,
             rooms: 0,
             participants,
+            max_participants: 0,
             forwarded_per_sec: 0.0,
             cpu_cores: 0.0,
             draining,

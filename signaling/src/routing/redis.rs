@@ -10,7 +10,7 @@ use chorus_proto::fleet::{SfuNodeRecord, keys};
 use chorus_proto::{NodeId, RoomId};
 use redis::Script;
 
-use super::{NodeRouter, RouteError, place};
+use super::{NodeRouter, Placement, RouteError, place};
 use crate::redis_client::Redis;
 
 /// The router of a fleet.
@@ -19,7 +19,7 @@ pub struct RedisRouter {
     /// KEYS: binding, new node's room set, old node's room set. ARGV: expected old node
     /// ('' for none), new node, room. Returns 1 when the binding was written.
     bind: Script,
-    /// KEYS: binding, node's room set. ARGV: node, room.
+    /// KEYS: binding, node's room set, the room's span. ARGV: node, room.
     unbind: Script,
 }
 
@@ -47,6 +47,7 @@ impl RedisRouter {
                 r"
                 if redis.call('GET', KEYS[1]) == ARGV[1] then
                     redis.call('DEL', KEYS[1])
+                    redis.call('DEL', KEYS[3])
                 end
                 redis.call('SREM', KEYS[2], ARGV[2])
                 return 1",
@@ -61,6 +62,19 @@ impl RedisRouter {
             .await
             .map_err(unavailable)?;
         Ok(id.and_then(|id| NodeId::parse(id).ok()))
+    }
+
+    /// The other nodes a room spans.
+    async fn span(&self, room: &RoomId) -> Result<Vec<NodeId>, RouteError> {
+        let ids: Vec<String> = self
+            .redis
+            .query(redis::cmd("SMEMBERS").arg(keys::room_span(room)))
+            .await
+            .map_err(unavailable)?;
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| NodeId::parse(id).ok())
+            .collect())
     }
 
     /// Write `room → new` if the binding is still `expected`. True when written.
@@ -123,6 +137,66 @@ impl NodeRouter for RedisRouter {
         ))
     }
 
+    async fn node_for_participant(
+        &self,
+        room: &RoomId,
+        full: &[NodeId],
+    ) -> Result<Placement, RouteError> {
+        let home = self.node_for_room(room).await?;
+        let takes = |n: &SfuNodeRecord| !n.is_full() && !full.contains(&n.id);
+        if takes(&home) {
+            return Ok(Placement {
+                node: home,
+                new_in_room: false,
+            });
+        }
+        let nodes = self.nodes().await?;
+        let span = self.span(room).await?;
+        if let Some(node) = nodes
+            .iter()
+            .filter(|n| span.contains(&n.id) && n.id != home.id && takes(n))
+            .min_by(|a, b| a.load().total_cmp(&b.load()))
+        {
+            return Ok(Placement {
+                node: node.clone(),
+                new_in_room: false,
+            });
+        }
+        let others: Vec<SfuNodeRecord> = nodes
+            .into_iter()
+            .filter(|n| n.id != home.id && !span.contains(&n.id) && takes(n))
+            .collect();
+        let rooms = self.rooms_per_node().await?;
+        let Some(chosen) = place(&others, &rooms) else {
+            return Err(RouteError::NoNode);
+        };
+        let added: i64 = self
+            .redis
+            .query(
+                redis::cmd("SADD")
+                    .arg(keys::room_span(room))
+                    .arg(chosen.id.as_str()),
+            )
+            .await
+            .map_err(unavailable)?;
+        tracing::info!(room = %room, home = %home.id, node = %chosen.id, "room spans another node (its node is full)");
+        Ok(Placement {
+            node: chosen.clone(),
+            new_in_room: added == 1,
+        })
+    }
+
+    async fn room_nodes(&self, room: &RoomId) -> Result<Vec<SfuNodeRecord>, RouteError> {
+        let Some(home) = self.binding(room).await? else {
+            return Ok(Vec::new());
+        };
+        let span = self.span(room).await?;
+        let mut nodes = self.nodes().await?;
+        nodes.retain(|n| n.id == home || span.contains(&n.id));
+        nodes.sort_by_key(|n| n.id != home);
+        Ok(nodes)
+    }
+
     async fn bound_node(&self, room: &RoomId) -> Result<Option<NodeId>, RouteError> {
         self.binding(room).await
     }
@@ -130,6 +204,7 @@ impl NodeRouter for RedisRouter {
     async fn unbind(&self, room: &RoomId, node: &NodeId) -> Result<(), RouteError> {
         let mut call = self.unbind.key(keys::room_node(room));
         call.key(keys::sfu_node_rooms(node))
+            .key(keys::room_span(room))
             .arg(node.as_str())
             .arg(room.as_str());
         let mut conn = self.redis.conn();

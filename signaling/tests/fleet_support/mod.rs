@@ -250,11 +250,21 @@ pub struct Fleet {
 
 impl Fleet {
     pub fn start(sfus: usize, signaling: usize) -> Self {
+        Self::start_with(sfus, signaling, &[])
+    }
+
+    /// A fleet whose SFU nodes get `sfu_args` too.
+    pub fn start_with(sfus: usize, signaling: usize, sfu_args: &[&str]) -> Self {
         let redis = RedisServer::start().expect("redis-server");
         let url = redis.url();
         let key = TokenKey::make();
         let sfus = (0..sfus)
-            .map(|i| SfuNode::start(&url, &key, &format!("sfu-{}", char::from(b'a' + i as u8))))
+            .map(|i| {
+                let id = format!("sfu-{}", char::from(b'a' + i as u8));
+                let mut args = vec!["--redis", url.as_str()];
+                args.extend_from_slice(sfu_args);
+                SfuNode::start_with(&key, &id, &args)
+            })
             .collect();
         let mut nodes: Vec<SignalingNode> = Vec::new();
         for i in 0..signaling {

@@ -1,0 +1,176 @@
+//! [`SfuControl`] over gRPC: the client of an SFU node, with its errors turned into
+//! words for the user.
+
+use chorus_proto::sfu::sfu_control_client::SfuControlClient;
+use chorus_proto::sfu::{
+    AdmitRequest, CloseRoomRequest, EventsRequest, Grants as ProtoGrants, NodeStatsRequest,
+    NodeStatsResponse, ParticipantState, ParticipantsRequest, RemoveParticipantRequest,
+    SetRelaysRequest, UpdateGrantsRequest,
+};
+use chorus_proto::signal::ErrorCode;
+use chorus_proto::token::Grants;
+use chorus_proto::{ParticipantId, RoomId};
+use futures_util::StreamExt;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use super::{EventStream, Failure, RelayPeer, SfuControl};
+use crate::error::SignalingError;
+
+/// A connection to one SFU node over gRPC. Cheap to clone.
+#[derive(Clone)]
+pub struct GrpcSfu {
+    client: SfuControlClient<Channel>,
+    url: String,
+}
+
+impl GrpcSfu {
+    /// A client that connects on first use and reconnects by itself.
+    pub fn connect_lazy(url: &str) -> Result<Self, SignalingError> {
+        let endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|_| SignalingError::SfuUrl(url.to_owned()))?
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .tcp_nodelay(true);
+        Ok(Self {
+            client: SfuControlClient::new(endpoint.connect_lazy()),
+            url: url.to_owned(),
+        })
+    }
+
+    fn client(&self) -> SfuControlClient<Channel> {
+        self.client.clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl SfuControl for GrpcSfu {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn admit(&self, room_token: String, sdp_offer: String) -> Result<String, Failure> {
+        let request = AdmitRequest {
+            room_token,
+            sdp_offer,
+        };
+        let response = self.client().admit(request).await.map_err(user_error)?;
+        Ok(response.into_inner().sdp_answer)
+    }
+
+    async fn update_grants(
+        &self,
+        room: &RoomId,
+        participant: &ParticipantId,
+        grants: Grants,
+        muted: bool,
+    ) -> Result<(), Failure> {
+        let request = UpdateGrantsRequest {
+            room_id: room.to_string(),
+            participant_id: participant.to_string(),
+            grants: Some(ProtoGrants {
+                publish: grants.publish,
+                subscribe: grants.subscribe,
+                admin: grants.admin,
+            }),
+            muted,
+        };
+        self.client()
+            .update_grants(request)
+            .await
+            .map_err(user_error)?;
+        Ok(())
+    }
+
+    async fn remove(&self, room: &RoomId, participant: &ParticipantId) -> Result<bool, Failure> {
+        let request = RemoveParticipantRequest {
+            room_id: room.to_string(),
+            participant_id: participant.to_string(),
+        };
+        let response = self
+            .client()
+            .remove_participant(request)
+            .await
+            .map_err(user_error)?;
+        Ok(response.into_inner().removed)
+    }
+
+    async fn close_room(&self, room: &RoomId) -> Result<u32, Failure> {
+        let request = CloseRoomRequest {
+            room_id: room.to_string(),
+        };
+        let response = self
+            .client()
+            .close_room(request)
+            .await
+            .map_err(user_error)?;
+        Ok(response.into_inner().participants_removed)
+    }
+
+    async fn set_relays(&self, room: &RoomId, peers: &[RelayPeer]) -> Result<(), Failure> {
+        let request = SetRelaysRequest {
+            room_id: room.to_string(),
+            peers: peers.iter().map(|p| p.addr.clone()).collect(),
+        };
+        self.client()
+            .set_relays(request)
+            .await
+            .map_err(user_error)?;
+        Ok(())
+    }
+
+    async fn node_stats(&self) -> Result<NodeStatsResponse, Failure> {
+        let response = self
+            .client()
+            .node_stats(NodeStatsRequest {})
+            .await
+            .map_err(user_error)?;
+        Ok(response.into_inner())
+    }
+
+    async fn participants(&self) -> Result<Vec<ParticipantState>, Failure> {
+        let response = self
+            .client()
+            .participants(ParticipantsRequest {})
+            .await
+            .map_err(user_error)?;
+        Ok(response.into_inner().participants)
+    }
+
+    async fn events(&self) -> Result<EventStream, Failure> {
+        let stream = self
+            .client()
+            .events(EventsRequest {})
+            .await
+            .map_err(user_error)?
+            .into_inner();
+        Ok(Box::pin(stream.map(|item| item.map_err(user_error))))
+    }
+}
+
+/// What a user is told when the SFU refuses or fails.
+fn user_error(status: Status) -> Failure {
+    match status.code() {
+        Code::Unauthenticated | Code::PermissionDenied => (
+            ErrorCode::Unauthorized,
+            format!("the media server refused entry: {}", status.message()),
+        ),
+        Code::InvalidArgument => (
+            ErrorCode::BadOffer,
+            format!(
+                "the media server could not use this connection offer: {}",
+                status.message()
+            ),
+        ),
+        Code::NotFound => (ErrorCode::NotInRoom, status.message().to_owned()),
+        // A node that is full (`--max-participants`): another node may take the room on.
+        Code::ResourceExhausted => (ErrorCode::MediaUnavailable, status.message().to_owned()),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => (
+            ErrorCode::MediaUnavailable,
+            "the media server cannot be reached right now; try again in a moment".to_owned(),
+        ),
+        _ => (
+            ErrorCode::Internal,
+            format!("the media server failed: {}", status.message()),
+        ),
+    }
+}
