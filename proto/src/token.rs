@@ -86,6 +86,71 @@ pub struct UserClaims {
 pub enum TokenKind {
     /// A user token.
     User,
+    /// A control token: signaling drives an SFU node's gRPC with it.
+    Control,
+}
+
+/// The subject of every control token.
+pub const CONTROL_SUBJECT: &str = "sfu-control";
+
+/// The gRPC metadata key every SFU control call carries its control token in, as
+/// `Bearer <token>`.
+pub const CONTROL_METADATA: &str = "authorization";
+
+/// The value of [`CONTROL_METADATA`] for `token`.
+pub fn control_bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// A gRPC interceptor that puts one control token on every call: for tools and tests
+/// that drive an SFU node directly (`SfuControlClient::with_interceptor(channel, it)`).
+/// Signaling renews its tokens instead.
+#[derive(Clone)]
+pub struct ControlBearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl ControlBearer {
+    /// A fresh control token of `issuer`, valid for `ttl`.
+    pub fn mint(issuer: &TokenIssuer, ttl: Duration) -> Result<Self, TokenError> {
+        let token = issuer.mint_control(ttl)?;
+        Self::from_token(&token)
+    }
+
+    /// Carry `token` as it is (a control token, or anything a test wants refused).
+    pub fn from_token(token: &str) -> Result<Self, TokenError> {
+        control_bearer(token)
+            .parse()
+            .map(Self)
+            .map_err(|_| TokenError::Malformed("not valid as gRPC metadata".into()))
+    }
+}
+
+impl tonic::service::Interceptor for ControlBearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert(CONTROL_METADATA, self.0.clone());
+        Ok(request)
+    }
+}
+
+/// The claims of a control token: whoever holds the signing key (signaling) may drive
+/// SFU nodes, which verify it with the public key they already have for room tokens.
+/// It carries no room, grants or user, so it is never taken for either other kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlClaims {
+    /// Always [`CONTROL_SUBJECT`].
+    pub sub: String,
+    /// Always [`TokenKind::Control`].
+    pub kind: TokenKind,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: u64,
+    /// Expires at, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Always [`ISSUER`].
+    pub iss: String,
 }
 
 /// Why a token was refused. The texts are shown to users.
@@ -203,6 +268,20 @@ impl TokenIssuer {
             .map_err(|e| TokenError::Key(e.to_string()))
     }
 
+    /// A control token for SFU nodes' gRPC, valid for `ttl`.
+    pub fn mint_control(&self, ttl: Duration) -> Result<String, TokenError> {
+        let iat = now_secs();
+        let claims = ControlClaims {
+            sub: CONTROL_SUBJECT.to_owned(),
+            kind: TokenKind::Control,
+            iat,
+            exp: iat + ttl.as_secs().max(1),
+            iss: ISSUER.to_owned(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)
+            .map_err(|e| TokenError::Key(e.to_string()))
+    }
+
     /// A verifier for the tokens this issuer mints.
     pub fn verifier(&self) -> Result<TokenVerifier, TokenError> {
         TokenVerifier::from_public_key(&self.public_key)
@@ -242,7 +321,20 @@ impl TokenVerifier {
 
     /// Check a user token: signature, issuer, expiry and kind.
     pub fn verify_user(&self, token: &str) -> Result<UserClaims, TokenError> {
-        self.decode(token)
+        let claims: UserClaims = self.decode(token)?;
+        if claims.kind != TokenKind::User {
+            return Err(TokenError::Malformed("not a user token".into()));
+        }
+        Ok(claims)
+    }
+
+    /// Check a control token: signature, issuer, expiry, kind and subject.
+    pub fn verify_control(&self, token: &str) -> Result<ControlClaims, TokenError> {
+        let claims: ControlClaims = self.decode(token)?;
+        if claims.kind != TokenKind::Control || claims.sub != CONTROL_SUBJECT {
+            return Err(TokenError::Malformed("not a control token".into()));
+        }
+        Ok(claims)
     }
 
     fn decode<C: serde::de::DeserializeOwned>(&self, token: &str) -> Result<C, TokenError> {
@@ -343,6 +435,35 @@ mod tests {
         assert_eq!(claims.sub, p);
         assert_eq!(claims.grants, Grants::SPEAKER);
         assert_eq!(claims.name, "Ada");
+    }
+
+    #[test]
+    fn control_tokens_are_their_own_kind() {
+        let issuer = TokenIssuer::generate().unwrap();
+        let other = TokenIssuer::generate().unwrap();
+        let verifier = issuer.verifier().unwrap();
+        let control = issuer.mint_control(Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            verifier.verify_control(&control).unwrap().sub,
+            CONTROL_SUBJECT
+        );
+        // Neither a room nor a user token drives an SFU, and a control token admits nobody.
+        let (room, p) = ids();
+        let room_token = issuer
+            .mint(&room, &p, "Ada", Grants::SPEAKER, Duration::from_secs(60))
+            .unwrap();
+        let user_token = issuer
+            .mint_user(&crate::UserId::random(), "Ada", Duration::from_secs(60))
+            .unwrap();
+        assert!(verifier.verify_control(&room_token).is_err());
+        assert!(verifier.verify_control(&user_token).is_err());
+        assert!(verifier.verify(&control).is_err());
+        assert!(verifier.verify_user(&control).is_err());
+        let forged = other.mint_control(Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            verifier.verify_control(&forged),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]

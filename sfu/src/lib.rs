@@ -26,4 +26,4 @@ pub use engine::{
 pub use error::SfuError;
 pub use fleet::FleetConfig;
 pub use metrics::{DropReason, Metrics};
-pub use server::{SfuHandle, start};
+pub use server::{NodeStats, SfuHandle, start};

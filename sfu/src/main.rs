@@ -157,7 +157,7 @@ async fn main() -> ExitCode {
     println!("chorus-sfu {node}");
     println!("grpc {}", handle.grpc_addr());
     if let Some(addr) = metrics {
-        match serve_metrics(addr, handle.grpc_addr()).await {
+        match serve_metrics(addr, handle.stats()).await {
             Ok(bound) => println!("metrics http://{bound}/metrics"),
             Err(e) => {
                 eprintln!("chorus-sfu: cannot serve metrics on {addr}: {e}");
@@ -175,7 +175,7 @@ async fn main() -> ExitCode {
         drain_secs = drain.as_secs(),
         "draining, then shutting down"
     );
-    drain_participants(handle.grpc_addr(), drain).await;
+    drain_participants(&handle.stats(), drain).await;
     handle.shutdown().await;
     ExitCode::SUCCESS
 }
@@ -202,49 +202,36 @@ async fn wait_for_stop(handle: &chorus_sfu::SfuHandle) -> &'static str {
 }
 
 /// Let the node empty (participants leave as signaling moves them) for up to `within`.
-async fn drain_participants(grpc: SocketAddr, within: Duration) {
-    use chorus_proto::sfu::NodeStatsRequest;
-    use chorus_proto::sfu::sfu_control_client::SfuControlClient;
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{grpc}")) else {
-        return;
-    };
-    let mut client = SfuControlClient::new(endpoint.connect_lazy());
+async fn drain_participants(stats: &chorus_sfu::NodeStats, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
     while tokio::time::Instant::now() < deadline {
-        match client.node_stats(NodeStatsRequest {}).await {
-            Ok(stats) if stats.get_ref().participants == 0 => return,
-            Ok(stats) => tracing::info!(participants = stats.get_ref().participants, "draining"),
-            Err(_) => return,
+        match stats.get().await {
+            Some(stats) if stats.participants == 0 => return,
+            Some(stats) => tracing::info!(participants = stats.participants, "draining"),
+            None => return,
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     tracing::warn!("drain deadline passed; stopping with participants still connected");
 }
 
-/// `GET /metrics`: the node's counters, asked of its own gRPC server (the one surface
-/// every consumer uses), and this process's CPU and memory.
-async fn serve_metrics(addr: SocketAddr, grpc: SocketAddr) -> std::io::Result<SocketAddr> {
-    use chorus_proto::sfu::NodeStatsRequest;
-    use chorus_proto::sfu::sfu_control_client::SfuControlClient;
-
+/// `GET /metrics`: the node's counters (the same `NodeStats` its control port reports,
+/// read in-process) and this process's CPU and memory.
+async fn serve_metrics(
+    addr: SocketAddr,
+    stats: chorus_sfu::NodeStats,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
-        .map_err(std::io::Error::other)?
-        .connect_lazy();
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let mut client = SfuControlClient::new(channel.clone());
+            let stats = stats.clone();
             async move {
                 let mut text = chorus_sfu::prometheus::process_metrics();
-                match client.node_stats(NodeStatsRequest {}).await {
-                    Ok(stats) => {
-                        text.push_str(&chorus_sfu::prometheus::node_metrics(stats.get_ref()))
-                    }
-                    Err(status) => {
-                        tracing::warn!(error = %status.message(), "node stats unavailable")
-                    }
+                match stats.get().await {
+                    Some(stats) => text.push_str(&chorus_sfu::prometheus::node_metrics(&stats)),
+                    None => tracing::warn!("node stats unavailable: the node is stopping"),
                 }
                 text
             }

@@ -9,7 +9,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::auth::Authenticator;
 use crate::config::SfuConfig;
-use crate::control::ControlService;
+use crate::control::{ControlGate, ControlService, stats_response};
 use crate::engine::{Engine, EngineConfig};
 use crate::error::SfuError;
 use crate::net::{MediaLoop, bind_media};
@@ -26,9 +26,36 @@ pub struct SfuHandle {
     stop_grpc: oneshot::Sender<()>,
     grpc_task: tokio::task::JoinHandle<()>,
     fleet: Option<crate::fleet::Registration>,
+    stats: NodeStats,
+}
+
+/// Reads the node's counters in-process (its own `/metrics`, its drain), without the
+/// control port and its control token. Cheap to clone.
+#[derive(Clone)]
+pub struct NodeStats {
+    node_id: chorus_proto::NodeId,
+    commands: tokio::sync::mpsc::Sender<crate::net::Command>,
+}
+
+impl NodeStats {
+    /// The counters as `NodeStats` reports them; `None` once the node is stopping.
+    pub async fn get(&self) -> Option<chorus_proto::sfu::NodeStatsResponse> {
+        let (reply, stats) = oneshot::channel();
+        self.commands
+            .send(crate::net::Command::Stats { reply })
+            .await
+            .ok()?;
+        let stats = stats.await.ok()?;
+        Some(stats_response(&self.node_id, &stats))
+    }
 }
 
 impl SfuHandle {
+    /// The node's counters, read in-process.
+    pub fn stats(&self) -> NodeStats {
+        self.stats.clone()
+    }
+
     /// Where the gRPC server listens.
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc_addr
@@ -87,6 +114,11 @@ pub async fn start(config: SfuConfig) -> Result<SfuHandle, SfuError> {
 
     let listener = tokio::net::TcpListener::bind(config.grpc_listen).await?;
     let grpc_addr = listener.local_addr()?;
+    let gate = ControlGate::new(&config.token_public_key)?;
+    let stats = NodeStats {
+        node_id: config.node_id.clone(),
+        commands: media.commands.clone(),
+    };
     let service = ControlService {
         node_id: config.node_id.clone(),
         auth,
@@ -97,7 +129,7 @@ pub async fn start(config: SfuConfig) -> Result<SfuHandle, SfuError> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     let grpc_task = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
-            .add_service(SfuControlServer::new(service))
+            .add_service(SfuControlServer::with_interceptor(service, gate))
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             })
@@ -139,5 +171,6 @@ pub async fn start(config: SfuConfig) -> Result<SfuHandle, SfuError> {
         stop_grpc,
         grpc_task,
         fleet,
+        stats,
     })
 }

@@ -10,7 +10,7 @@ use chorus_proto::sfu::{
     AdmitRequest, EventsRequest, NodeStatsRequest, RemoveParticipantRequest, UpdateGrantsRequest,
     room_event,
 };
-use chorus_proto::token::{Grants, ISSUER, RoomClaims, TokenIssuer};
+use chorus_proto::token::{ControlBearer, Grants, ISSUER, RoomClaims, TokenIssuer};
 use chorus_proto::{ParticipantId, RoomId};
 use chorus_sfu::{SfuConfig, SfuHandle, start};
 use str0m::change::SdpAnswer;
@@ -18,16 +18,72 @@ use str0m::media::{Direction, MediaKind};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tonic::Code;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-async fn node(issuer: &TokenIssuer) -> (SfuHandle, SfuControlClient<Channel>) {
+type Client = SfuControlClient<InterceptedService<Channel, ControlBearer>>;
+
+/// A client of `handle`'s control port whose calls carry `bearer`.
+async fn client_with(handle: &SfuHandle, bearer: ControlBearer) -> Client {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", handle.grpc_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    SfuControlClient::with_interceptor(channel, bearer)
+}
+
+async fn node(issuer: &TokenIssuer) -> (SfuHandle, Client) {
     let mut config = SfuConfig::new(issuer.public_key().to_vec());
     config.udp_listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let handle = start(config).await.unwrap();
-    let client = SfuControlClient::connect(format!("http://{}", handle.grpc_addr()))
+    let bearer = ControlBearer::mint(issuer, Duration::from_secs(300)).unwrap();
+    let client = client_with(&handle, bearer).await;
+    (handle, client)
+}
+
+#[tokio::test]
+async fn every_control_call_needs_a_control_token_signed_by_signaling() {
+    let issuer = TokenIssuer::generate().unwrap();
+    let (handle, mut good) = node(&issuer).await;
+    good.node_stats(NodeStatsRequest {}).await.unwrap();
+    let (room, p) = (RoomId::random(), ParticipantId::random());
+    let room_token = issuer
+        .mint(&room, &p, "Eve", Grants::SPEAKER, Duration::from_secs(60))
+        .unwrap();
+    let forged =
+        ControlBearer::mint(&TokenIssuer::generate().unwrap(), Duration::from_secs(60)).unwrap();
+    let wrong = [
+        ("a control token of another key", forged),
+        (
+            "a room token",
+            ControlBearer::from_token(&room_token).unwrap(),
+        ),
+        ("garbage", ControlBearer::from_token("not-a-token").unwrap()),
+    ];
+    for (what, bearer) in wrong {
+        let mut client = client_with(&handle, bearer).await;
+        let status = client.node_stats(NodeStatsRequest {}).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+        let status = client
+            .remove_participant(RemoveParticipantRequest {
+                room_id: room.to_string(),
+                participant_id: p.to_string(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+        let status = client.events(EventsRequest {}).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+    }
+    // No token at all.
+    let mut bare = SfuControlClient::connect(format!("http://{}", handle.grpc_addr()))
         .await
         .unwrap();
-    (handle, client)
+    let status = bare.node_stats(NodeStatsRequest {}).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(status.message().contains("control token"), "{status:?}");
+    handle.shutdown().await;
 }
 
 fn offer() -> (Rtc, String, str0m::change::SdpPendingOffer, UdpSocket) {
@@ -43,7 +99,7 @@ fn offer() -> (Rtc, String, str0m::change::SdpPendingOffer, UdpSocket) {
     (rtc, offer.to_sdp_string(), pending, socket)
 }
 
-async fn admit(client: &mut SfuControlClient<Channel>, token: &str, sdp: &str) -> tonic::Status {
+async fn admit(client: &mut Client, token: &str, sdp: &str) -> tonic::Status {
     client
         .admit(AdmitRequest {
             room_token: token.into(),

@@ -96,8 +96,12 @@ pub async fn start(
         .clone()
         .unwrap_or_else(chorus_proto::NodeId::random);
     let users = tokens.verifier()?;
+    let control = sfu::grpc::ControlTokens::new(tokens.clone());
     let (seams, inbound) = match &config.redis_url {
-        None => (local_seams(&config, node_id.clone()).await?, None),
+        None => (
+            local_seams(&config, node_id.clone(), control.clone()).await?,
+            None,
+        ),
         Some(url) => {
             let redis = redis_client::Redis::connect(url).await?;
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -106,7 +110,7 @@ pub async fn start(
                 store: Arc::new(store::RedisStore::new(redis.clone())),
                 router: Arc::new(routing::RedisRouter::new(redis.clone())),
                 bus: Arc::new(bus),
-                sfus: Arc::new(sfu::GrpcConnector),
+                sfus: Arc::new(sfu::GrpcConnector(control.clone())),
             };
             tracing::info!(node = %node_id, redis = %redis_client::redact(url), "joined the fleet");
             (seams, Some((rx, redis)))
@@ -209,11 +213,12 @@ pub async fn start(
 async fn local_seams(
     config: &SignalingConfig,
     node: chorus_proto::NodeId,
+    control: sfu::grpc::ControlTokens,
 ) -> Result<rooms::service::Seams, SignalingError> {
     let store: store::SharedStore = Arc::new(store::EmbeddedStore::open(
         &config.data_dir.join("chorus.redb"),
     )?);
-    let sfu = sfu::grpc::GrpcSfu::connect_lazy(&config.sfu_url)?;
+    let sfu = sfu::grpc::GrpcSfu::connect_lazy(&config.sfu_url, control.clone())?;
     use sfu::SfuControl as _;
     // The SFU's own id names it in metrics and the API; ask it (it may still be starting).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -235,7 +240,7 @@ async fn local_seams(
         store,
         router: Arc::new(routing::LocalRouter::new(&config.sfu_url, sfu_id)),
         bus: Arc::new(rooms::bus::LocalBus::new(node)),
-        sfus: Arc::new(sfu::GrpcConnector),
+        sfus: Arc::new(sfu::GrpcConnector(control)),
     })
 }
 

@@ -12,7 +12,6 @@ mod support;
 use std::time::{Duration, Instant};
 
 use chorus_bench::webrtc_peer::WebrtcPeer;
-use chorus_proto::sfu::sfu_control_client::SfuControlClient;
 use chorus_proto::sfu::{NodeStatsRequest, NodeStatsResponse};
 use fleet_support::Fleet;
 use serde_json::json;
@@ -20,10 +19,8 @@ use support::{Api, close_all, join_connected, peer_config, summary, wait_info};
 
 const STEP: Duration = Duration::from_secs(20);
 
-async fn stats(grpc: &str) -> Result<NodeStatsResponse, String> {
-    let mut client = SfuControlClient::connect(format!("http://{grpc}"))
-        .await
-        .map_err(|e| format!("gRPC {grpc}: {e}"))?;
+async fn stats(fleet: &Fleet, grpc: &str) -> Result<NodeStatsResponse, String> {
+    let mut client = fleet.key.control(grpc).await?;
     client
         .node_stats(NodeStatsRequest {})
         .await
@@ -81,7 +78,10 @@ async fn spanning(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), Stri
         Some(_) => (&fleet.sfus[1], &fleet.sfus[0]),
         None => return Err(format!("the room's node is {view}")),
     };
-    let (at_home, at_other) = (stats(&home_sfu.grpc).await?, stats(&other_sfu.grpc).await?);
+    let (at_home, at_other) = (
+        stats(fleet, &home_sfu.grpc).await?,
+        stats(fleet, &other_sfu.grpc).await?,
+    );
     if (at_home.participants, at_other.participants) != (2, 1) {
         return Err(format!(
             "participants per node: {} on the room's node, {} on the other; want 2 and 1",
@@ -112,9 +112,11 @@ async fn spanning(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), Stri
     hears(&peers[0], 550.0, 5)
         .await
         .map_err(|e| format!("the owner hears Max, seated on the other node: {e}"))?;
-    // One stream per speaker per node: the room's node sent roughly one relayed frame
-    // per frame of its one speaker, not one per listener of the other node.
-    let (at_home, at_other) = (stats(&home_sfu.grpc).await?, stats(&other_sfu.grpc).await?);
+    // One stream per speaker per node: the room's node sent one relayed frame per frame
+    // of its speaker, not one per listener of the other node. (The receiving side is
+    // read first: frames keep flowing between the two reads.)
+    let at_other = stats(fleet, &other_sfu.grpc).await?;
+    let at_home = stats(fleet, &home_sfu.grpc).await?;
     eprintln!(
         "relay: room's node out {} in {}; other node out {} in {}",
         at_home.packets_relayed_out,
@@ -143,7 +145,10 @@ async fn spanning(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), Stri
     }
     let deadline = Instant::now() + STEP;
     loop {
-        let (h, o) = (stats(&home_sfu.grpc).await?, stats(&other_sfu.grpc).await?);
+        let (h, o) = (
+            stats(fleet, &home_sfu.grpc).await?,
+            stats(fleet, &other_sfu.grpc).await?,
+        );
         if h.participants == 0 && o.participants == 0 {
             break;
         }

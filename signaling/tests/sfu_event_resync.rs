@@ -87,7 +87,7 @@ async fn a_departure_missed_while_the_event_stream_was_down_is_recovered() {
     let proxy = Proxy::start(sfu.grpc.clone()).await;
     let node = SignalingNode::start_alone(&key, "sig-alone", &format!("http://{}", proxy.addr));
     let mut peers = Vec::new();
-    let outcome = scenario(&sfu, &node, &proxy, &mut peers).await;
+    let outcome = scenario(&key, &sfu, &node, &proxy, &mut peers).await;
     close_all(&mut peers).await;
     if let Err(message) = outcome {
         panic!(
@@ -98,10 +98,9 @@ async fn a_departure_missed_while_the_event_stream_was_down_is_recovered() {
     }
 }
 
-async fn sfu_has(sfu: &SfuNode, participant: &str) -> bool {
+async fn sfu_has(key: &TokenKey, sfu: &SfuNode, participant: &str) -> bool {
     use chorus_proto::sfu::ParticipantsRequest;
-    use chorus_proto::sfu::sfu_control_client::SfuControlClient;
-    let Ok(mut client) = SfuControlClient::connect(format!("http://{}", sfu.grpc)).await else {
+    let Ok(mut client) = key.control(&sfu.grpc).await else {
         return true; // unknown: keep waiting
     };
     match client.participants(ParticipantsRequest {}).await {
@@ -115,6 +114,7 @@ async fn sfu_has(sfu: &SfuNode, participant: &str) -> bool {
 }
 
 async fn scenario(
+    key: &TokenKey,
     sfu: &SfuNode,
     node: &SignalingNode,
     proxy: &Proxy,
@@ -137,7 +137,7 @@ async fn scenario(
     proxy.cut().await;
     peers[1].close_media().await;
     let deadline = Instant::now() + STEP;
-    while sfu_has(sfu, drops.as_str()).await {
+    while sfu_has(key, sfu, drops.as_str()).await {
         if Instant::now() > deadline {
             return Err("the SFU never noticed Drops's media died".into());
         }

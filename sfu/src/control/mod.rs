@@ -5,6 +5,7 @@
 //! subscribes again and re-syncs from `Participants`.
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use chorus_proto::sfu::sfu_control_server::SfuControl;
 use chorus_proto::sfu::{
@@ -14,7 +15,7 @@ use chorus_proto::sfu::{
     RemoveParticipantRequest, RemoveParticipantResponse, RoomEvent, SetRelaysRequest,
     SetRelaysResponse, SpeakingLevels, UpdateGrantsRequest, UpdateGrantsResponse, room_event,
 };
-use chorus_proto::token::{Grants, TokenError};
+use chorus_proto::token::{CONTROL_METADATA, Grants, TokenError, TokenVerifier};
 use chorus_proto::{NodeId, ParticipantId, RoomId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::wrappers::BroadcastStream;
@@ -46,6 +47,97 @@ impl ControlService {
             .await
             .map_err(|_| to_status(SfuError::ShuttingDown))?;
         rx.await.map_err(|_| to_status(SfuError::ShuttingDown))
+    }
+}
+
+/// The check every control call passes before it reaches [`ControlService`]: a control
+/// token (`authorization: Bearer …`) signed by the deployment's token key, which only
+/// signaling holds. The last token verified is remembered until it expires, so a
+/// signaling node's calls cost one signature check per token, not per call.
+#[derive(Clone)]
+pub(crate) struct ControlGate {
+    verifier: Arc<TokenVerifier>,
+    last: Arc<Mutex<Option<(String, u64)>>>,
+}
+
+impl ControlGate {
+    pub fn new(public_key: &[u8]) -> Result<Self, SfuError> {
+        let verifier = TokenVerifier::from_public_key(public_key)
+            .map_err(|e| SfuError::Config(format!("token public key: {e}")))?;
+        Ok(Self {
+            verifier: Arc::new(verifier),
+            last: Arc::default(),
+        })
+    }
+
+    fn check(&self, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+        let refuse = |why: &str| {
+            Status::unauthenticated(format!(
+                "this SFU's control port needs a control token from signaling: {why}"
+            ))
+        };
+        let value = metadata
+            .get(CONTROL_METADATA)
+            .ok_or_else(|| refuse("none was sent"))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| refuse("the authorization is not 'Bearer <token>'"))?;
+        let now = unix_now();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((known, exp)) = last.as_ref()
+            && known == token
+            && *exp > now
+        {
+            return Ok(());
+        }
+        let claims = self
+            .verifier
+            .verify_control(token)
+            .map_err(|e| refuse(&e.to_string()))?;
+        *last = Some((token.to_owned(), claims.exp));
+        Ok(())
+    }
+}
+
+impl tonic::service::Interceptor for ControlGate {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        self.check(request.metadata())?;
+        Ok(request)
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The node's counters as `NodeStats` reports them (also for its own `/metrics`).
+pub(crate) fn stats_response(
+    node_id: &NodeId,
+    s: &crate::engine::EngineStats,
+) -> NodeStatsResponse {
+    let m = s.metrics;
+    NodeStatsResponse {
+        node_id: node_id.to_string(),
+        rooms: u32::try_from(s.rooms).unwrap_or(u32::MAX),
+        participants: u32::try_from(s.participants).unwrap_or(u32::MAX),
+        packets_in: m.packets_in,
+        packets_out: m.packets_out,
+        packets_forwarded: m.packets_forwarded,
+        packets_dropped: m.packets_dropped,
+        bytes_in: m.bytes_in,
+        bytes_out: m.bytes_out,
+        packets_relayed_out: m.packets_relayed_out,
+        packets_relayed_in: m.packets_relayed_in,
+        packets_dropped_by_reason: m
+            .drops()
+            .iter()
+            .map(|(reason, n)| ((*reason).to_owned(), *n))
+            .collect(),
     }
 }
 
@@ -292,24 +384,6 @@ impl SfuControl for ControlService {
         _request: Request<NodeStatsRequest>,
     ) -> Result<Response<NodeStatsResponse>, Status> {
         let s = self.call(|reply| Command::Stats { reply }).await?;
-        let m = s.metrics;
-        Ok(Response::new(NodeStatsResponse {
-            node_id: self.node_id.to_string(),
-            rooms: u32::try_from(s.rooms).unwrap_or(u32::MAX),
-            participants: u32::try_from(s.participants).unwrap_or(u32::MAX),
-            packets_in: m.packets_in,
-            packets_out: m.packets_out,
-            packets_forwarded: m.packets_forwarded,
-            packets_dropped: m.packets_dropped,
-            bytes_in: m.bytes_in,
-            bytes_out: m.bytes_out,
-            packets_relayed_out: m.packets_relayed_out,
-            packets_relayed_in: m.packets_relayed_in,
-            packets_dropped_by_reason: m
-                .drops()
-                .iter()
-                .map(|(reason, n)| ((*reason).to_owned(), *n))
-                .collect(),
-        }))
+        Ok(Response::new(stats_response(&self.node_id, &s)))
     }
 }

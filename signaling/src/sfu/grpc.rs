@@ -8,36 +8,95 @@ use chorus_proto::sfu::{
     SetRelaysRequest, UpdateGrantsRequest,
 };
 use chorus_proto::signal::ErrorCode;
-use chorus_proto::token::Grants;
+use chorus_proto::token::{CONTROL_METADATA, Grants, TokenIssuer, control_bearer};
 use chorus_proto::{ParticipantId, RoomId};
 use futures_util::StreamExt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
+use tonic::{Code, Request, Status};
 
 use super::{EventStream, Failure, RelayPeer, SfuControl};
 use crate::error::SignalingError;
 
+/// How long a control token lives, and how long before its end a new one is minted.
+const CONTROL_TTL: Duration = Duration::from_secs(600);
+const RENEW_BEFORE: Duration = Duration::from_secs(300);
+
+/// The control token every call to an SFU node carries (`authorization: Bearer …`),
+/// signed with the room-token key, which the nodes verify with the public half they
+/// already hold. One token serves every node and is renewed well before it expires.
+/// Cheap to clone; clones share the token.
+#[derive(Clone)]
+pub struct ControlTokens {
+    issuer: TokenIssuer,
+    current: Arc<Mutex<Option<(MetadataValue<Ascii>, Instant)>>>,
+}
+
+impl ControlTokens {
+    /// Tokens signed by `issuer`.
+    pub fn new(issuer: TokenIssuer) -> Self {
+        Self {
+            issuer,
+            current: Arc::default(),
+        }
+    }
+
+    fn bearer(&self) -> Result<MetadataValue<Ascii>, Status> {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((value, renew_at)) = current.as_ref()
+            && Instant::now() < *renew_at
+        {
+            return Ok(value.clone());
+        }
+        let token = self
+            .issuer
+            .mint_control(CONTROL_TTL)
+            .map_err(|e| Status::internal(format!("cannot mint a control token: {e}")))?;
+        let value: MetadataValue<Ascii> = control_bearer(&token)
+            .parse()
+            .map_err(|_| Status::internal("a control token is not valid metadata"))?;
+        *current = Some((value.clone(), Instant::now() + (CONTROL_TTL - RENEW_BEFORE)));
+        Ok(value)
+    }
+}
+
+impl Interceptor for ControlTokens {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let bearer = self.bearer()?;
+        request.metadata_mut().insert(CONTROL_METADATA, bearer);
+        Ok(request)
+    }
+}
+
+type Client = SfuControlClient<InterceptedService<Channel, ControlTokens>>;
+
 /// A connection to one SFU node over gRPC. Cheap to clone.
 #[derive(Clone)]
 pub struct GrpcSfu {
-    client: SfuControlClient<Channel>,
+    client: Client,
     url: String,
 }
 
 impl GrpcSfu {
-    /// A client that connects on first use and reconnects by itself.
-    pub fn connect_lazy(url: &str) -> Result<Self, SignalingError> {
+    /// A client that connects on first use and reconnects by itself; its calls carry
+    /// `tokens`.
+    pub fn connect_lazy(url: &str, tokens: ControlTokens) -> Result<Self, SignalingError> {
         let endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|_| SignalingError::SfuUrl(url.to_owned()))?
-            .connect_timeout(std::time::Duration::from_secs(3))
+            .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true);
         Ok(Self {
-            client: SfuControlClient::new(endpoint.connect_lazy()),
+            client: SfuControlClient::with_interceptor(endpoint.connect_lazy(), tokens),
             url: url.to_owned(),
         })
     }
 
-    fn client(&self) -> SfuControlClient<Channel> {
+    fn client(&self) -> Client {
         self.client.clone()
     }
 }

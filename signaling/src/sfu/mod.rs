@@ -76,12 +76,12 @@ pub trait SfuConnector: Send + Sync + 'static {
     fn connect(&self, node: &SfuNodeRecord) -> Result<Sfu, RouteError>;
 }
 
-/// SFU nodes over gRPC, at their records' `grpc_url`.
-pub struct GrpcConnector;
+/// SFU nodes over gRPC, at their records' `grpc_url`, every call with a control token.
+pub struct GrpcConnector(pub grpc::ControlTokens);
 
 impl SfuConnector for GrpcConnector {
     fn connect(&self, node: &SfuNodeRecord) -> Result<Sfu, RouteError> {
-        grpc::GrpcSfu::connect_lazy(&node.grpc_url)
+        grpc::GrpcSfu::connect_lazy(&node.grpc_url, self.0.clone())
             .map(|sfu| Arc::new(sfu) as Sfu)
             .map_err(|e| RouteError::Corrupt(format!("node {}: {e}", node.id)))
     }

@@ -76,7 +76,38 @@ impl Drop for TokenKey {
     }
 }
 
+/// A client of an SFU node's control port, its calls signed with the fleet's key.
+pub type ControlClient = chorus_proto::sfu::sfu_control_client::SfuControlClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        chorus_proto::token::ControlBearer,
+    >,
+>;
+
 impl TokenKey {
+    /// The signing key itself, as signaling loads it.
+    pub fn issuer(&self) -> chorus_proto::token::TokenIssuer {
+        let pem = std::fs::read(&self.path).expect("read the token key");
+        chorus_proto::token::TokenIssuer::from_pem(&pem).expect("a token key")
+    }
+
+    /// A control client of the SFU node whose gRPC is at `grpc` (`host:port`).
+    pub async fn control(&self, grpc: &str) -> Result<ControlClient, String> {
+        let bearer =
+            chorus_proto::token::ControlBearer::mint(&self.issuer(), Duration::from_secs(300))
+                .map_err(|e| e.to_string())?;
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| format!("gRPC {grpc}: {e}"))?;
+        Ok(
+            chorus_proto::sfu::sfu_control_client::SfuControlClient::with_interceptor(
+                channel, bearer,
+            ),
+        )
+    }
+
     pub fn make() -> Self {
         let dir = temp_dir("key");
         let path = dir.join("token-key.pem");
