@@ -29,6 +29,11 @@ pub struct ServeArgs {
     /// Seconds a new room waits for its creator's media before it is rolled back.
     #[arg(long, env = "CHORUS_PENDING_TIMEOUT_SECS", default_value_t = 20)]
     pub pending_timeout_secs: u64,
+    /// After a restart, seconds a member's seat, raised hand or held place waits for
+    /// them to come back before it is given up (a room still pending when the server
+    /// stopped is rolled back after --pending-timeout-secs).
+    #[arg(long, env = "CHORUS_REJOIN_GRACE_SECS", default_value_t = 60)]
+    pub rejoin_grace_secs: u64,
     /// Folder holding the web client.
     #[arg(long, env = "CHORUS_WEB_DIR", default_value_os_t = default_web_dir())]
     pub web_dir: PathBuf,
@@ -85,6 +90,7 @@ impl ServeArgs {
         config.data_dir = self.data_dir.clone();
         config.web_dir = self.web_dir.clone();
         config.timeouts.pending = Duration::from_secs(self.pending_timeout_secs.max(1));
+        config.timeouts.rejoin_grace = Duration::from_secs(self.rejoin_grace_secs);
         let ms = |n: u64| Duration::from_millis(n.max(1));
         config.limits = ConnectionLimits {
             header_timeout: ms(self.header_timeout_ms),

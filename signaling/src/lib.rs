@@ -119,6 +119,7 @@ pub async fn start(
     let rooms = rooms::service::RoomService::new(seams, tokens.clone(), config.timeouts);
     let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
     rooms::sfu_events::spawn(rooms.clone(), subscribed_tx);
+    tokio::spawn(rooms.clone().reconcile_after_start());
     let redis = match inbound {
         Some((rx, redis)) => {
             tokio::spawn(rooms.clone().follow_bus(rx));

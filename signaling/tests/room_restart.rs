@@ -376,3 +376,91 @@ async fn after_restart(
     }
     Ok(())
 }
+
+/// What a restart leaves behind is reconciled: a member who does not come back within
+/// the grace gives up their seat and raised hand (as a member who leaves does), one who
+/// comes back keeps theirs, and the owner keeps the owner's seat. Membership stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seats_and_hands_of_members_not_back_after_a_restart_are_given_up() {
+    const GRACE: &[&str] = &["--rejoin-grace-secs", "8"];
+    let server = ChorusServer::spawn_with(GRACE);
+    let api = Api::of(&server);
+    let created = api
+        .create_room(json!({"name": "Grace", "owner_name": "Host", "capacity": 6,
+                            "seats": 3, "seat_mode": "moderated"}))
+        .await;
+    let room = created.room.id.clone();
+    let mut peers = Vec::new();
+    let built: Result<(), String> = async {
+        for (name, token) in [
+            ("Host", Some(created.owner_token.as_str())),
+            ("Ana", None),
+            ("Bo", None),
+            ("Cy", None),
+        ] {
+            let config = peer_config(&server.ws_url, &room, name, None, token);
+            peers.push(join_connected(config, STEP).await?);
+        }
+        let host = &peers[0];
+        for seated in [1, 2] {
+            host.send(&ClientMessage::GrantSeat {
+                participant: peers[seated].id().clone(),
+            })
+            .map_err(|e| e.to_string())?;
+        }
+        peers[3]
+            .send(&ClientMessage::RequestSeat)
+            .map_err(|e| e.to_string())?;
+        let users: Vec<String> = peers.iter().map(|p| p.user().to_string()).collect();
+        api.wait_members(&room, "Ana and Bo seated, Cy's hand up", STEP, |m| {
+            let get = |u: &str| support::member(m, u).cloned().unwrap_or(Value::Null);
+            get(&users[1])["seated"] == true
+                && get(&users[2])["seated"] == true
+                && get(&users[3])["hand_raised"] == true
+        })
+        .await
+        .map(|_| ())
+    }
+    .await;
+    if let Err(e) = built {
+        close_all(&mut peers).await;
+        panic!("{e}\n{}", server.log());
+    }
+    let users: Vec<String> = peers.iter().map(|p| p.user().to_string()).collect();
+    let ana_token = peers[1].user_token().to_owned();
+    // Killed with everyone present; only Ana comes back.
+    let server = server.restart_with(GRACE);
+    close_all(&mut peers).await;
+    peers.clear();
+    let api = Api::of(&server);
+    let outcome: Result<(), String> = async {
+        let config = peer_config(&server.ws_url, &room, "Ana", None, Some(&ana_token));
+        peers.push(join_connected(config, STEP).await?);
+        let members = api
+            .wait_members(
+                &room,
+                "Bo's seat and Cy's hand given up",
+                Duration::from_secs(30),
+                |m| {
+                    let get = |u: &str| support::member(m, u).cloned().unwrap_or(Value::Null);
+                    get(&users[2])["seated"] == false && get(&users[3])["hand_raised"] == false
+                },
+            )
+            .await?;
+        let get = |u: &str| support::member(&members, u).cloned().unwrap_or(Value::Null);
+        if get(&users[0])["seated"] != true || get(&users[1])["seated"] != true {
+            return Err(format!(
+                "the owner and Ana (back in time) must keep their seats: {members:?}"
+            ));
+        }
+        if members.len() != 4 {
+            return Err(format!("membership is kept: {members:?}"));
+        }
+        Ok(())
+    }
+    .await;
+    close_all(&mut peers).await;
+    if let Err(e) = outcome {
+        panic!("{e}\n--- server log (both runs) ---\n{}", server.log());
+    }
+}

@@ -218,3 +218,43 @@ async fn a_creator_who_leaves_before_connecting_rolls_back_at_once() {
     }
     assert_gone(&server, &room).await;
 }
+
+/// A room pending when the server was killed (its rollback timer died with the process)
+/// is rolled back after the restart, once its creator has had the pending time again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_pending_when_the_server_was_killed_is_rolled_back_after_the_restart() {
+    const PENDING: &[&str] = &["--pending-timeout-secs", "8"];
+    let server = ChorusServer::spawn_with(PENDING);
+    let mut creator = RawClient::hello(&server.ws_url, "Ghost", None).await;
+    let offer = dead_offer().await;
+    let asked = Instant::now();
+    let room = create(&mut creator, offer).await;
+    let server = server.restart_with(PENDING);
+    let killed_after = asked.elapsed();
+    drop(creator);
+    // Killed before its own rollback: still there, pending, after the restart.
+    let api = Api::of(&server);
+    let (status, view) = api.room(&room).await;
+    assert!(
+        status == 200 && view["room"]["state"] == "pending",
+        "killed {killed_after:?} after create: the room must still be pending: {status} {view}\n{}",
+        server.log()
+    );
+    let restarted = Instant::now();
+    let deadline = restarted + Duration::from_secs(30);
+    loop {
+        let (status, _) = api.room(&room).await;
+        if status == 404 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a room pending before the restart is still there after {:?}\n{}",
+            restarted.elapsed(),
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("rolled back {:?} after the restart", restarted.elapsed());
+    assert_gone(&server, &room).await;
+}

@@ -28,6 +28,8 @@ use crate::sfu::{RelayPeer, Sfu, SfuConnector};
 use crate::store::{Change, SharedStore, StoreError, UpdateError};
 use crate::ws::outbox::Outbox;
 
+mod reconcile;
+
 /// An error for the user: a code and words.
 pub type Failure = (ErrorCode, String);
 
@@ -51,6 +53,9 @@ pub struct RoomTimeouts {
     pub pending: Duration,
     /// How long a joiner's place is held while its media connects.
     pub reservation: Duration,
+    /// After a start, how long seats, raised hands and held places of users who are not
+    /// back wait for them before they are given up.
+    pub rejoin_grace: Duration,
 }
 
 impl Default for RoomTimeouts {
@@ -59,6 +64,7 @@ impl Default for RoomTimeouts {
             token_ttl: Duration::from_secs(120),
             pending: Duration::from_secs(20),
             reservation: Duration::from_secs(30),
+            rejoin_grace: Duration::from_secs(60),
         }
     }
 }
@@ -569,7 +575,7 @@ impl RoomService {
         {
             Ok(answer) => answer,
             Err(failure) => {
-                self.roll_back(&group, &id, false).await;
+                self.roll_back(&group, None).await;
                 return Err(failure);
             }
         };
@@ -606,16 +612,15 @@ impl RoomService {
         };
         if group.state == RoomState::Pending {
             tracing::info!(room = %room, "the creator's media never connected; rolling the room back");
-            self.roll_back(&group, creator, true).await;
+            self.roll_back(&group, Some(creator)).await;
         }
     }
 
     /// Undo a pending room: media, record and presence.
-    async fn roll_back(&self, group: &GroupChat, creator: &ParticipantId, tell: bool) {
-        if let Some(outbox) = self
-            .registry
-            .outbox_of(&group.room, creator)
-            .filter(|_| tell)
+    /// The creator is told why when `tell_creator` names its presence.
+    async fn roll_back(&self, group: &GroupChat, tell_creator: Option<&ParticipantId>) {
+        if let Some(outbox) =
+            tell_creator.and_then(|creator| self.registry.outbox_of(&group.room, creator))
         {
             outbox.send(ServerMessage::Error {
                 code: ErrorCode::MediaUnavailable,
@@ -705,19 +710,13 @@ impl RoomService {
             return;
         };
         self.sfu_remove(room, id).await;
-        self.after_departure(group, room, id, &user).await;
+        self.after_departure(group, room, &user).await;
     }
 
-    async fn after_departure(
-        &self,
-        group: Option<GroupChat>,
-        room: &RoomId,
-        id: &ParticipantId,
-        user: &UserId,
-    ) {
+    async fn after_departure(&self, group: Option<GroupChat>, room: &RoomId, user: &UserId) {
         match group {
             Some(group) if group.state == RoomState::Pending && &group.owner == user => {
-                self.roll_back(&group, id, false).await;
+                self.roll_back(&group, None).await;
             }
             _ => self.release(room, user).await,
         }
@@ -762,7 +761,7 @@ impl RoomService {
         let Some(user) = self.registry.remove(room, id, reason, true) else {
             return;
         };
-        self.after_departure(group, room, id, &user).await;
+        self.after_departure(group, room, &user).await;
     }
 
     /// The SFU node carrying some of this node's sessions is gone: each is told to
@@ -1029,13 +1028,8 @@ impl RoomService {
                 );
                 self.sfu_remove(&orphan.room, &orphan.participant).await;
                 let group = self.resolve(&orphan.room).await.ok();
-                self.after_departure(
-                    group,
-                    &orphan.room,
-                    &orphan.participant,
-                    &orphan.record.user,
-                )
-                .await;
+                self.after_departure(group, &orphan.room, &orphan.record.user)
+                    .await;
             }
         }
     }

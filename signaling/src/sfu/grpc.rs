@@ -34,8 +34,11 @@ const RENEW_BEFORE: Duration = Duration::from_secs(300);
 #[derive(Clone)]
 pub struct ControlTokens {
     issuer: TokenIssuer,
-    current: Arc<Mutex<Option<(MetadataValue<Ascii>, Instant)>>>,
+    current: Arc<Mutex<Option<Bearer>>>,
 }
+
+/// A minted `Bearer …` value and when to mint the next.
+type Bearer = (MetadataValue<Ascii>, Instant);
 
 impl ControlTokens {
     /// Tokens signed by `issuer`.
