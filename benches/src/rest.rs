@@ -117,6 +117,17 @@ pub async fn signed_request(
     send(http_base, method, path, json_body, Some(&authorization)).await
 }
 
+/// A request with an `Authorization` header as given (e.g. one signed earlier: a replay).
+pub async fn request_with_authorization(
+    http_base: &str,
+    method: &str,
+    path: &str,
+    json_body: Option<&str>,
+    authorization: &str,
+) -> Result<(u16, String), RestError> {
+    send(http_base, method, path, json_body, Some(authorization)).await
+}
+
 fn host_port(http_base: &str) -> Result<&str, RestError> {
     let rest = http_base
         .strip_prefix("http://")

@@ -105,9 +105,10 @@ pub mod keys {
         format!("{PREFIX}:timers")
     }
 
-    /// STRING with TTL: a server-API request signature already used (replay guard).
-    pub fn api_signature(signature: &str) -> String {
-        format!("{PREFIX}:api-signature:{signature}")
+    /// STRING with TTL: a token used once (a server-API request's `key:nonce`), kept as
+    /// long as a replay of it could be accepted.
+    pub fn used_once(token: &str) -> String {
+        format!("{PREFIX}:used-once:{token}")
     }
 
     /// The `room/participant` member of [`node_presences`].

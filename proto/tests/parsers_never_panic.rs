@@ -139,7 +139,7 @@ proptest! {
     fn signed_requests_verify_and_any_change_is_refused(path in "/[!-~]{0,60}", body in prop::collection::vec(any::<u8>(), 0..200), other in "/[!-~]{0,60}") {
         let key = ApiKey::generate().unwrap();
         let header = key.sign("POST", &path, &body);
-        prop_assert_eq!(key.verify(Some(&header), "POST", &path, &body), Ok(()));
+        prop_assert!(key.verify(Some(&header), "POST", &path, &body).is_ok());
         if other != path {
             prop_assert!(key.verify(Some(&header), "POST", &other, &body).is_err());
         }

@@ -198,3 +198,38 @@ fn the_token_key_is_one_openssl_reads() {
     chorus_signaling::load_or_create_token_key(&path).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A signed server-API request is good once: sent again (the same header) it is refused
+/// in words and creates nothing; the same request signed anew (a new nonce) works, also
+/// within the same second.
+#[tokio::test]
+async fn a_signed_request_cannot_be_replayed() {
+    let server = ChorusServer::spawn();
+    let key = server.api_key();
+    let body = json!({"name": "Once", "owner_name": "Ada"}).to_string();
+    let header = key.sign("POST", "/api/v1/rooms", body.as_bytes());
+    let send = |h: String| {
+        let (url, body) = (server.url.clone(), body.clone());
+        async move {
+            chorus_bench::rest::request_with_authorization(
+                &url,
+                "POST",
+                "/api/v1/rooms",
+                Some(&body),
+                &h,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let (first, _) = send(header.clone()).await;
+    assert_eq!(first, 201);
+    let (again, words) = send(header).await;
+    assert_eq!(again, 401, "a replay: {words}");
+    assert!(words.contains("already used"), "{words}");
+    let fresh = key.sign("POST", "/api/v1/rooms", body.as_bytes());
+    let (status, words) = send(fresh).await;
+    assert_eq!(status, 201, "signed anew: {words}");
+    let rooms = Api::of(&server).rooms().await;
+    assert_eq!(rooms.len(), 2, "two rooms, not three: {rooms:?}");
+}

@@ -4,7 +4,7 @@
 // Every process is stopped by its pid, also when a test fails or is cut short.
 
 import { spawn } from 'node:child_process';
-import { createHash, createHmac } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -165,11 +165,12 @@ export async function startFleet() {
 export async function signedRequest(baseUrl, { key, secret }, method, apiPath, body) {
   const text = body === undefined ? '' : JSON.stringify(body);
   const ts = Math.floor(Date.now() / 1000);
+  const nonce = randomBytes(16).toString('hex');
   const hash = createHash('sha256').update(text).digest('hex');
-  const sig = createHmac('sha256', Buffer.from(secret, 'hex')).update(`${method}\n${apiPath}\n${ts}\n${hash}`).digest('hex');
+  const sig = createHmac('sha256', Buffer.from(secret, 'hex')).update(`${method}\n${apiPath}\n${ts}\n${nonce}\n${hash}`).digest('hex');
   const res = await fetch(`${baseUrl}${apiPath}`, {
     method,
-    headers: { authorization: `Chorus key=${key},ts=${ts},sig=${sig}`, ...(text ? { 'content-type': 'application/json' } : {}) },
+    headers: { authorization: `Chorus key=${key},ts=${ts},nonce=${nonce},sig=${sig}`, ...(text ? { 'content-type': 'application/json' } : {}) },
     body: text || undefined,
   });
   const raw = await res.text();

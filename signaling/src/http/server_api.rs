@@ -3,6 +3,7 @@
 //! HMAC-signed with an API key (`auth::api_key`); the API acts with the owner's power.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
@@ -20,7 +21,7 @@ use super::api::ApiError;
 use crate::app::AppState;
 use crate::rooms::group_chat::{Actor, GroupChat};
 use crate::rooms::room_info;
-use crate::rooms::service::{Failure, Moderation, NewRoom};
+use crate::rooms::service::{Failure, Moderation, NewRoom, store_failure};
 
 /// Largest signed request body.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -77,16 +78,39 @@ async fn require_signature(
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if let Err(e) = state
+    let signed = match state
         .api_key
         .verify(auth, parts.method.as_str(), path, &bytes)
     {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthorized,
-            &e.to_string(),
-        )
-        .into_response();
+        Ok(signed) => signed,
+        Err(e) => {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                &e.to_string(),
+            )
+            .into_response();
+        }
+    };
+    // Each signed request is good once: its nonce is remembered (on every node of a
+    // fleet) for as long as its timestamp could still be accepted.
+    let memory = Duration::from_secs(chorus_proto::api_key::NONCE_MEMORY_SECS);
+    match state
+        .rooms
+        .store()
+        .first_use(&format!("{}:{}", signed.key, signed.nonce), memory)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                "this signed request was already used: sign every request anew, with its own nonce",
+            )
+            .into_response();
+        }
+        Err(e) => return failure(store_failure(e)).into_response(),
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await

@@ -146,7 +146,7 @@ fn update_failure(e: UpdateError) -> Failure {
     }
 }
 
-fn store_failure(e: StoreError) -> Failure {
+pub(crate) fn store_failure(e: StoreError) -> Failure {
     match e {
         StoreError::Unavailable(reason) => {
             tracing::warn!(%reason, "store unavailable");
@@ -222,6 +222,11 @@ impl RoomService {
             timeouts,
             me: me.clone(),
         })
+    }
+
+    /// Durable records.
+    pub fn store(&self) -> &SharedStore {
+        &self.store
     }
 
     /// Which SFU node holds which room.

@@ -14,11 +14,16 @@ use crate::rooms::group_chat::{GroupChat, GroupError};
 const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("group_chats");
 /// Group id by room id.
 const ROOMS: TableDefinition<&str, &str> = TableDefinition::new("rooms");
+/// Tokens used once (server-API nonces) and until when (Unix ms) they are remembered.
+const USED: TableDefinition<&str, u64> = TableDefinition::new("used_once");
+/// Every this many first uses, expired entries are swept.
+const SWEEP_EVERY: u64 = 512;
 
 /// A store in one file on disk.
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    uses: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -41,8 +46,12 @@ impl EmbeddedStore {
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(GROUPS).map_err(backend)?;
         txn.open_table(ROOMS).map_err(backend)?;
+        txn.open_table(USED).map_err(backend)?;
         txn.commit().map_err(backend)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            uses: Arc::default(),
+        })
     }
 
     /// Run blocking redb work off the async threads.
@@ -64,8 +73,45 @@ fn read_group(db: &Database, id: &str) -> Result<Option<GroupChat>, StoreError> 
     value.map(|v| decode(v.value())).transpose()
 }
 
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 #[async_trait::async_trait]
 impl Store for EmbeddedStore {
+    async fn first_use(&self, token: &str, ttl: std::time::Duration) -> Result<bool, StoreError> {
+        let token = token.to_owned();
+        let sweep = self
+            .uses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .is_multiple_of(SWEEP_EVERY);
+        self.blocking(move |db| {
+            let now = unix_ms();
+            let until = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+            let txn = db.begin_write().map_err(backend)?;
+            let first = {
+                let mut used = txn.open_table(USED).map_err(backend)?;
+                if sweep {
+                    used.retain(|_, until| until > now).map_err(backend)?;
+                }
+                let seen = used
+                    .get(token.as_str())
+                    .map_err(backend)?
+                    .is_some_and(|v| v.value() > now);
+                if !seen {
+                    used.insert(token.as_str(), until).map_err(backend)?;
+                }
+                !seen
+            };
+            txn.commit().map_err(backend)?;
+            Ok(first)
+        })
+        .await?
+    }
+
     async fn create_group(&self, group: &GroupChat) -> Result<(), StoreError> {
         let group = group.clone();
         self.blocking(move |db| {
@@ -192,6 +238,14 @@ mod tests {
     async fn contract_updates_are_atomic() {
         let (store, path) = temp_store("atomic");
         contract::updates_are_atomic(Arc::new(store)).await;
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn contract_first_use_is_once() {
+        let (store, path) = temp_store("once");
+        let store = Arc::new(store);
+        contract::first_use_is_once(store.clone(), store).await;
         let _ = std::fs::remove_file(path);
     }
 

@@ -65,6 +65,9 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError>;
     /// Apply `change` atomically and return the record as saved.
     async fn update_group(&self, id: &GroupId, change: Change) -> Result<GroupChat, UpdateError>;
+    /// Remember `token` for `ttl`: true the first time, false while it is remembered
+    /// (a server-API nonce seen again is a replay). Shared by every node of a fleet.
+    async fn first_use(&self, token: &str, ttl: std::time::Duration) -> Result<bool, StoreError>;
 }
 
 /// A store shared by the whole node.
@@ -216,5 +219,47 @@ pub(crate) mod contract {
         assert_eq!(added.len(), 20, "every change kept: {}", saved.name);
         assert_eq!(saved.name.len(), "Friday".len() + 20);
         assert!(store.delete_group(&group.id).await.unwrap());
+    }
+
+    /// A token is used once: refused while remembered, by any store on the same data;
+    /// taken again once its time is up.
+    pub async fn first_use_is_once(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+        use std::time::Duration;
+        let token = format!("ck_test:{}", chorus_proto::ParticipantId::random());
+        let long = Duration::from_secs(60);
+        assert!(a.first_use(&token, long).await.unwrap());
+        assert!(!a.first_use(&token, long).await.unwrap(), "a replay here");
+        assert!(
+            !b.first_use(&token, long).await.unwrap(),
+            "a replay on another node"
+        );
+        assert!(a.first_use(&format!("{token}-other"), long).await.unwrap());
+        // Concurrent first uses of one token: exactly one wins.
+        let racing = format!("{token}-race");
+        let tasks: Vec<_> = (0..10)
+            .map(|i| {
+                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let racing = racing.clone();
+                tokio::spawn(async move { store.first_use(&racing, long).await.unwrap() })
+            })
+            .collect();
+        let mut wins = 0;
+        for t in tasks {
+            wins += usize::from(t.await.unwrap());
+        }
+        assert_eq!(wins, 1, "one first use of a token");
+        let short = format!("{token}-short");
+        assert!(
+            a.first_use(&short, Duration::from_millis(50))
+                .await
+                .unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(
+            a.first_use(&short, Duration::from_millis(50))
+                .await
+                .unwrap(),
+            "forgotten after its time"
+        );
     }
 }

@@ -158,6 +158,23 @@ impl Store for RedisStore {
         Ok(out)
     }
 
+    async fn first_use(&self, token: &str, ttl: std::time::Duration) -> Result<bool, StoreError> {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let set: Option<String> = self
+            .redis
+            .query(
+                redis::cmd("SET")
+                    .arg(keys::used_once(token))
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms),
+            )
+            .await
+            .map_err(backend)?;
+        Ok(set.is_some())
+    }
+
     async fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError> {
         let mut conn = self.redis.conn();
         let mut call = self.delete.key(keys::group(id));
@@ -252,6 +269,17 @@ mod tests {
                 .expect("second connection"),
         );
         contract::two_stores_race(Arc::new(a), Arc::new(b)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_nonce_is_used_once_across_two_stores() {
+        let (a, redis) = store().await;
+        let b = RedisStore::new(
+            Redis::connect(&redis.url())
+                .await
+                .expect("second connection"),
+        );
+        contract::first_use_is_once(Arc::new(a), Arc::new(b)).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
