@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# One pass over a fresh tree gains nothing from incremental compilation, and its caches
+# would double the target directory on a disk that may be small.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 log() { printf '\n== %s\n' "$*"; }
 
 # System packages: cmake builds the bundled libopus of the test peers; Chromium and
