@@ -22,6 +22,10 @@ pub struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long, env = "CHORUS_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on any address: for a node behind a proxy that terminates TLS,
+    /// on a private network the proxy alone reaches.
+    #[arg(long, env = "CHORUS_PLAIN_HTTP", conflicts_with = "tls_cert")]
+    pub plain_http: bool,
     /// Folder for durable data: rooms, the room-token key, the server API key, the
     /// self-signed certificate.
     #[arg(long, env = "CHORUS_DATA_DIR", default_value = "chorus-data")]
@@ -86,7 +90,10 @@ impl ServeArgs {
             None => None,
         };
         config.listen = self.listen;
-        config.tls = TlsMode::choose(self.listen, self.tls_cert.clone(), self.tls_key.clone());
+        config.tls = match self.plain_http {
+            true => TlsMode::Off,
+            false => TlsMode::choose(self.listen, self.tls_cert.clone(), self.tls_key.clone()),
+        };
         config.data_dir = self.data_dir.clone();
         config.web_dir = self.web_dir.clone();
         config.timeouts.pending = Duration::from_secs(self.pending_timeout_secs.max(1));
