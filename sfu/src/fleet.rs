@@ -104,10 +104,31 @@ async fn heartbeat(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last: Option<(Instant, u64, f64)> = None;
     let mut failing = false;
+    // When the record was last written: older than its TTL, it has expired, and the
+    // fleet may have moved this node's rooms elsewhere meanwhile.
+    let mut written = Instant::now();
+    let ttl = Duration::from_millis(fleet::NODE_TTL_MS);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = &mut stopped => break,
+        }
+        if written.elapsed() >= ttl {
+            match step_back(&mut conn, &record.id, &commands).await {
+                Ok(0) => {
+                    tracing::info!(node = %record.id, "back in the fleet; every room here is still bound here")
+                }
+                Ok(closed) => {
+                    tracing::warn!(node = %record.id, closed, "back after the fleet lost sight of this node; rooms now served elsewhere were closed here");
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(node = %record.id, error = %e, "fleet unreachable; retrying");
+                        failing = true;
+                    }
+                    continue; // not back yet: nothing is registered before that check
+                }
+            }
         }
         let (reply, stats) = oneshot::channel();
         if commands.send(Command::Stats { reply }).await.is_err() {
@@ -143,8 +164,9 @@ async fn heartbeat(
             Ok(()) if failing => {
                 tracing::info!(node = %record.id, "fleet heartbeat restored");
                 failing = false;
+                written = Instant::now();
             }
-            Ok(()) => {}
+            Ok(()) => written = Instant::now(),
             Err(e) if !failing => {
                 tracing::warn!(node = %record.id, error = %e, "fleet heartbeat failed; retrying");
                 failing = true;
@@ -160,4 +182,56 @@ async fn heartbeat(
         .ignore();
     let _ = pipe.query_async::<()>(&mut conn).await;
     tracing::info!(node = %record.id, "left the fleet");
+}
+
+/// A node whose record expired (cut off from Redis, not dead) steps back before it
+/// registers again: each room it still holds is looked up, and a room now bound to
+/// another node (or closed) without this node in its span is closed here, so that the
+/// node neither serves stale participants nor counts them as load. Bindings are never
+/// written here: the fleet's placement decided, and this node abides by it. Answers
+/// how many rooms were closed.
+async fn step_back(
+    conn: &mut ConnectionManager,
+    node: &NodeId,
+    commands: &mpsc::Sender<Command>,
+) -> Result<usize, redis::RedisError> {
+    // Reachable at all? (Nothing is closed on a guess.)
+    redis::cmd("PING").query_async::<()>(conn).await?;
+    let (reply, participants) = oneshot::channel();
+    if commands
+        .send(Command::Participants { reply })
+        .await
+        .is_err()
+    {
+        return Ok(0);
+    }
+    let mut rooms: Vec<chorus_proto::RoomId> = participants
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| p.room)
+        .collect();
+    rooms.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    rooms.dedup();
+    let mut closed = 0;
+    for room in rooms {
+        let mut pipe = redis::pipe();
+        pipe.get(keys::room_node(&room))
+            .sismember(keys::room_span(&room), node.as_str());
+        let (bound, spanned): (Option<String>, bool) = pipe.query_async(conn).await?;
+        if bound.as_deref() == Some(node.as_str()) || spanned {
+            continue;
+        }
+        tracing::warn!(room = %room, node = %node, now_on = bound.as_deref().unwrap_or("no node"), "room moved while this node was cut off; closing it here");
+        let (reply, done) = oneshot::channel();
+        if commands
+            .send(Command::CloseRoom { room, reply })
+            .await
+            .is_ok()
+        {
+            let _ = done.await;
+            closed += 1;
+        }
+    }
+    Ok(closed)
 }

@@ -976,6 +976,7 @@ impl RoomService {
         while let Some(item) = inbound.recv().await {
             match item {
                 Inbound::Event(envelope) => self.apply_bus_event(envelope.room, envelope.event),
+                Inbound::Returned => self.end_cleared_sessions().await,
                 Inbound::Resubscribed => {
                     for room in self.registry.live_rooms() {
                         if let Ok(Some(group)) = self.store.group_by_room(&room).await {
@@ -992,6 +993,69 @@ impl RoomService {
                 }
             }
         }
+    }
+
+    /// This node was cut off from the fleet long enough for its record to expire: the
+    /// sessions whose presences another node cleared meanwhile (told the room they left,
+    /// removed their media, gave back their seats) must not carry on as if nothing
+    /// happened — nor come back as ghosts the next time this node re-announces. Each is
+    /// told `left` (`server_restarting`) and its socket closes with 1012, so that the
+    /// client joins again, here or on another node. Presences nobody cleared go on.
+    async fn end_cleared_sessions(&self) {
+        for room in self.registry.live_rooms() {
+            let present: HashSet<ParticipantId> = match self.bus.presences(&room).await {
+                Ok(all) => all.into_iter().map(|(id, _)| id).collect(),
+                Err(e) => {
+                    tracing::warn!(room = %room, error = %e, "cannot check this node's presences after its outage");
+                    continue;
+                }
+            };
+            for info in self.registry.participants(&room) {
+                if present.contains(&info.id) {
+                    continue;
+                }
+                self.end_cleared(&room, &info.id);
+            }
+        }
+    }
+
+    /// End the session of a presence the fleet cleared while this node was cut off:
+    /// `left` (`server_restarting`), then the socket closes with 1012.
+    fn end_cleared(&self, room: &RoomId, id: &ParticipantId) {
+        tracing::warn!(room = %room, participant = %id, "cleared by the fleet while this node was cut off; ending its session");
+        let outbox = self.registry.outbox_of(room, id);
+        self.registry
+            .remove(room, id, LeftReason::ServerRestarting, true);
+        if let Some(outbox) = outbox {
+            tokio::spawn(async move {
+                outbox
+                    .close(
+                        chorus_proto::signal::close::SERVER_RESTARTING,
+                        "this server lost the fleet for a while; join again".into(),
+                        Duration::from_secs(5),
+                    )
+                    .await
+            });
+        }
+    }
+
+    /// The SFU removed one of this node's presences, and this node did not ask: another
+    /// node did. A moderator's removal leaves the presence in the directory (its own
+    /// `Remove` follows over the bus); a presence gone from it (or a directory that cannot
+    /// be read yet, as just after an outage) was cleared by a node that took this one
+    /// for dead, and the session ends to join again rather than hear "removed".
+    pub async fn on_removed_elsewhere(&self, room: &RoomId, id: &ParticipantId) {
+        if self.bus.is_shared() {
+            let listed = match self.bus.presences(room).await {
+                Ok(all) => all.iter().any(|(p, _)| p == id),
+                Err(_) => false,
+            };
+            if !listed {
+                self.end_cleared(room, id);
+                return;
+            }
+        }
+        self.on_left(room, id, LeftReason::Removed).await;
     }
 
     fn apply_bus_event(&self, room: RoomId, event: BusEvent) {

@@ -83,13 +83,27 @@ async fn follow(
                     }
                     tracing::info!(sfu = %id, url = sfu.url(), "following SFU events");
                     resync(&rooms, &sfu, &id).await;
+                    // A node cut off (its link down, not dead) leaves a TCP stream that
+                    // neither ends nor errors: its record's expiry ends the follow.
+                    let mut check = tokio::time::interval(DISCOVERY_EVERY);
+                    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
-                        match stream.next().await {
-                            Some(Ok(event)) => apply(&rooms, &id, event).await,
-                            None => break,
-                            Some(Err((_, message))) => {
-                                tracing::warn!(sfu = %id, %message, "SFU event stream ended");
-                                break;
+                        tokio::select! {
+                            next = stream.next() => match next {
+                                Some(Ok(event)) => apply(&rooms, &id, event).await,
+                                None => break,
+                                Some(Err((_, message))) => {
+                                    tracing::warn!(sfu = %id, %message, "SFU event stream ended");
+                                    break;
+                                }
+                            },
+                            _ = check.tick() => {
+                                if let Ok(nodes) = rooms.router().nodes().await
+                                    && !nodes.iter().any(|n| n.id == id)
+                                {
+                                    tracing::warn!(sfu = %id, "SFU node's record expired; no longer following its events");
+                                    break;
+                                }
                             }
                         }
                     }
@@ -154,13 +168,29 @@ async fn resync(rooms: &RoomService, sfu: &Sfu, node: &NodeId) {
     }
 }
 
+/// Whether a lifecycle event of `sfu` concerns the participant's media as it is now: a
+/// participant that moved to another node (its old node lost, then back) must not be
+/// taken out by what the old node says of the connection it no longer uses.
+fn from_its_node(rooms: &RoomService, room: &RoomId, id: &ParticipantId, sfu: &NodeId) -> bool {
+    let current = rooms.registry.sfu_of(room, id);
+    if current.as_ref() == Some(sfu) {
+        return true;
+    }
+    if current.is_some() {
+        tracing::info!(room = %room, participant = %id, sfu = %sfu, "event from a node the participant has left; ignored");
+    }
+    false
+}
+
 async fn apply(rooms: &RoomService, sfu: &NodeId, event: RoomEvent) {
     let Ok(room) = RoomId::parse(event.room_id) else {
         return;
     };
     match event.kind {
         Some(Kind::Connected(c)) => {
-            if let Ok(p) = ParticipantId::parse(c.participant_id) {
+            if let Ok(p) = ParticipantId::parse(c.participant_id)
+                && from_its_node(rooms, &room, &p, sfu)
+            {
                 rooms.on_connected(&room, &p).await;
             }
         }
@@ -170,8 +200,13 @@ async fn apply(rooms: &RoomService, sfu: &NodeId, event: RoomEvent) {
                 Ok(LeaveReason::RoomClosed) => LeftReason::RoomClosed,
                 _ => LeftReason::ConnectionLost,
             };
-            if let Ok(p) = ParticipantId::parse(left.participant_id) {
-                rooms.on_left(&room, &p, reason).await;
+            if let Ok(p) = ParticipantId::parse(left.participant_id)
+                && from_its_node(rooms, &room, &p, sfu)
+            {
+                match reason {
+                    LeftReason::Removed => rooms.on_removed_elsewhere(&room, &p).await,
+                    reason => rooms.on_left(&room, &p, reason).await,
+                }
             }
         }
         Some(Kind::Speaking(speaking)) => {

@@ -258,6 +258,51 @@ async fn a_granted_seat_reaches_the_sfu_and_a_revoked_one_is_taken_back() {
 }
 
 #[tokio::test]
+async fn a_node_the_media_has_moved_away_from_cannot_take_the_participant_out() {
+    let node = node(RoomTimeouts::default()).await;
+    let mut owner = Client::new("owner");
+    let (room, _) = active_room(&node, &mut owner, SeatMode::Open).await;
+    let (moved, marker) = (Client::new("moved"), Client::new("marker"));
+    let mut ids = Vec::new();
+    for client in [&moved, &marker] {
+        let id = node
+            .rooms
+            .join(client.visitor(), &room, "offer".into())
+            .await
+            .unwrap()
+            .you;
+        node.sfu.connect(&room, &id);
+        ids.push(id);
+    }
+    let (moved_id, marker_id) = (ids[0].clone(), ids[1].clone());
+    // The participant's media now runs on another node (its old node was lost and it
+    // reconnected there); the old node, back, reports the connection it no longer uses.
+    node.rooms
+        .registry
+        .set_admitted(&room, &moved_id, &NodeId::random());
+    node.sfu.lose(&room, &moved_id);
+    // Events of one node arrive in order: once the marker's departure is in, the stale
+    // one before it was handled too.
+    node.sfu.lose(&room, &marker_id);
+    owner
+        .expect("the marker's departure", |m| {
+            matches!(m, ServerMessage::ParticipantLeft { participant, .. } if *participant == marker_id)
+        })
+        .await;
+    let present: Vec<ParticipantId> = node
+        .rooms
+        .participants(&room)
+        .await
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert!(
+        present.contains(&moved_id),
+        "a stale event of a node it has left took the participant out: {present:?}"
+    );
+}
+
+#[tokio::test]
 async fn lost_media_is_heard_of_and_a_held_place_is_given_back() {
     let node = node(RoomTimeouts::default()).await;
     let mut owner = Client::new("owner");

@@ -14,7 +14,9 @@
 //! lost to it. When it comes back, the node is told ([`Inbound::Resubscribed`]) so that
 //! it re-reads what it shows its sessions.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use chorus_proto::fleet::{self, PresenceRecord, SignalingNodeRecord, keys, unix_ms};
 use chorus_proto::{NodeId, ParticipantId, RoomId};
@@ -31,12 +33,34 @@ pub enum Inbound {
     Event(Envelope),
     /// The subscription came back after a gap: events may have been missed.
     Resubscribed,
+    /// This node's heartbeat is back after its record expired (it was cut off from
+    /// Redis): other nodes may have cleared its presences meanwhile.
+    Returned,
+}
+
+/// What the heartbeat knows of this node's own standing, for the sweep.
+#[derive(Default)]
+struct Standing {
+    /// The last heartbeat failed: this node's view of the others is not to be trusted.
+    failing: AtomicBool,
+    /// No sweeping before this (Unix ms): after its own outage, a node gives the others
+    /// a TTL to refresh their heartbeats (they may have been cut off just as long: a
+    /// Redis restart) before it takes an expired key for a dead node.
+    hold_sweep_until_ms: AtomicU64,
+}
+
+impl Standing {
+    fn may_sweep(&self) -> bool {
+        !self.failing.load(Ordering::Relaxed)
+            && unix_ms() >= self.hold_sweep_until_ms.load(Ordering::Relaxed)
+    }
 }
 
 /// The room bus of a fleet node.
 pub struct RedisBus {
     node: NodeId,
     redis: Redis,
+    standing: Arc<Standing>,
 }
 
 fn unavailable(e: redis::RedisError) -> BusError {
@@ -52,19 +76,48 @@ impl RedisBus {
         url: Option<String>,
         inbound: mpsc::UnboundedSender<Inbound>,
     ) -> Self {
-        tokio::spawn(heartbeat(redis.clone(), node.clone(), url));
+        let standing = Arc::new(Standing::default());
+        tokio::spawn(heartbeat(
+            redis.clone(),
+            node.clone(),
+            url,
+            standing.clone(),
+            inbound.clone(),
+        ));
         tokio::spawn(subscribe(redis.clone(), node.clone(), inbound));
-        Self { node, redis }
+        Self {
+            node,
+            redis,
+            standing,
+        }
     }
 }
 
-/// Refresh this node's record every [`fleet::HEARTBEAT_MS`].
-async fn heartbeat(redis: Redis, node: NodeId, url: Option<String>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(fleet::HEARTBEAT_MS));
+/// Refresh this node's record every [`fleet::HEARTBEAT_MS`]. After an outage longer than
+/// the record's TTL, the rooms are told ([`Inbound::Returned`]) one beat later (so that a
+/// sweep another node had begun is finished), and sweeping waits a TTL.
+async fn heartbeat(
+    redis: Redis,
+    node: NodeId,
+    url: Option<String>,
+    standing: Arc<Standing>,
+    inbound: mpsc::UnboundedSender<Inbound>,
+) {
+    let beat = Duration::from_millis(fleet::HEARTBEAT_MS);
+    let ttl = Duration::from_millis(fleet::NODE_TTL_MS);
+    let mut tick = tokio::time::interval(beat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    let mut written: Option<Instant> = None;
+    let mut returned_at: Option<Instant> = None;
     loop {
         tick.tick().await;
+        if returned_at.is_some_and(|at| at.elapsed() >= beat) {
+            returned_at = None;
+            if inbound.send(Inbound::Returned).is_err() {
+                return;
+            }
+        }
         let record = SignalingNodeRecord {
             id: node.clone(),
             url: url.clone(),
@@ -83,16 +136,28 @@ async fn heartbeat(redis: Redis, node: NodeId, url: Option<String>) {
             .sadd(keys::signaling_nodes(), node.as_str())
             .ignore();
         match redis.pipe::<()>(&pipe).await {
-            Ok(()) if failing => {
-                tracing::info!(node = %node, "heartbeat restored");
+            Ok(()) => {
+                let lapsed = written.is_some_and(|at| at.elapsed() >= ttl);
+                if lapsed {
+                    tracing::warn!(node = %node, "heartbeat back after this node's record expired; checking which sessions the fleet cleared");
+                    standing
+                        .hold_sweep_until_ms
+                        .store(unix_ms() + fleet::NODE_TTL_MS, Ordering::Relaxed);
+                    returned_at = Some(Instant::now());
+                } else if failing {
+                    tracing::info!(node = %node, "heartbeat restored");
+                }
                 failing = false;
+                standing.failing.store(false, Ordering::Relaxed);
+                written = Some(Instant::now());
             }
-            Ok(()) => {}
-            Err(e) if !failing => {
-                tracing::warn!(node = %node, error = %e, "heartbeat failed; retrying");
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(node = %node, error = %e, "heartbeat failed; retrying");
+                }
                 failing = true;
+                standing.failing.store(true, Ordering::Relaxed);
             }
-            Err(_) => {}
         }
     }
 }
@@ -225,6 +290,9 @@ impl RoomBus for RedisBus {
     }
 
     async fn claim_orphans(&self) -> Result<Vec<Orphan>, BusError> {
+        if !self.standing.may_sweep() {
+            return Ok(Vec::new());
+        }
         let nodes: Vec<String> = self
             .redis
             .query(redis::cmd("SMEMBERS").arg(keys::signaling_nodes()))
