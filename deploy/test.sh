@@ -13,10 +13,12 @@ log() { printf '\n== %s\n' "$*"; }
 
 # System packages: cmake builds the bundled libopus of the test peers; Chromium and
 # Firefox ESR are the browsers the web-client tests drive; redis-server backs the fleet
-# tests (each test starts its own on a free loopback port and stops it by pid).
+# tests (each test starts its own on a free loopback port and stops it by pid); iproute2
+# gives the partition tests hosts of their own (network namespaces, which need root).
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v ip >/dev/null 2>&1 || need+=(iproute2) # network namespaces of the partition tests
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/firefox-esr ] || need+=(firefox-esr)
 if ((${#need[@]})); then

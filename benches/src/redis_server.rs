@@ -14,6 +14,9 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    /// Addresses it listens on besides 127.0.0.1 (a test network's, for nodes in
+    /// network namespaces).
+    also_on: Vec<std::net::IpAddr>,
 }
 
 /// Why a Redis could not be started.
@@ -37,6 +40,12 @@ fn free_port() -> std::io::Result<u16> {
 impl RedisServer {
     /// Start one on a free port.
     pub fn start() -> Result<Self, RedisServerError> {
+        Self::start_on(&[])
+    }
+
+    /// Start one on a free port that also listens on `also_on` (addresses of this
+    /// machine, such as the host side of a test's veth pair).
+    pub fn start_on(also_on: &[std::net::IpAddr]) -> Result<Self, RedisServerError> {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "chorus-redis-{}-{}",
@@ -49,6 +58,7 @@ impl RedisServer {
             child: None,
             port: free_port()?,
             dir,
+            also_on: also_on.to_vec(),
         };
         server.spawn()?;
         Ok(server)
@@ -60,7 +70,11 @@ impl RedisServer {
             .append(true)
             .open(self.dir.join("redis.log"))?;
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port"])
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .args(self.also_on.iter().map(|ip| ip.to_string()))
+            // Clients from a test network are not loopback: no protected mode.
+            .args(["--protected-mode", "no", "--port"])
             .arg(self.port.to_string())
             .args(["--save", "", "--appendonly", "yes", "--dir"])
             .arg(&self.dir)
@@ -99,6 +113,11 @@ impl RedisServer {
     /// `redis://127.0.0.1:PORT/0`
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// `redis://IP:PORT/0`, for one of the addresses of [`RedisServer::start_on`].
+    pub fn url_on(&self, ip: std::net::IpAddr) -> String {
+        format!("redis://{ip}:{}/0", self.port)
     }
 
     /// Stop it (SIGKILL: nothing is flushed beyond what AOF already has).

@@ -15,27 +15,9 @@ use chorus_bench::webrtc_peer::WebrtcPeer;
 use chorus_proto::signal::{ClientMessage, LeftReason};
 use fleet_support::Fleet;
 use serde_json::{Value, json};
-use support::{Api, close_all, join_connected, peer_config, summary, wait_info};
+use support::{Api, close_all, hears, join_connected, peer_config, wait_info};
 
 const STEP: Duration = Duration::from_secs(20);
-
-/// Wait until `ear` has heard `hz` in `more` new 100 ms windows.
-async fn hears(ear: &WebrtcPeer, hz: f32, more: u64, within: Duration) -> Result<Duration, String> {
-    let since = Instant::now();
-    let before = ear.heard().windows_with(hz);
-    loop {
-        if ear.heard().windows_with(hz) >= before + more {
-            return Ok(since.elapsed());
-        }
-        if since.elapsed() >= within {
-            return Err(format!(
-                "{hz} Hz not heard within {within:?}: {}",
-                summary("ear", &ear.heard())
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn fail(fleet: &Fleet, message: String) -> ! {
     panic!("{message}\n--- logs (tails) ---\n{}", fleet.logs());

@@ -15,7 +15,7 @@ use chorus_bench::webrtc_peer::WebrtcPeer;
 use chorus_proto::sfu::{NodeStatsRequest, NodeStatsResponse};
 use fleet_support::Fleet;
 use serde_json::json;
-use support::{Api, close_all, join_connected, peer_config, summary, wait_info};
+use support::{Api, close_all, hears, join_connected, peer_config, wait_info};
 
 const STEP: Duration = Duration::from_secs(20);
 
@@ -26,22 +26,6 @@ async fn stats(fleet: &Fleet, grpc: &str) -> Result<NodeStatsResponse, String> {
         .await
         .map(|r| r.into_inner())
         .map_err(|e| format!("NodeStats {grpc}: {e}"))
-}
-
-/// Wait until `ear` has heard `hz` in `more` new 100 ms windows.
-async fn hears(ear: &WebrtcPeer, hz: f32, more: u64) -> Result<Duration, String> {
-    let since = Instant::now();
-    let before = ear.heard().windows_with(hz);
-    while ear.heard().windows_with(hz) < before + more {
-        if since.elapsed() >= STEP {
-            return Err(format!(
-                "{hz} Hz not heard within {STEP:?}: {}",
-                summary("ear", &ear.heard())
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(since.elapsed())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,11 +72,11 @@ async fn spanning(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), Stri
             at_home.participants, at_other.participants
         ));
     }
-    let took = hears(&peers[2], 330.0, 10)
+    let took = hears(&peers[2], 330.0, 10, STEP)
         .await
         .map_err(|e| format!("Max, on the other node, hears the owner: {e}"))?;
     eprintln!("relayed audio heard {took:?} after Max connected");
-    hears(&peers[1], 330.0, 5)
+    hears(&peers[1], 330.0, 5, STEP)
         .await
         .map_err(|e| format!("Lea, on the room's node, hears the owner: {e}"))?;
     // Max takes a seat: heard by the owner on the room's node, relayed the other way.
@@ -109,7 +93,7 @@ async fn spanning(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), Stri
         return Err(format!("PATCH seated: {status} {body}"));
     }
     wait_info(&peers[0], &max, "Host sees Max seated", STEP, |p| p.speaker).await?;
-    hears(&peers[0], 550.0, 5)
+    hears(&peers[0], 550.0, 5, STEP)
         .await
         .map_err(|e| format!("the owner hears Max, seated on the other node: {e}"))?;
     // One stream per speaker per node: the room's node sent one relayed frame per frame

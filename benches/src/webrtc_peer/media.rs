@@ -53,6 +53,8 @@ pub struct MediaConfig {
     pub slots: usize,
     /// Frequencies the receiving side looks for.
     pub candidates: Vec<f32>,
+    /// The local address media is sent from (its one host candidate).
+    pub ip: std::net::IpAddr,
 }
 
 impl Default for MediaConfig {
@@ -61,6 +63,7 @@ impl Default for MediaConfig {
             tone_hz: None,
             slots: 3,
             candidates: DEFAULT_CANDIDATES.to_vec(),
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
         }
     }
 }
@@ -267,7 +270,7 @@ pub struct MediaPeer {
 }
 
 impl MediaPeer {
-    /// A connection bound to 127.0.0.1 with its transceivers in place. With `slots == 0` and
+    /// A connection bound to `config.ip` with its transceivers in place. With `slots == 0` and
     /// no tone it has no transceivers at all: an answerer that takes what it is offered.
     pub async fn new(config: &MediaConfig) -> Result<Self, PeerError> {
         let mut media_engine = MediaEngine::default();
@@ -315,8 +318,9 @@ impl MediaPeer {
             .with_interceptor_registry(registry)
             .with_setting_engine(settings)
             .with_handler(Arc::new(handler))
-            // Explicit loopback: a wildcard bind skips loopback interfaces in 0.21.
-            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+            // An explicit address (loopback by default): a wildcard bind skips loopback
+            // interfaces in 0.21.
+            .with_udp_addrs(vec![std::net::SocketAddr::new(config.ip, 0).to_string()])
             .build()
             .await?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);

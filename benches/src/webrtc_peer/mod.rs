@@ -95,6 +95,9 @@ pub struct PeerConfig {
     /// A `user_token` for `hello` (from an earlier `welcome` or the server API): join as
     /// that user. `None`: a new guest.
     pub user_token: Option<String>,
+    /// The local address its media is sent from (127.0.0.1 unless a test network
+    /// needs another).
+    pub media_ip: std::net::IpAddr,
 }
 
 impl PeerConfig {
@@ -110,6 +113,7 @@ impl PeerConfig {
             slots: MediaConfig::default().slots,
             candidates: MediaConfig::default().candidates,
             user_token: None,
+            media_ip: MediaConfig::default().ip,
         }
     }
 }
@@ -144,6 +148,7 @@ impl WebrtcPeer {
             tone_hz: config.tone_hz.filter(|_| publishes),
             slots: config.slots,
             candidates: config.candidates.clone(),
+            ip: config.media_ip,
         })
         .await?;
         match Self::negotiate(&mut media, &config).await {
@@ -303,9 +308,11 @@ impl WebrtcPeer {
         self.media.close().await;
     }
 
-    /// Close the media connection and the socket. Idempotent.
+    /// Close the socket, then the media connection. Idempotent. The socket goes first
+    /// so that the server learns of the departure from it (`disconnected`) instead of
+    /// racing it against the end of the media (`connection_lost`).
     pub async fn close(&mut self) {
-        self.media.close().await;
         self.session.close().await;
+        self.media.close().await;
     }
 }

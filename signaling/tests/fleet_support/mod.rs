@@ -11,6 +11,8 @@ use std::time::Duration;
 
 pub use chorus_bench::redis_server::RedisServer;
 
+pub mod netns;
+
 fn temp_dir(what: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
@@ -140,10 +142,37 @@ impl SfuNode {
 
     /// A node with more arguments (none: a node driven by one signaling, no Redis).
     pub fn start_with(key: &TokenKey, id: &str, args: &[&str]) -> Self {
+        Self::spawn(
+            Command::new(workspace_binary("chorus-sfu")),
+            "127.0.0.1",
+            key,
+            id,
+            args,
+        )
+    }
+
+    /// A node on a host of its own (a network namespace), at its address there.
+    pub fn start_in(net: &netns::TestNet, key: &TokenKey, id: &str, args: &[&str]) -> Self {
+        let command = net.command(&workspace_binary("chorus-sfu"));
+        Self::spawn(command, &net.ns_ip.to_string(), key, id, args)
+    }
+
+    /// A node whose gRPC and media listen on `ip`.
+    pub fn start_on(ip: &str, key: &TokenKey, id: &str, args: &[&str]) -> Self {
+        Self::spawn(
+            Command::new(workspace_binary("chorus-sfu")),
+            ip,
+            key,
+            id,
+            args,
+        )
+    }
+
+    fn spawn(mut command: Command, ip: &str, key: &TokenKey, id: &str, args: &[&str]) -> Self {
         let dir = temp_dir(id);
         let log = dir.join("stderr.log");
-        let mut child = Command::new(workspace_binary("chorus-sfu"))
-            .args(["--grpc", "127.0.0.1:0", "--udp", "127.0.0.1:0"])
+        let mut child = command
+            .args(["--grpc", &format!("{ip}:0"), "--udp", &format!("{ip}:0")])
             .args(["--token-public-key", &key.public_hex])
             .args(["--node-id", id])
             .args(args)
@@ -210,15 +239,47 @@ impl SignalingNode {
         Self::spawn(key, id, data_dir, &["--redis", redis])
     }
 
+    /// A node on a host of its own (a network namespace), on Redis at `redis`.
+    pub fn start_in(
+        net: &netns::TestNet,
+        redis: &str,
+        key: &TokenKey,
+        id: &str,
+        api_key_from: &Path,
+    ) -> Self {
+        let data_dir = temp_dir(id);
+        std::fs::copy(
+            api_key_from.join("api-key.json"),
+            data_dir.join("api-key.json"),
+        )
+        .unwrap();
+        let command = net.command(Path::new(env!("CARGO_BIN_EXE_chorus-signaling")));
+        let listen = format!("{}:0", net.ns_ip);
+        let args = ["--redis", redis, "--plain-http"];
+        Self::spawn_with(command, &listen, key, id, data_dir, &args)
+    }
+
     /// A node alone (embedded store) driving the SFU at `sfu_url`.
     pub fn start_alone(key: &TokenKey, id: &str, sfu_url: &str) -> Self {
         Self::spawn(key, id, temp_dir(id), &["--sfu", sfu_url])
     }
 
     fn spawn(key: &TokenKey, id: &str, data_dir: PathBuf, args: &[&str]) -> Self {
+        let command = Command::new(env!("CARGO_BIN_EXE_chorus-signaling"));
+        Self::spawn_with(command, "127.0.0.1:0", key, id, data_dir, args)
+    }
+
+    fn spawn_with(
+        mut command: Command,
+        listen: &str,
+        key: &TokenKey,
+        id: &str,
+        data_dir: PathBuf,
+        args: &[&str],
+    ) -> Self {
         let log = data_dir.join("stderr.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chorus-signaling"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        let mut child = command
+            .args(["--listen", listen, "--data-dir"])
             .arg(&data_dir)
             .arg("--token-key")
             .arg(&key.path)

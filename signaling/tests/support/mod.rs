@@ -342,3 +342,26 @@ pub fn summary(name: &str, heard: &HearReport) -> String {
 pub fn member<'a>(members: &'a [Value], user: &str) -> Option<&'a Value> {
     members.iter().find(|m| m["user"] == user)
 }
+
+/// Wait until `ear` has heard `hz` in `more` new 100 ms windows.
+pub async fn hears(
+    ear: &WebrtcPeer,
+    hz: f32,
+    more: u64,
+    within: Duration,
+) -> Result<Duration, String> {
+    let since = Instant::now();
+    let before = ear.heard().windows_with(hz);
+    loop {
+        if ear.heard().windows_with(hz) >= before + more {
+            return Ok(since.elapsed());
+        }
+        if since.elapsed() >= within {
+            return Err(format!(
+                "{hz} Hz not heard within {within:?}: {}",
+                summary("ear", &ear.heard())
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
