@@ -11,19 +11,11 @@ import { test } from 'node:test';
 import { openBrowser } from './browser.mjs';
 import { startFleet } from './fleet-server.mjs';
 import {
-  waitFor, stageAndAudience, createRoomFromLanding, joinByLink, press, diagnostics,
+  waitFor, stageAndAudience, createRoomFromLanding, joinByLink, press, diagnostics, HEARD_ENERGY,
 } from './util.mjs';
 
 /** From SIGKILL of the room's SFU to audio heard again on a page (a correctness bound). */
 const FAILOVER_BOUND_MS = 15_000;
-/**
- * Decoded energy (Σ level² × seconds, getStats' totalAudioEnergy) one look must gain over
- * the one before to count as hearing someone. Measured here: a seated speaker's fake
- * microphone (Chromium's beep) adds 0.01–0.2 in a look that holds a beep; a muted or
- * listening one still sends Opus packets, of digital silence, which decode to level
- * 1/32768 and add ≈ 1e-10. Packets alone, or any energy above 0, prove nothing.
- */
-const HEARD_ENERGY = 1e-4;
 
 /** Run `body({ fleet, pages })` on a fresh fleet with two Chromium pages; always clean up. */
 async function withFleet(body) {

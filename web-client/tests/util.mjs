@@ -159,6 +159,7 @@ export async function sampleInbound(page, ms, stepMs = 250) {
       const o = out.get(s.mid) || { mid: s.mid, maxLevel: 0, mimeType: s.mimeType };
       o.maxLevel = Math.max(o.maxLevel, s.audioLevel);
       o.gained = s.packetsReceived - (first.get(s.mid)?.packetsReceived ?? 0);
+      o.energy = s.totalAudioEnergy - (first.get(s.mid)?.totalAudioEnergy ?? 0);
       o.mimeType = s.mimeType || o.mimeType;
       out.set(s.mid, o);
     }
@@ -166,9 +167,21 @@ export async function sampleInbound(page, ms, stepMs = 250) {
   return [...out.values()];
 }
 
-/** Audible streams: Opus, packets growing, level above 0. */
+/**
+ * Decoded energy (Σ level² × seconds, getStats' totalAudioEnergy) a stream must gain in a
+ * sample to count as heard. Measured here: a speaker's fake microphone adds 0.01–0.2 in
+ * a second that holds a beep; Opus packets of digital silence (a muted or listening
+ * sender still sends them) decode to level 1/32768 and add ≈ 1e-10. Packets alone, or
+ * any level above 0, prove nothing.
+ */
+export const HEARD_ENERGY = 1e-4;
+/** Where an engine reports no energy at all: the loudest level seen must reach this. */
+const HEARD_LEVEL = 1e-3;
+
+/** Audible streams: Opus, packets growing, and decoded sound, not digital silence. */
 export function audible(samples) {
-  return samples.filter((s) => s.gained > 0 && s.maxLevel > 0 && s.mimeType === 'audio/opus');
+  return samples.filter((s) => s.gained > 0 && s.mimeType === 'audio/opus'
+    && (s.energy >= HEARD_ENERGY || (!(s.energy > 0) && s.maxLevel >= HEARD_LEVEL)));
 }
 
 /** Wait (up to `timeoutMs`) until the page hears at least `n` audible streams. */
