@@ -309,6 +309,9 @@ pub enum LeftReason {
     /// The server is stopping (a restart or an upgrade): reconnect, and join again. The
     /// socket is closed next with [`close::SERVER_RESTARTING`]; seats and roles are kept.
     ServerRestarting,
+    /// The room filled up while this join's media was connecting (its place was held,
+    /// but others connected first): try again later.
+    RoomFull,
 }
 
 /// Kinds of error a client can be sent.

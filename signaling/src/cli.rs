@@ -67,6 +67,15 @@ pub struct ServeArgs {
     /// Open connections one IP address may hold.
     #[arg(long, env = "CHORUS_MAX_CONNECTIONS_PER_IP", default_value_t = 128)]
     pub max_connections_per_ip: usize,
+    /// A reverse proxy in front of this node (an address or a network, e.g. 10.0.0.0/8;
+    /// repeat, or separate with commas): its `X-Forwarded-For` names the client, whose
+    /// address per-address limits count. Without it the header is ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "CHORUS_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
     /// Frames a session may send per second on average.
     #[arg(long, env = "CHORUS_WS_RATE", default_value_t = 20)]
     pub ws_rate: u32,
@@ -95,6 +104,7 @@ impl ServeArgs {
             false => TlsMode::choose(self.listen, self.tls_cert.clone(), self.tls_key.clone()),
         };
         config.data_dir = self.data_dir.clone();
+        config.trusted_proxies = crate::client_addr::TrustedProxies::parse(&self.trusted_proxies)?;
         config.web_dir = self.web_dir.clone();
         config.timeouts.pending = Duration::from_secs(self.pending_timeout_secs.max(1));
         config.timeouts.rejoin_grace = Duration::from_secs(self.rejoin_grace_secs);

@@ -64,6 +64,8 @@ pub struct SignalingConfig {
     pub limits: ConnectionLimits,
     /// On shutdown, how long sessions get to say goodbye before the process stops.
     pub drain_timeout: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
 }
 
 /// How long a client connection may take over each step, how fast a session may send,
@@ -122,6 +124,7 @@ impl SignalingConfig {
             timeouts: RoomTimeouts::default(),
             limits: ConnectionLimits::default(),
             drain_timeout: Duration::from_secs(10),
+            trusted_proxies: crate::client_addr::TrustedProxies::default(),
         }
     }
 }

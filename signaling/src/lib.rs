@@ -10,6 +10,7 @@
 mod app;
 mod auth;
 pub mod cli;
+mod client_addr;
 mod config;
 mod error;
 mod http;
@@ -146,7 +147,7 @@ pub async fn start(
         Some(key) => key,
         None => auth::api_key::load_or_create(&config.data_dir.join("api-key.json"))?,
     };
-    let sessions = ws::Sessions::new(config.limits);
+    let sessions = ws::Sessions::new(config.limits, config.trusted_proxies.clone());
     let state = Arc::new(app::AppState {
         rooms,
         tokens,
@@ -188,13 +189,12 @@ pub async fn start(
     );
 
     let server = axum_server::Handle::new();
-    let task =
-        serve::spawn(listener, tls, app, config.limits, server.clone()).map_err(|source| {
-            SignalingError::Bind {
-                addr: config.listen,
-                source,
-            }
-        })?;
+    let task = serve::spawn(listener, tls, app, &config, server.clone()).map_err(|source| {
+        SignalingError::Bind {
+            addr: config.listen,
+            source,
+        }
+    })?;
     match &config.redis_url {
         Some(_) => tracing::info!(%url, node = %node_id, "signaling is serving (fleet)"),
         None => tracing::info!(%url, sfu = %config.sfu_url, "signaling is serving"),

@@ -18,7 +18,8 @@ use futures_util::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::config::ConnectionLimits;
+use crate::client_addr::TrustedProxies;
+use crate::config::SignalingConfig;
 
 /// The answer to a connection over the cap, on plain HTTP (on HTTPS it is just closed:
 /// no TLS has been set up to speak through).
@@ -31,12 +32,15 @@ pub fn spawn(
     listener: std::net::TcpListener,
     tls: Option<RustlsConfig>,
     app: Router,
-    limits: ConnectionLimits,
+    config: &SignalingConfig,
     handle: axum_server::Handle<SocketAddr>,
 ) -> io::Result<tokio::task::JoinHandle<()>> {
-    let service = app.into_make_service();
+    let limits = config.limits;
+    // The peer address reaches handlers (`ConnectInfo`): sessions count their places by it.
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
     let per_ip = PerIpLimit::new(limits.max_connections_per_ip, tls.is_none())
-        .first_byte_within(limits.header_timeout);
+        .first_byte_within(limits.header_timeout)
+        .exempting(config.trusted_proxies.clone());
     let header_timeout = limits.header_timeout;
     Ok(match tls {
         Some(tls) => {
@@ -83,6 +87,8 @@ struct PerIpLimit {
     /// deadline starts only with the first byte).
     first_byte: Duration,
     open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// Trusted reverse proxies carry many clients each: not capped here.
+    exempt: Arc<TrustedProxies>,
 }
 
 impl PerIpLimit {
@@ -92,7 +98,13 @@ impl PerIpLimit {
             plain,
             first_byte: Duration::from_secs(10),
             open: Arc::default(),
+            exempt: Arc::default(),
         }
+    }
+
+    fn exempting(mut self, proxies: TrustedProxies) -> Self {
+        self.exempt = Arc::new(proxies);
+        self
     }
 
     fn first_byte_within(mut self, within: Duration) -> Self {
@@ -102,6 +114,9 @@ impl PerIpLimit {
 
     /// A place for one more connection from `ip`, or `None` when it holds the most.
     fn admit(&self, ip: IpAddr) -> Option<Place> {
+        if self.exempt.trusts(ip) {
+            return Some(Place { ip, open: None });
+        }
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let n = open.entry(ip).or_insert(0);
         if *n >= self.max {
@@ -110,7 +125,7 @@ impl PerIpLimit {
         *n += 1;
         Some(Place {
             ip,
-            open: self.open.clone(),
+            open: Some(self.open.clone()),
         })
     }
 }
@@ -118,12 +133,16 @@ impl PerIpLimit {
 /// One connection's place in its address's count; given back on drop.
 struct Place {
     ip: IpAddr,
-    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// The count it is in (`None`: a trusted proxy's, not counted).
+    open: Option<Arc<Mutex<HashMap<IpAddr, usize>>>>,
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(open) = &self.open else {
+            return;
+        };
+        let mut open = open.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(n) = open.get_mut(&self.ip) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -244,6 +263,21 @@ mod tests {
         );
         drop(first);
         assert!(limit.admit(a).is_some(), "a place given back is free again");
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_not_capped() {
+        let proxies = TrustedProxies::parse(&["10.0.0.0/8".into()]).unwrap_or_default();
+        let limit = PerIpLimit::new(1, true).exempting(proxies);
+        let proxy: IpAddr = [10, 0, 0, 2].into();
+        let held: Vec<_> = (0..5).map(|_| limit.admit(proxy)).collect();
+        assert!(
+            held.iter().all(Option::is_some),
+            "a proxy carries many clients"
+        );
+        let client: IpAddr = [203, 0, 113, 1].into();
+        let first = limit.admit(client);
+        assert!(first.is_some() && limit.admit(client).is_none());
     }
 
     #[test]

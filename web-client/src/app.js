@@ -102,6 +102,7 @@ const LEFT_WORDS = {
   connection_lost: 'Your audio connection was lost.',
   disconnected: 'You were disconnected.',
   replaced: 'You joined this room from another tab or device.',
+  room_full: 'The room filled up while your audio was connecting: others got in first. Try again in a moment.',
 };
 
 /** Everything the page shows, derived from the store alone. */

@@ -39,6 +39,25 @@ pub struct Reservation {
     pub name: String,
     /// Unix seconds after which the place is free again.
     pub expires_at: u64,
+    /// The network address the join came from (`None`: not known, or loopback), so that
+    /// one address cannot hold many places.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+/// Most places joins from one address may hold in a room at once (their media still
+/// connecting): a guest that re-joins without ever connecting cannot crowd a room.
+pub const MAX_HELD_PER_ORIGIN: usize = 3;
+
+/// A join's request for a held place.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HoldRequest<'a> {
+    /// Unix seconds now.
+    pub now: u64,
+    /// How long the place is held while the media connects.
+    pub ttl_secs: u64,
+    /// Where the join comes from (see [`Reservation::origin`]).
+    pub origin: Option<&'a str>,
 }
 
 /// A group chat and its voice room.
@@ -112,6 +131,11 @@ pub enum GroupError {
     /// The user was removed from this room.
     #[error("you were removed from this room")]
     Removed,
+    /// Joins from this address already hold the most places they may.
+    #[error(
+        "too many joins from your network are still connecting to this room; wait a few seconds and try again"
+    )]
+    TooManyHeld,
     /// The user is not a member.
     #[error("that person is not a member of this room")]
     NotMember,
@@ -130,6 +154,7 @@ impl GroupError {
             GroupError::Full(_) => ErrorCode::RoomFull,
             GroupError::NoFreeSeat(_) => ErrorCode::NoFreeSeat,
             GroupError::Removed => ErrorCode::Forbidden,
+            GroupError::TooManyHeld => ErrorCode::RateLimited,
             GroupError::NotMember => ErrorCode::NotInRoom,
             GroupError::Forbidden(_) => ErrorCode::Forbidden,
         }
@@ -228,7 +253,9 @@ impl GroupChat {
         self.reservations.retain(|r| r.expires_at > now);
     }
 
-    /// Hold a place for `user` if the room has one: the capacity check of a join.
+    /// Hold a place for `user` if the room has one: the capacity check of a join (from
+    /// an address not known).
+    #[cfg(test)]
     pub fn reserve_place(
         &mut self,
         user: &UserId,
@@ -236,6 +263,33 @@ impl GroupChat {
         now: u64,
         ttl_secs: u64,
     ) -> Result<Place, GroupError> {
+        let hold = HoldRequest {
+            now,
+            ttl_secs,
+            origin: None,
+        };
+        self.hold_place(user, name, &hold)
+    }
+
+    /// Most held places that count against the capacity: half of it (at least one).
+    /// Joins beyond that still get a place held, but whoever connects first becomes the
+    /// member ([`GroupChat::confirm_member`] checks the capacity again), so joins that
+    /// never connect cannot keep real members out.
+    pub fn counted_holds(&self) -> usize {
+        self.reservations
+            .len()
+            .min((self.capacity as usize / 2).max(1))
+    }
+
+    /// Hold a place for `user` if the room has one; at most [`MAX_HELD_PER_ORIGIN`] per
+    /// address.
+    pub fn hold_place(
+        &mut self,
+        user: &UserId,
+        name: &str,
+        hold: &HoldRequest<'_>,
+    ) -> Result<Place, GroupError> {
+        let (now, ttl_secs) = (hold.now, hold.ttl_secs);
         if self.state != RoomState::Active {
             return Err(GroupError::NotActive);
         }
@@ -247,13 +301,24 @@ impl GroupChat {
         }
         self.expire_reservations(now);
         self.reservations.retain(|r| &r.user != user);
-        if self.members.len() + self.reservations.len() >= self.capacity as usize {
+        if let Some(origin) = hold.origin
+            && self
+                .reservations
+                .iter()
+                .filter(|r| r.origin.as_deref() == Some(origin))
+                .count()
+                >= MAX_HELD_PER_ORIGIN
+        {
+            return Err(GroupError::TooManyHeld);
+        }
+        if self.members.len() + self.counted_holds() >= self.capacity as usize {
             return Err(GroupError::Full(self.capacity));
         }
         self.reservations.push(Reservation {
             user: user.clone(),
             name: name.to_owned(),
             expires_at: now + ttl_secs,
+            origin: hold.origin.map(str::to_owned),
         });
         Ok(Place::Reserved)
     }
@@ -268,11 +333,14 @@ impl GroupChat {
             return Err(GroupError::Removed);
         }
         let held = self.reservations.iter().position(|r| &r.user == user);
+        if self.members.len() >= self.capacity as usize {
+            return Err(GroupError::Full(self.capacity));
+        }
         match held {
             Some(i) => {
                 self.reservations.swap_remove(i);
             }
-            None if self.members.len() + self.reservations.len() >= self.capacity as usize => {
+            None if self.members.len() + self.counted_holds() >= self.capacity as usize => {
                 return Err(GroupError::Full(self.capacity));
             }
             None => {}
@@ -503,17 +571,94 @@ mod tests {
 
     #[test]
     fn places_count_members_and_reservations() {
-        let (mut g, _) = active(3, 1);
-        let (a, b, c) = (UserId::random(), UserId::random(), UserId::random());
-        assert_eq!(g.reserve_place(&a, "a", 0, 30), Ok(Place::Reserved));
-        assert_eq!(g.reserve_place(&b, "b", 0, 30), Ok(Place::Reserved));
-        assert_eq!(g.reserve_place(&c, "c", 0, 30), Err(GroupError::Full(3)));
-        g.release_place(&b);
-        g.confirm_member(&a, "a").unwrap();
-        assert_eq!(g.reserve_place(&a, "a", 0, 30), Ok(Place::Member));
+        let (mut g, _) = active(4, 1);
+        let [a, b, c, d] = [(); 4].map(|_| UserId::random());
+        for u in [&a, &b] {
+            assert_eq!(g.reserve_place(u, "m", 0, 30), Ok(Place::Reserved));
+            g.confirm_member(u, "m").unwrap();
+        }
         assert_eq!(g.reserve_place(&c, "c", 0, 30), Ok(Place::Reserved));
-        // An expired reservation frees its place.
-        assert_eq!(g.reserve_place(&b, "b", 100, 30), Ok(Place::Reserved));
+        assert_eq!(g.reserve_place(&d, "d", 0, 30), Err(GroupError::Full(4)));
+        g.release_place(&c);
+        assert_eq!(g.reserve_place(&d, "d", 0, 30), Ok(Place::Reserved));
+        // An expired hold frees its place.
+        assert_eq!(g.reserve_place(&c, "c", 100, 30), Ok(Place::Reserved));
+        g.confirm_member(&c, "c").unwrap();
+        assert_eq!(g.reserve_place(&a, "a", 100, 30), Ok(Place::Member));
+        // The room filled up while d's media was connecting.
+        assert_eq!(g.confirm_member(&d, "d"), Err(GroupError::Full(4)));
+    }
+
+    #[test]
+    fn held_places_never_crowd_out_those_who_connect() {
+        // Capacity 10: the owner, and six joins that never connect, each from its own
+        // address. Holds count for at most half the capacity: they never take more than
+        // 5 places from those who do connect.
+        let (mut g, _) = active(10, 1);
+        let ghosts: Vec<UserId> = (0..6).map(|_| UserId::random()).collect();
+        for (i, ghost) in ghosts.iter().enumerate() {
+            let origin = format!("198.51.100.{i}");
+            let hold = HoldRequest {
+                now: 0,
+                ttl_secs: 15,
+                origin: Some(&origin),
+            };
+            assert_eq!(g.hold_place(ghost, "ghost", &hold), Ok(Place::Reserved));
+        }
+        for _ in 0..4 {
+            let user = UserId::random();
+            assert_eq!(g.reserve_place(&user, "real", 0, 15), Ok(Place::Reserved));
+            g.confirm_member(&user, "real").unwrap();
+        }
+        assert_eq!(g.members.len(), 5);
+        assert_eq!(
+            g.reserve_place(&UserId::random(), "late", 0, 15),
+            Err(GroupError::Full(10)),
+            "5 members and 5 counted holds fill 10"
+        );
+        // Whoever connects first is the member: five of the six fit, the last finds the
+        // room full although its place was held.
+        for ghost in &ghosts[..5] {
+            g.confirm_member(ghost, "ghost").unwrap();
+        }
+        assert_eq!(
+            g.confirm_member(&ghosts[5], "ghost"),
+            Err(GroupError::Full(10))
+        );
+    }
+
+    #[test]
+    fn one_address_holds_at_most_a_few_places() {
+        let (mut g, _) = active(100, 1);
+        let hold = HoldRequest {
+            now: 0,
+            ttl_secs: 15,
+            origin: Some("203.0.113.9"),
+        };
+        for _ in 0..MAX_HELD_PER_ORIGIN {
+            assert_eq!(
+                g.hold_place(&UserId::random(), "g", &hold),
+                Ok(Place::Reserved)
+            );
+        }
+        assert_eq!(
+            g.hold_place(&UserId::random(), "g", &hold),
+            Err(GroupError::TooManyHeld)
+        );
+        // Another address, or the same once the holds expire, gets in.
+        let other = HoldRequest {
+            origin: Some("203.0.113.10"),
+            ..hold
+        };
+        assert_eq!(
+            g.hold_place(&UserId::random(), "g", &other),
+            Ok(Place::Reserved)
+        );
+        let later = HoldRequest { now: 16, ..hold };
+        assert_eq!(
+            g.hold_place(&UserId::random(), "g", &later),
+            Ok(Place::Reserved)
+        );
     }
 
     #[test]

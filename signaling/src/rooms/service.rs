@@ -21,7 +21,7 @@ use chorus_proto::{NodeId, ParticipantId, RoomId, UserId};
 use tokio::sync::mpsc;
 
 use crate::rooms::bus::{BusEvent, Inbound, RoomBus};
-use crate::rooms::group_chat::{self, Actor, GroupChat, GroupError, Member};
+use crate::rooms::group_chat::{self, Actor, GroupChat, GroupError, HoldRequest, Member};
 use crate::rooms::{Outgoing, Presence, RoomRegistry, participant_info, room_info};
 use crate::routing::{NodeRouter, RouteError, SfuPool};
 use crate::sfu::{RelayPeer, Sfu, SfuConnector};
@@ -63,7 +63,7 @@ impl Default for RoomTimeouts {
         Self {
             token_ttl: Duration::from_secs(120),
             pending: Duration::from_secs(20),
-            reservation: Duration::from_secs(30),
+            reservation: Duration::from_secs(15),
             rejoin_grace: Duration::from_secs(60),
         }
     }
@@ -89,6 +89,8 @@ pub struct Visitor<'a> {
     pub name: &'a str,
     /// The session's frame queue.
     pub outbox: &'a Outbox,
+    /// Where the client is, for the places its joins may hold (`None`: not limited).
+    pub origin: Option<&'a str>,
 }
 
 /// Settings of a room being created.
@@ -654,10 +656,18 @@ impl RoomService {
             visitor.name.to_owned(),
             self.timeouts.reservation.as_secs(),
         );
+        let origin = visitor.origin.map(str::to_owned);
         let group = self
             .change(
                 room,
-                Box::new(move |g| g.reserve_place(&user, &name, now_secs(), ttl).map(|_| ())),
+                Box::new(move |g| {
+                    let hold = HoldRequest {
+                        now: now_secs(),
+                        ttl_secs: ttl,
+                        origin: origin.as_deref(),
+                    };
+                    g.hold_place(&user, &name, &hold).map(|_| ())
+                }),
             )
             .await?;
         // One presence per user and room: a second tab replaces the first, on any node.
@@ -755,7 +765,11 @@ impl RoomService {
             if let Some(outbox) = self.registry.outbox_of(room, id) {
                 outbox.send(ServerMessage::Error { code, message });
             }
-            self.registry.remove(room, id, LeftReason::Removed, true);
+            let reason = match code {
+                ErrorCode::RoomFull => LeftReason::RoomFull,
+                _ => LeftReason::Removed,
+            };
+            self.registry.remove(room, id, reason, true);
             self.sfu_remove(room, id).await;
         }
     }

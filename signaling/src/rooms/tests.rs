@@ -62,6 +62,7 @@ impl Client {
             user: &self.user,
             name: &self.name,
             outbox: &self.outbox,
+            origin: None,
         }
     }
 

@@ -114,14 +114,10 @@ pub(crate) mod contract {
         assert_eq!(store.group_by_room(&group.room).await.unwrap(), None);
     }
 
-    /// `joins` reservations into `group` at once, spread over `stores` in turn; how many
-    /// got a place. Every other one must have been refused as full, at the group's
-    /// capacity.
-    async fn race_reservations(
-        stores: &[Arc<dyn Store>],
-        group: &GroupChat,
-        joins: usize,
-    ) -> usize {
+    /// `joins` joins into `group` at once (each holds a place and becomes a member in
+    /// one change), spread over `stores` in turn; how many got in. Every other one must
+    /// have been refused as full, at the group's capacity.
+    async fn race_joins(stores: &[Arc<dyn Store>], group: &GroupChat, joins: usize) -> usize {
         let tasks: Vec<_> = (0..joins)
             .map(|i| {
                 let store = stores[i % stores.len()].clone();
@@ -132,8 +128,9 @@ pub(crate) mod contract {
                         .update_group(
                             &id,
                             Box::new(move |g| {
-                                g.reserve_place(&user, &format!("u{i}"), 0, u64::MAX / 2)
-                                    .map(|_| ())
+                                let name = format!("u{i}");
+                                g.reserve_place(&user, &name, 0, u64::MAX / 2)?;
+                                g.confirm_member(&user, &name)
                             }),
                         )
                         .await
@@ -155,11 +152,11 @@ pub(crate) mod contract {
         let mut group = sample();
         group.state = RoomState::Active;
         store.create_group(&group).await.unwrap();
-        let ok = race_reservations(std::slice::from_ref(&store), &group, 30).await;
+        let ok = race_joins(std::slice::from_ref(&store), &group, 30).await;
         // The owner is a member: 9 more places.
         assert_eq!(ok, 9);
         let saved = store.group_by_room(&group.room).await.unwrap().unwrap();
-        assert_eq!(saved.members.len() + saved.reservations.len(), 10);
+        assert_eq!(saved.members.len(), 10);
         let missing = GroupId::random();
         let refused = store.update_group(&missing, Box::new(|_| Ok(()))).await;
         assert!(matches!(
@@ -175,13 +172,13 @@ pub(crate) mod contract {
         let mut group = sample();
         group.state = RoomState::Active;
         a.create_group(&group).await.unwrap();
-        let ok = race_reservations(&[a.clone(), b.clone()], &group, 40).await;
+        let ok = race_joins(&[a.clone(), b.clone()], &group, 40).await;
         assert_eq!(
             ok, 9,
             "exactly the free places are given, across both stores"
         );
         let via_b = b.group_by_room(&group.room).await.unwrap().unwrap();
-        assert_eq!(via_b.members.len() + via_b.reservations.len(), 10);
+        assert_eq!(via_b.members.len(), 10);
         assert!(b.delete_group(&group.id).await.unwrap());
     }
 

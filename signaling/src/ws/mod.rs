@@ -7,12 +7,16 @@ mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{Extensions, HeaderMap};
 use axum::response::Response;
 use tokio::sync::watch;
 
 use crate::app::AppState;
+use crate::client_addr::{TrustedProxies, origin_of};
 use crate::config::ConnectionLimits;
 
 /// Frames above this size close the connection outright (close code 1009); frames
@@ -27,15 +31,17 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 #[derive(Clone)]
 pub struct Sessions {
     limits: ConnectionLimits,
+    proxies: Arc<TrustedProxies>,
     stopping: watch::Sender<bool>,
     open: watch::Sender<usize>,
 }
 
 impl Sessions {
     /// No session yet.
-    pub fn new(limits: ConnectionLimits) -> Self {
+    pub fn new(limits: ConnectionLimits, proxies: TrustedProxies) -> Self {
         Self {
             limits,
+            proxies: Arc::new(proxies),
             stopping: watch::Sender::new(false),
             open: watch::Sender::new(0),
         }
@@ -76,10 +82,26 @@ impl Drop for SessionGuard {
     }
 }
 
-/// `GET /ws`: upgrade to a client session.
-pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
+/// `GET /ws`: upgrade to a client session, which knows where its client is (for the
+/// places its joins may hold).
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    extensions: Extensions,
+) -> Response {
+    let origin = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| {
+            let forwarded = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok());
+            state.sessions.proxies.client_ip(peer.ip(), forwarded)
+        })
+        .and_then(origin_of);
     ws.max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
         .read_buffer_size(READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| session::run(socket, state))
+        .on_upgrade(move |socket| session::run(socket, state, origin))
 }

@@ -44,9 +44,11 @@ struct Session {
     outbox: Outbox,
     user: Option<(UserId, String)>,
     current: Option<(RoomId, ParticipantId)>,
+    /// Where the client is (`client_addr::origin_of`), for the places its joins hold.
+    origin: Option<String>,
 }
 
-pub async fn run(socket: WebSocket, state: Arc<AppState>) {
+pub async fn run(socket: WebSocket, state: Arc<AppState>, origin: Option<String>) {
     let _open = state.sessions.opened();
     let limits = *state.sessions.limits();
     let mut stopping = state.sessions.stopping.subscribe();
@@ -58,6 +60,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>) {
         outbox,
         user: None,
         current: None,
+        origin,
     };
     let opened = Instant::now();
     let mut rate = RateLimit::new(limits.frames_per_sec, limits.frame_burst, opened.into_std());
@@ -289,6 +292,7 @@ impl Session {
                     user: &user,
                     name: &name,
                     outbox: &self.outbox,
+                    origin: self.origin.as_deref(),
                 };
                 let settings = NewRoom {
                     title,
@@ -309,6 +313,7 @@ impl Session {
                     user: &user,
                     name: &name,
                     outbox: &self.outbox,
+                    origin: self.origin.as_deref(),
                 };
                 let entered = rooms.join(visitor, &room, offer).await?;
                 self.entered(entered);

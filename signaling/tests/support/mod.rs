@@ -132,7 +132,25 @@ pub struct RawClient {
 impl RawClient {
     /// Connect and `hello` (with `user_token` if given); panics unless `welcome`.
     pub async fn hello(ws_url: &str, name: &str, user_token: Option<&str>) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(ws_url)
+        Self::hello_from(ws_url, name, user_token, None).await
+    }
+
+    /// As [`RawClient::hello`], through a proxy that says the client is `forwarded_for`
+    /// (an `X-Forwarded-For` header: believed only by a server that trusts this host).
+    pub async fn hello_from(
+        ws_url: &str,
+        name: &str,
+        user_token: Option<&str>,
+        forwarded_for: Option<&str>,
+    ) -> Self {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = ws_url.into_client_request().unwrap();
+        if let Some(addr) = forwarded_for {
+            request
+                .headers_mut()
+                .insert("x-forwarded-for", addr.parse().unwrap());
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request)
             .await
             .unwrap_or_else(|e| panic!("{name}: WebSocket connect: {e}"));
         let mut client = Self {
