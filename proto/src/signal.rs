@@ -49,6 +49,9 @@ pub enum ClientMessage {
         /// and wait for a moderator (`moderated`, the default).
         #[serde(default)]
         seat_mode: SeatMode,
+        /// Who may join: anyone with the link (the default) or signed-in users only.
+        #[serde(default)]
+        entry: EntryPolicy,
         /// The creator's SDP offer, as for `join`.
         offer: String,
     },
@@ -107,6 +110,16 @@ pub enum ClientMessage {
         participant: ParticipantId,
         /// Moderator or not.
         moderator: bool,
+    },
+    /// Moderators: lock the room (no newcomers; its members still come back) or unlock
+    /// it, and say who may join. Absent fields are left as they are.
+    SetAccess {
+        /// Locked or not.
+        #[serde(default)]
+        locked: Option<bool>,
+        /// Who may join.
+        #[serde(default)]
+        entry: Option<EntryPolicy>,
     },
     /// Moderators: end the room for everyone.
     EndRoom,
@@ -214,6 +227,24 @@ pub struct RoomInfo {
     pub seat_mode: SeatMode,
     /// Where the room is in its life.
     pub state: RoomState,
+    /// Who may join.
+    #[serde(default)]
+    pub entry: EntryPolicy,
+    /// Locked: nobody new may join (members still come back).
+    #[serde(default)]
+    pub locked: bool,
+}
+
+/// Who may join a room besides its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryPolicy {
+    /// Anyone with the link, guests included.
+    #[default]
+    Anyone,
+    /// Users signed in through the app backend only (the server API's `POST /users`):
+    /// guests of the page are refused, and a removed user cannot come back as a new guest.
+    SignedIn,
 }
 
 /// How listeners get a mic seat.

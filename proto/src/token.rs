@@ -72,6 +72,10 @@ pub struct UserClaims {
     pub name: String,
     /// Always [`TokenKind::User`]: a room token is never taken for a user token.
     pub kind: TokenKind,
+    /// Signed in through the app backend (the server API's `POST /users`, or a room's
+    /// owner it created), not a guest of the page. Absent in older tokens: a guest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub signed_in: bool,
     /// Issued at, seconds since the Unix epoch.
     pub iat: u64,
     /// Expires at, seconds since the Unix epoch.
@@ -255,11 +259,24 @@ impl TokenIssuer {
         name: &str,
         ttl: Duration,
     ) -> Result<String, TokenError> {
+        self.mint_user_as(user, name, ttl, false)
+    }
+
+    /// A user token for `user`, signed in through the app backend (`signed_in`) or a
+    /// guest, valid for `ttl`.
+    pub fn mint_user_as(
+        &self,
+        user: &UserId,
+        name: &str,
+        ttl: Duration,
+        signed_in: bool,
+    ) -> Result<String, TokenError> {
         let iat = now_secs();
         let claims = UserClaims {
             sub: user.clone(),
             name: name.to_owned(),
             kind: TokenKind::User,
+            signed_in,
             iat,
             exp: iat + ttl.as_secs().max(1),
             iss: ISSUER.to_owned(),

@@ -96,7 +96,7 @@ proptest! {
 
     #[test]
     fn messages_the_client_builds_round_trip(name in "[A-Za-z ]{1,40}", capacity in any::<Option<i64>>(), seats in any::<Option<i64>>(), offer in ".{0,100}") {
-        let message = ClientMessage::CreateRoom { name, capacity, seats, seat_mode: SeatMode::Open, offer };
+        let message = ClientMessage::CreateRoom { name, capacity, seats, seat_mode: SeatMode::Open, entry: Default::default(), offer };
         let text = serde_json::to_string(&message).unwrap();
         prop_assert_eq!(signal::parse_client_frame(&text), Ok(message));
     }

@@ -31,10 +31,15 @@ pub struct AppState {
 pub const USER_TOKEN_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 
 impl AppState {
-    /// Mint a user token for `user`.
-    pub fn user_token(&self, user: &UserId, name: &str) -> Result<String, Failure> {
+    /// Mint a user token for `user`: signed in through the app backend, or a guest.
+    pub fn user_token(
+        &self,
+        user: &UserId,
+        name: &str,
+        signed_in: bool,
+    ) -> Result<String, Failure> {
         self.tokens
-            .mint_user(user, name, USER_TOKEN_TTL)
+            .mint_user_as(user, name, USER_TOKEN_TTL, signed_in)
             .map_err(|e| {
                 (
                     ErrorCode::Internal,

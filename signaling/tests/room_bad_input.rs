@@ -39,6 +39,7 @@ async fn impossible_settings_are_refused_in_words() {
             capacity,
             seats,
             seat_mode: Default::default(),
+            entry: Default::default(),
             offer: "v=0".into(),
         })
         .await;

@@ -42,6 +42,7 @@ async fn create(client: &mut RawClient, offer: String) -> RoomId {
             capacity: Some(10),
             seats: Some(3),
             seat_mode: SeatMode::Moderated,
+            entry: Default::default(),
             offer,
         })
         .await;

@@ -174,7 +174,10 @@ export function viewOf(s) {
     v.badge = { text: 'Reconnecting…', state: 'reconnecting' };
     v.status = { text: `Reconnecting to the server${ses.attempt > 1 ? ` (attempt ${ses.attempt})` : ''}…`, state: 'reconnecting' };
   } else if (room && !(v.part === 'final' && v.finalReason === 'not_created')) {
-    v.badge = { text: STATE_WORDS[room.state] || room.state, state: room.state };
+    const words = STATE_WORDS[room.state] || room.state;
+    v.badge = room.state === 'active' && room.locked
+      ? { text: `${words} · locked`, state: 'locked' }
+      : { text: words, state: room.state };
   }
   if (v.part === 'in' && phase === 'live') {
     v.status = { text: MEDIA_WORDS[s.media] || '', state: s.media };
@@ -185,6 +188,8 @@ export function viewOf(s) {
   if (v.part === 'out' && s.lookup.status === 'found' && room) {
     if (room.state === 'pending') {
       v.roomNote = 'This room is starting: try again in a moment.';
+    } else if (room.locked) {
+      v.roomNote = 'This room is locked: only its members can come in.';
     } else {
       const n = s.lookup.present;
       v.roomNote = n === 0 ? 'Nobody is here yet.' : `${n} ${n === 1 ? 'person is' : 'people are'} here.`;
@@ -487,6 +492,7 @@ function bindControls() {
   el.seatLeaveBtn.addEventListener('click', () => client.leaveSeat());
   el.leaveBtn.addEventListener('click', onLeave);
   el.endBtn.addEventListener('click', onEndRoom);
+  el.lockBtn.addEventListener('click', onLock);
   el.leaveGroupBtn.addEventListener('click', onLeaveGroup);
   el.audioUnlock.addEventListener('click', () => audio.unlock());
   el.micSettings.addEventListener('toggle', () => { if (el.micSettings.open) fillMicrophones(); });
@@ -695,12 +701,20 @@ async function onSheetAction(act) {
       client.setModerator(id, act === 'make_moderator');
       break;
     case 'remove':
-      if (await ui.confirmAction(`Remove ${p.name} from the room? They cannot come back.`, 'Remove')) {
+      if (await ui.confirmAction(`Remove ${p.name} from the room? This account cannot come back. A guest could `
+        + 'return under a new name: lock the room to keep newcomers out.', 'Remove')) {
         client.remove(id);
       }
       break;
     default:
       break;
+  }
+}
+
+function onLock() {
+  const { phase, room } = client.state;
+  if (phase === 'live' && room) {
+    client.setAccess({ locked: !room.locked });
   }
 }
 

@@ -48,6 +48,7 @@ export const el = {
   seatLeaveBtn: $('seat-leave-btn'),
   leaveBtn: $('leave-btn'),
   endBtn: $('end-btn'),
+  lockBtn: $('lock-btn'),
   leaveGroupBtn: $('leave-group-btn'),
   sheet: $('sheet'),
   sheetTitle: $('sheet-title'),
@@ -204,6 +205,11 @@ export function renderControls({ me, room, selfMuted, freeSeats, live }) {
   const moderator = me.role === 'owner' || me.role === 'moderator';
   setHidden(el.endBtn, !moderator);
   el.endBtn.disabled = !live;
+  // Locked: nobody new comes in; the members still do.
+  setHidden(el.lockBtn, !moderator);
+  el.lockBtn.disabled = !live;
+  setText(el.lockBtn, room.locked ? 'Unlock room' : 'Lock room');
+  setAttr(el.lockBtn, 'aria-pressed', String(Boolean(room.locked)));
   // The owner cannot leave its group chat (it ends the room instead).
   setHidden(el.groupInfo, me.role === 'owner');
 

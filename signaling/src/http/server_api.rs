@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
-use chorus_proto::signal::{self, ErrorCode, Role, RoomInfo, SeatMode};
+use chorus_proto::signal::{self, EntryPolicy, ErrorCode, Role, RoomInfo, SeatMode};
 use chorus_proto::{GroupId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +30,10 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/rooms", post(create_room).get(list_rooms))
-        .route("/rooms/{room}", get(get_room).delete(end_room))
+        .route(
+            "/rooms/{room}",
+            get(get_room).patch(change_room).delete(end_room),
+        )
         .route(
             "/rooms/{room}/members/{user}",
             patch(change_member).delete(remove_member),
@@ -221,6 +224,9 @@ struct CreateRoom {
     seats: Option<i64>,
     #[serde(default)]
     seat_mode: SeatMode,
+    /// Who may join besides the members.
+    #[serde(default)]
+    entry: EntryPolicy,
     /// Display name of the owner.
     owner_name: String,
     /// An existing user to own the room; a new one when absent.
@@ -250,13 +256,16 @@ async fn create_room(
         capacity: body.capacity,
         seats: body.seats,
         seat_mode: body.seat_mode,
+        entry: body.entry,
     };
     let group = state
         .rooms
         .create_active(&owner, &owner_name, settings)
         .await
         .map_err(bad)?;
-    let owner_token = state.user_token(&owner, &owner_name).map_err(failure)?;
+    let owner_token = state
+        .user_token(&owner, &owner_name, true)
+        .map_err(failure)?;
     tracing::info!(room = %group.room, "room created over the server API");
     Ok((
         StatusCode::CREATED,
@@ -393,6 +402,31 @@ async fn change_member(
     Ok(Json(view(&state, &group).await))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoomChange {
+    #[serde(default)]
+    locked: Option<bool>,
+    #[serde(default)]
+    entry: Option<EntryPolicy>,
+}
+
+/// `PATCH /rooms/{room}`: lock or unlock the room, say who may join.
+async fn change_room(
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    body: Bytes,
+) -> Result<Json<RoomView>, ApiError> {
+    let room = parse_room(&room)?;
+    let change: RoomChange = parse_json(&body)?;
+    let group = state
+        .rooms
+        .set_access(&room, &Actor::Service, change.locked, change.entry)
+        .await
+        .map_err(failure)?;
+    Ok(Json(view(&state, &group).await))
+}
+
 async fn remove_member(
     State(state): State<Arc<AppState>>,
     Path((room, user)): Path<(String, String)>,
@@ -429,6 +463,6 @@ async fn sign_in_user(
     let name = signal::clean_name(&body.name)
         .map_err(|(code, m)| ApiError::new(StatusCode::BAD_REQUEST, code, &m))?;
     let user = body.user.unwrap_or_else(UserId::random);
-    let user_token = state.user_token(&user, &name).map_err(failure)?;
+    let user_token = state.user_token(&user, &name, true).map_err(failure)?;
     Ok(Json(SignedIn { user, user_token }))
 }

@@ -4,7 +4,7 @@
 //! Every rule about places, seats and roles lives here as plain functions on the record,
 //! so that each store only has to apply them atomically (read, change, write).
 
-use chorus_proto::signal::{ErrorCode, Role, RoomState, SeatMode};
+use chorus_proto::signal::{EntryPolicy, ErrorCode, Role, RoomState, SeatMode};
 use chorus_proto::{GroupId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +58,8 @@ pub struct HoldRequest<'a> {
     pub ttl_secs: u64,
     /// Where the join comes from (see [`Reservation::origin`]).
     pub origin: Option<&'a str>,
+    /// The user signed in through the app backend (not a guest of the page).
+    pub signed_in: bool,
 }
 
 /// A group chat and its voice room.
@@ -85,6 +87,12 @@ pub struct GroupChat {
     pub reservations: Vec<Reservation>,
     /// Removed users: refused from then on.
     pub removed: Vec<UserId>,
+    /// Who may join besides the members.
+    #[serde(default)]
+    pub entry: EntryPolicy,
+    /// No newcomers at all (members still come back).
+    #[serde(default)]
+    pub locked: bool,
     /// Unix seconds.
     pub created_at: u64,
     /// Bumped by every saved change.
@@ -131,6 +139,12 @@ pub enum GroupError {
     /// The user was removed from this room.
     #[error("you were removed from this room")]
     Removed,
+    /// The room is locked: members only.
+    #[error("this room is locked: only its members can come in")]
+    Locked,
+    /// The room takes signed-in users only, and this is a guest.
+    #[error("this room is for signed-in users only: sign in through the app that shared the link")]
+    SignedInOnly,
     /// Joins from this address already hold the most places they may.
     #[error(
         "too many joins from your network are still connecting to this room; wait a few seconds and try again"
@@ -155,6 +169,8 @@ impl GroupError {
             GroupError::NoFreeSeat(_) => ErrorCode::NoFreeSeat,
             GroupError::Removed => ErrorCode::Forbidden,
             GroupError::TooManyHeld => ErrorCode::RateLimited,
+            GroupError::Locked => ErrorCode::Forbidden,
+            GroupError::SignedInOnly => ErrorCode::Unauthorized,
             GroupError::NotMember => ErrorCode::NotInRoom,
             GroupError::Forbidden(_) => ErrorCode::Forbidden,
         }
@@ -221,6 +237,8 @@ impl GroupChat {
             }],
             reservations: Vec::new(),
             removed: Vec::new(),
+            entry: EntryPolicy::Anyone,
+            locked: false,
             created_at: now,
             version: 0,
         }
@@ -267,6 +285,7 @@ impl GroupChat {
             now,
             ttl_secs,
             origin: None,
+            signed_in: false,
         };
         self.hold_place(user, name, &hold)
     }
@@ -298,6 +317,12 @@ impl GroupChat {
         }
         if self.member(user).is_some() {
             return Ok(Place::Member);
+        }
+        if self.locked {
+            return Err(GroupError::Locked);
+        }
+        if self.entry == EntryPolicy::SignedIn && !hold.signed_in {
+            return Err(GroupError::SignedInOnly);
         }
         self.expire_reservations(now);
         self.reservations.retain(|r| &r.user != user);
@@ -533,6 +558,24 @@ impl GroupChat {
         Ok(())
     }
 
+    /// `actor` (a moderator, or the server API) locks or unlocks the room, and says who
+    /// may join. Joins already let in (their media connecting) finish.
+    pub fn set_access(
+        &mut self,
+        actor: &Actor,
+        locked: Option<bool>,
+        entry: Option<EntryPolicy>,
+    ) -> Result<(), GroupError> {
+        self.require_moderator(actor)?;
+        if let Some(locked) = locked {
+            self.locked = locked;
+        }
+        if let Some(entry) = entry {
+            self.entry = entry;
+        }
+        Ok(())
+    }
+
     /// A moderator ends the room for everyone.
     pub fn end(&mut self, actor: &Actor) -> Result<(), GroupError> {
         self.require_moderator(actor)?;
@@ -602,6 +645,7 @@ mod tests {
                 now: 0,
                 ttl_secs: 15,
                 origin: Some(&origin),
+                signed_in: false,
             };
             assert_eq!(g.hold_place(ghost, "ghost", &hold), Ok(Place::Reserved));
         }
@@ -628,12 +672,52 @@ mod tests {
     }
 
     #[test]
+    fn a_locked_or_signed_in_only_room_lets_its_members_back() {
+        let (mut g, owner) = active(10, 1);
+        let (member, guest) = (UserId::random(), UserId::random());
+        g.reserve_place(&member, "m", 0, 15).unwrap();
+        g.confirm_member(&member, "m").unwrap();
+        let (mod_actor, service) = (Actor::Member(owner.clone()), Actor::Service);
+        assert_eq!(
+            g.set_access(&Actor::Member(member.clone()), Some(true), None),
+            Err(GroupError::Forbidden(
+                "only the owner or a moderator may do that"
+            ))
+        );
+        g.set_access(&mod_actor, Some(true), None).unwrap();
+        assert_eq!(g.reserve_place(&guest, "g", 0, 15), Err(GroupError::Locked));
+        assert_eq!(g.reserve_place(&member, "m", 0, 15), Ok(Place::Member));
+        g.set_access(&service, Some(false), Some(EntryPolicy::SignedIn))
+            .unwrap();
+        assert_eq!(
+            g.reserve_place(&guest, "g", 0, 15),
+            Err(GroupError::SignedInOnly)
+        );
+        let signed_in = HoldRequest {
+            now: 0,
+            ttl_secs: 15,
+            origin: None,
+            signed_in: true,
+        };
+        assert_eq!(g.hold_place(&guest, "g", &signed_in), Ok(Place::Reserved));
+        // A removed user is refused whoever it is; a removed guest is a new guest the
+        // next time, which a signed-in-only room refuses.
+        g.confirm_member(&guest, "g").unwrap();
+        g.remove_member(&mod_actor, &guest).unwrap();
+        assert_eq!(
+            g.hold_place(&guest, "g", &signed_in),
+            Err(GroupError::Removed)
+        );
+    }
+
+    #[test]
     fn one_address_holds_at_most_a_few_places() {
         let (mut g, _) = active(100, 1);
         let hold = HoldRequest {
             now: 0,
             ttl_secs: 15,
             origin: Some("203.0.113.9"),
+            signed_in: false,
         };
         for _ in 0..MAX_HELD_PER_ORIGIN {
             assert_eq!(

@@ -75,6 +75,8 @@ pub fn room_info(group: &GroupChat) -> RoomInfo {
         seats: group.seats,
         seat_mode: group.seat_mode,
         state: group.state,
+        entry: group.entry,
+        locked: group.locked,
     }
 }
 

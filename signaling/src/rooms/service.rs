@@ -14,7 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chorus_proto::fleet::{PresenceRecord, SfuNodeRecord};
 use chorus_proto::signal::{
-    ErrorCode, LeftReason, ParticipantInfo, Role, RoomInfo, RoomState, SeatMode, ServerMessage,
+    EntryPolicy, ErrorCode, LeftReason, ParticipantInfo, Role, RoomInfo, RoomState, SeatMode,
+    ServerMessage,
 };
 use chorus_proto::token::{Grants, TokenIssuer};
 use chorus_proto::{NodeId, ParticipantId, RoomId, UserId};
@@ -91,6 +92,8 @@ pub struct Visitor<'a> {
     pub outbox: &'a Outbox,
     /// Where the client is, for the places its joins may hold (`None`: not limited).
     pub origin: Option<&'a str>,
+    /// Signed in through the app backend, not a guest of the page.
+    pub signed_in: bool,
 }
 
 /// Settings of a room being created.
@@ -103,6 +106,8 @@ pub struct NewRoom {
     pub seats: Option<i64>,
     /// How listeners get a seat.
     pub seat_mode: SeatMode,
+    /// Who may join besides the members.
+    pub entry: EntryPolicy,
 }
 
 /// Rooms of this node: store, SFU nodes, bus and registry together.
@@ -560,7 +565,7 @@ impl RoomService {
             settings.seats.unwrap_or(DEFAULT_SEATS),
         )
         .map_err(|e| group_failure(&e))?;
-        let group = GroupChat::new(
+        let mut group = GroupChat::new(
             settings.title,
             visitor.user.clone(),
             visitor.name.to_owned(),
@@ -569,6 +574,7 @@ impl RoomService {
             settings.seat_mode,
             now_secs(),
         );
+        group.entry = settings.entry;
         self.store
             .create_group(&group)
             .await
@@ -656,7 +662,7 @@ impl RoomService {
             visitor.name.to_owned(),
             self.timeouts.reservation.as_secs(),
         );
-        let origin = visitor.origin.map(str::to_owned);
+        let (origin, signed_in) = (visitor.origin.map(str::to_owned), visitor.signed_in);
         let group = self
             .change(
                 room,
@@ -665,6 +671,7 @@ impl RoomService {
                         now: now_secs(),
                         ttl_secs: ttl,
                         origin: origin.as_deref(),
+                        signed_in,
                     };
                     g.hold_place(&user, &name, &hold).map(|_| ())
                 }),
@@ -923,6 +930,23 @@ impl RoomService {
         Ok(())
     }
 
+    /// `actor` (a moderator, or the server API) locks or unlocks the room, or says who
+    /// may join; everyone present is told (`room_updated`).
+    pub async fn set_access(
+        &self,
+        room: &RoomId,
+        actor: &Actor,
+        locked: Option<bool>,
+        entry: Option<EntryPolicy>,
+    ) -> Result<GroupChat, Failure> {
+        let actor = actor.clone();
+        let group = self
+            .change(room, Box::new(move |g| g.set_access(&actor, locked, entry)))
+            .await?;
+        tracing::info!(room = %room, locked = group.locked, entry = ?group.entry, "room access changed");
+        Ok(group)
+    }
+
     /// `actor` (a moderator) ends the room for everyone.
     pub async fn end(&self, room: &RoomId, actor: &Actor) -> Result<(), Failure> {
         let actor = actor.clone();
@@ -955,6 +979,7 @@ impl RoomService {
             settings.seat_mode,
             now_secs(),
         );
+        group.entry = settings.entry;
         group.state = RoomState::Active;
         self.store
             .create_group(&group)

@@ -63,6 +63,7 @@ impl Client {
             name: &self.name,
             outbox: &self.outbox,
             origin: None,
+            signed_in: false,
         }
     }
 
@@ -122,6 +123,7 @@ fn room_settings(seat_mode: SeatMode) -> NewRoom {
         capacity: Some(3),
         seats: Some(2),
         seat_mode,
+        entry: chorus_proto::signal::EntryPolicy::Anyone,
     }
 }
 

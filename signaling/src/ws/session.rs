@@ -46,6 +46,8 @@ struct Session {
     current: Option<(RoomId, ParticipantId)>,
     /// Where the client is (`client_addr::origin_of`), for the places its joins hold.
     origin: Option<String>,
+    /// Its user token says it signed in through the app backend (not a guest).
+    signed_in: bool,
 }
 
 pub async fn run(socket: WebSocket, state: Arc<AppState>, origin: Option<String>) {
@@ -61,6 +63,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, origin: Option<String>
         user: None,
         current: None,
         origin,
+        signed_in: false,
     };
     let opened = Instant::now();
     let mut rate = RateLimit::new(limits.frames_per_sec, limits.frame_burst, opened.into_std());
@@ -284,6 +287,7 @@ impl Session {
                 capacity,
                 seats,
                 seat_mode,
+                entry,
                 offer,
             } => {
                 self.not_in_room()?;
@@ -293,12 +297,14 @@ impl Session {
                     name: &name,
                     outbox: &self.outbox,
                     origin: self.origin.as_deref(),
+                    signed_in: self.signed_in,
                 };
                 let settings = NewRoom {
                     title,
                     capacity,
                     seats,
                     seat_mode,
+                    entry,
                 };
                 let entered = rooms.create(visitor, settings, offer).await?;
                 self.entered(entered);
@@ -314,6 +320,7 @@ impl Session {
                     name: &name,
                     outbox: &self.outbox,
                     origin: self.origin.as_deref(),
+                    signed_in: self.signed_in,
                 };
                 let entered = rooms.join(visitor, &room, offer).await?;
                 self.entered(entered);
@@ -375,6 +382,11 @@ impl Session {
                 self.moderate(Some(&participant), Moderation::Moderator(moderator))
                     .await?;
             }
+            ClientMessage::SetAccess { locked, entry } => {
+                let (room, me) = self.in_room()?;
+                let actor = Actor::Member(rooms.actor(&room, &me)?);
+                rooms.set_access(&room, &actor, locked, entry).await?;
+            }
             ClientMessage::EndRoom => {
                 let (room, me) = self.in_room()?;
                 rooms
@@ -399,11 +411,10 @@ impl Session {
         let name = signal::clean_name(name)?;
         // A returning user keeps its id (and so its roles); a bad or old token just
         // means a new guest, never an error: the token is the client's convenience.
-        let user = user_token
+        let (user, signed_in) = user_token
             .and_then(|t| self.state.users.verify_user(t).ok())
-            .map(|claims| claims.sub)
-            .unwrap_or_else(UserId::random);
-        let user_token = self.state.user_token(&user, &name)?;
+            .map_or_else(|| (UserId::random(), false), |c| (c.sub, c.signed_in));
+        let user_token = self.state.user_token(&user, &name, signed_in)?;
         self.outbox.send(ServerMessage::Welcome {
             version: PROTOCOL_VERSION,
             name: name.clone(),
@@ -411,6 +422,7 @@ impl Session {
             user_token,
         });
         self.user = Some((user, name));
+        self.signed_in = signed_in;
         Ok(())
     }
 

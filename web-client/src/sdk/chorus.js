@@ -579,6 +579,9 @@ export class ChorusClient extends EventTarget {
 
   /** Moderators: end the room for everyone. */
   endRoom() { return this._send({ type: 'end_room' }); }
+  /** Moderators: lock or unlock the room (`locked`), and say who may join (`entry`:
+   * `anyone` or `signed_in`); absent fields stay as they are. */
+  setAccess({ locked, entry } = {}) { return this._send({ type: 'set_access', locked, entry }); }
 
   /** The microphones to choose from: [{ deviceId, label }]. */
   listMicrophones() { return listMicrophones(); }
