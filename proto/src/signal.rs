@@ -121,6 +121,13 @@ pub enum ClientMessage {
         #[serde(default)]
         entry: Option<EntryPolicy>,
     },
+    /// Moderators: let someone who knocked in (`admit`), or not.
+    Admit {
+        /// The user who knocked (from [`ServerMessage::Knocks`]).
+        user: UserId,
+        /// In or not.
+        admit: bool,
+    },
     /// Moderators: end the room for everyone.
     EndRoom,
     /// Leave the room; answered by [`ServerMessage::Left`].
@@ -159,6 +166,17 @@ pub enum ServerMessage {
         answer: String,
         /// Everyone in the room, this participant included.
         participants: Vec<ParticipantInfo>,
+    },
+    /// The `join` knocked: this session waits until a moderator lets it in (the join is
+    /// then answered `joined`) or does not (`error`, `forbidden`). `leave` withdraws.
+    Knocking {
+        /// The room.
+        room: RoomInfo,
+    },
+    /// Moderators: who is waiting to be let in, each time that changes (and on entering).
+    Knocks {
+        /// Everyone knocking, oldest first.
+        knocks: Vec<Knocker>,
     },
     /// The room changed: became active, settings.
     RoomUpdated {
@@ -245,6 +263,18 @@ pub enum EntryPolicy {
     /// Users signed in through the app backend only (the server API's `POST /users`):
     /// guests of the page are refused, and a removed user cannot come back as a new guest.
     SignedIn,
+    /// Newcomers knock: a `join` is answered [`ServerMessage::Knocking`] and waits until
+    /// a moderator lets them in (then `joined`) or not (then `error`).
+    Knock,
+}
+
+/// Someone waiting to be let into a room that asks newcomers to knock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Knocker {
+    /// Who.
+    pub user: UserId,
+    /// Their display name.
+    pub name: String,
 }
 
 /// How listeners get a mic seat.

@@ -203,3 +203,139 @@ async fn signed_in_only(server: &ChorusServer, peers: &mut Vec<WebrtcPeer>) -> R
     .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newcomers_knock_and_a_moderator_lets_them_in_or_not() {
+    let server = ChorusServer::spawn();
+    let mut peers = Vec::new();
+    let mut clients = Vec::new();
+    let outcome = knocking(&server, &mut peers, &mut clients).await;
+    close_all(&mut peers).await;
+    for client in clients {
+        client.close().await;
+    }
+    if let Err(message) = outcome {
+        panic!("{message}\n--- server log ---\n{}", server.log());
+    }
+}
+
+/// A newcomer that knocks (a raw session with a real offer): it is told `knocking`.
+async fn knock(
+    server: &ChorusServer,
+    room: &chorus_proto::RoomId,
+    name: &str,
+) -> Result<support::RawClient, String> {
+    let mut media = chorus_bench::webrtc_peer::MediaPeer::new(&Default::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let offer = media.create_offer(STEP).await.map_err(|e| e.to_string());
+    media.close().await;
+    let mut client = support::RawClient::hello(&server.ws_url, name, None).await;
+    client
+        .send(&ClientMessage::Join {
+            room: room.clone(),
+            offer: offer?,
+            listener: false,
+        })
+        .await;
+    client
+        .expect("knocking", STEP, |m| {
+            matches!(m, chorus_proto::signal::ServerMessage::Knocking { .. }).then_some(())
+        })
+        .await?;
+    Ok(client)
+}
+
+async fn knocking(
+    server: &ChorusServer,
+    peers: &mut Vec<WebrtcPeer>,
+    clients: &mut Vec<support::RawClient>,
+) -> Result<(), String> {
+    let api = Api::of(server);
+    let created = api
+        .create_room(json!({"name": "Door", "owner_name": "Host", "entry": "knock"}))
+        .await;
+    let room = created.room.id.clone();
+    let ws = &server.ws_url;
+    peers.push(
+        join_connected(
+            peer_config(ws, &room, "Host", None, Some(&created.owner_token)),
+            STEP,
+        )
+        .await?,
+    );
+    // Ada knocks; the owner sees her at the door and lets her in: her join goes ahead.
+    let ada = tokio::spawn(WebrtcPeer::join(peer_config(ws, &room, "Ada", None, None)));
+    let at_door = peers[0]
+        .wait_for("Ada at the door", STEP, |v| {
+            v.knocks.iter().find(|k| k.name == "Ada").cloned()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    peers[0]
+        .send(&ClientMessage::Admit {
+            user: at_door.user.clone(),
+            admit: true,
+        })
+        .map_err(|e| e.to_string())?;
+    let ada = ada
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("Ada, let in, could not join: {e}"))?;
+    peers.push(ada);
+    support::wait_self_connected(&peers[1], "Ada", STEP).await?;
+    peers[0]
+        .wait_for("nobody at the door", STEP, |v| {
+            v.knocks.is_empty().then_some(())
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    // Bo knocks and is not let in: told so in words.
+    clients.push(knock(server, &room, "Bo").await?);
+    let bo = peers[0]
+        .wait_for("Bo at the door", STEP, |v| {
+            v.knocks.iter().find(|k| k.name == "Bo").cloned()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    peers[0]
+        .send(&ClientMessage::Admit {
+            user: bo.user,
+            admit: false,
+        })
+        .map_err(|e| e.to_string())?;
+    let (code, message) = clients[0].expect_error("Bo not let in").await?;
+    if code != ErrorCode::Forbidden || !message.contains("did not let you in") {
+        return Err(format!(
+            "Bo should be told he was not let in, got {code:?} {message}"
+        ));
+    }
+    // Cy knocks and gives up: the door is empty again.
+    clients.push(knock(server, &room, "Cy").await?);
+    peers[0]
+        .wait_for("Cy at the door", STEP, |v| {
+            v.knocks.iter().any(|k| k.name == "Cy").then_some(())
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    clients[1].send(&ClientMessage::Leave).await;
+    peers[0]
+        .wait_for("Cy gone from the door", STEP, |v| {
+            v.knocks.is_empty().then_some(())
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    // A member that is not a moderator cannot let anyone in.
+    clients.push(knock(server, &room, "Di").await?);
+    let di = peers[1]
+        .wait_for(
+            "nothing shown to a member",
+            Duration::from_millis(500),
+            |v| (!v.knocks.is_empty()).then_some(()),
+        )
+        .await;
+    if di.is_ok() {
+        return Err("a member who is not a moderator was shown the door".into());
+    }
+    Ok(())
+}

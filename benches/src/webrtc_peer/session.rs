@@ -46,6 +46,10 @@ pub struct RoomView {
     pub closed: bool,
     /// Times the server asked for a new media offer (its SFU node went away).
     pub media_reconnects: u64,
+    /// Who is knocking to come in (shown to moderators).
+    pub knocks: Vec<chorus_proto::signal::Knocker>,
+    /// This session's join is waiting at the room's door.
+    pub knocking: bool,
 }
 
 impl RoomView {
@@ -82,6 +86,8 @@ impl RoomView {
             ServerMessage::Left { reason } => self.left = Some(*reason),
             ServerMessage::Error { code, message } => self.errors.push((*code, message.clone())),
             ServerMessage::ReconnectMedia { .. } => self.media_reconnects += 1,
+            ServerMessage::Knocks { knocks } => self.knocks = knocks.clone(),
+            ServerMessage::Knocking { .. } => self.knocking = true,
             ServerMessage::Welcome { .. }
             | ServerMessage::RoomUpdated { .. }
             | ServerMessage::MediaAnswer { .. }

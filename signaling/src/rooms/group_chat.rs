@@ -45,6 +45,22 @@ pub struct Reservation {
     pub origin: Option<String>,
 }
 
+/// Someone asking to come into a room whose entry is `knock`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Knock {
+    /// Who.
+    pub user: UserId,
+    /// Display name.
+    pub name: String,
+    /// Unix seconds when they knocked.
+    pub at: u64,
+}
+
+/// How long a knock waits for a moderator (then it is dropped, and the joiner told).
+pub const KNOCK_TTL_SECS: u64 = 300;
+/// Most people knocking on one room at once.
+pub const MAX_KNOCKS: usize = 50;
+
 /// Most places joins from one address may hold in a room at once (their media still
 /// connecting): a guest that re-joins without ever connecting cannot crowd a room.
 pub const MAX_HELD_PER_ORIGIN: usize = 3;
@@ -93,6 +109,12 @@ pub struct GroupChat {
     /// No newcomers at all (members still come back).
     #[serde(default)]
     pub locked: bool,
+    /// Newcomers waiting for a moderator (entry `knock`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub knocks: Vec<Knock>,
+    /// Newcomers a moderator let in, until they are members.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admitted: Vec<UserId>,
     /// Unix seconds.
     pub created_at: u64,
     /// Bumped by every saved change.
@@ -139,6 +161,15 @@ pub enum GroupError {
     /// The user was removed from this room.
     #[error("you were removed from this room")]
     Removed,
+    /// The room asks newcomers to knock, and this one has not been let in.
+    #[error("this room asks newcomers to knock: wait for a moderator to let you in")]
+    MustKnock,
+    /// Nobody by that id is knocking (any more).
+    #[error("that person is not waiting to come in (any more)")]
+    NoSuchKnock,
+    /// Too many are knocking already.
+    #[error("too many people are waiting to come in; try again later")]
+    TooManyKnocks,
     /// The room is locked: members only.
     #[error("this room is locked: only its members can come in")]
     Locked,
@@ -170,6 +201,9 @@ impl GroupError {
             GroupError::Removed => ErrorCode::Forbidden,
             GroupError::TooManyHeld => ErrorCode::RateLimited,
             GroupError::Locked => ErrorCode::Forbidden,
+            GroupError::MustKnock => ErrorCode::Forbidden,
+            GroupError::NoSuchKnock => ErrorCode::InvalidInput,
+            GroupError::TooManyKnocks => ErrorCode::RateLimited,
             GroupError::SignedInOnly => ErrorCode::Unauthorized,
             GroupError::NotMember => ErrorCode::NotInRoom,
             GroupError::Forbidden(_) => ErrorCode::Forbidden,
@@ -239,6 +273,8 @@ impl GroupChat {
             removed: Vec::new(),
             entry: EntryPolicy::Anyone,
             locked: false,
+            knocks: Vec::new(),
+            admitted: Vec::new(),
             created_at: now,
             version: 0,
         }
@@ -324,6 +360,9 @@ impl GroupChat {
         if self.entry == EntryPolicy::SignedIn && !hold.signed_in {
             return Err(GroupError::SignedInOnly);
         }
+        if self.entry == EntryPolicy::Knock && !self.admitted.contains(user) {
+            return Err(GroupError::MustKnock);
+        }
         self.expire_reservations(now);
         self.reservations.retain(|r| &r.user != user);
         if let Some(origin) = hold.origin
@@ -370,6 +409,7 @@ impl GroupChat {
             }
             None => {}
         }
+        self.admitted.retain(|u| u != user);
         self.members.push(Member {
             user: user.clone(),
             name: name.to_owned(),
@@ -576,6 +616,64 @@ impl GroupChat {
         Ok(())
     }
 
+    /// Whether `user` must knock to come in (a room with entry `knock`, and neither a
+    /// member nor let in yet).
+    pub fn must_knock(&self, user: &UserId) -> bool {
+        self.entry == EntryPolicy::Knock
+            && self.member(user).is_none()
+            && !self.admitted.contains(user)
+    }
+
+    /// `user` knocks (again: the knock is renewed). Refused like a join when the room is
+    /// not open, locked, or the user was removed.
+    pub fn knock(&mut self, user: &UserId, name: &str, now: u64) -> Result<(), GroupError> {
+        if self.state != RoomState::Active {
+            return Err(GroupError::NotActive);
+        }
+        if self.removed.contains(user) {
+            return Err(GroupError::Removed);
+        }
+        if self.locked {
+            return Err(GroupError::Locked);
+        }
+        self.knocks
+            .retain(|k| &k.user != user && k.at + KNOCK_TTL_SECS > now);
+        if self.knocks.len() >= MAX_KNOCKS {
+            return Err(GroupError::TooManyKnocks);
+        }
+        self.knocks.push(Knock {
+            user: user.clone(),
+            name: name.to_owned(),
+            at: now,
+        });
+        Ok(())
+    }
+
+    /// `actor` (a moderator) lets `user`, who knocked, in (`admit`) or not.
+    pub fn answer_knock(
+        &mut self,
+        actor: &Actor,
+        user: &UserId,
+        admit: bool,
+    ) -> Result<(), GroupError> {
+        self.require_moderator(actor)?;
+        let i = self
+            .knocks
+            .iter()
+            .position(|k| &k.user == user)
+            .ok_or(GroupError::NoSuchKnock)?;
+        self.knocks.remove(i);
+        if admit && !self.admitted.contains(user) {
+            self.admitted.push(user.clone());
+        }
+        Ok(())
+    }
+
+    /// `user` stopped waiting (left, or its session ended).
+    pub fn withdraw_knock(&mut self, user: &UserId) {
+        self.knocks.retain(|k| &k.user != user);
+    }
+
     /// A moderator ends the room for everyone.
     pub fn end(&mut self, actor: &Actor) -> Result<(), GroupError> {
         self.require_moderator(actor)?;
@@ -708,6 +806,47 @@ mod tests {
             g.hold_place(&guest, "g", &signed_in),
             Err(GroupError::Removed)
         );
+    }
+
+    #[test]
+    fn newcomers_knock_and_a_moderator_lets_them_in_or_not() {
+        let (mut g, owner) = active(10, 1);
+        let moderator = Actor::Member(owner.clone());
+        g.set_access(&moderator, None, Some(EntryPolicy::Knock))
+            .unwrap();
+        let (ada, bo) = (UserId::random(), UserId::random());
+        assert!(g.must_knock(&ada) && !g.must_knock(&owner));
+        assert_eq!(
+            g.reserve_place(&ada, "Ada", 0, 15),
+            Err(GroupError::MustKnock)
+        );
+        g.knock(&ada, "Ada", 0).unwrap();
+        g.knock(&bo, "Bo", 1).unwrap();
+        g.knock(&ada, "Ada", 2).unwrap();
+        assert_eq!(g.knocks.len(), 2, "a second knock renews the first");
+        assert_eq!(
+            g.answer_knock(&Actor::Member(bo.clone()), &ada, true),
+            Err(GroupError::Forbidden(
+                "only the owner or a moderator may do that"
+            ))
+        );
+        g.answer_knock(&moderator, &ada, true).unwrap();
+        g.answer_knock(&moderator, &bo, false).unwrap();
+        assert_eq!(
+            g.answer_knock(&moderator, &bo, true),
+            Err(GroupError::NoSuchKnock)
+        );
+        assert!(g.knocks.is_empty() && !g.must_knock(&ada) && g.must_knock(&bo));
+        assert_eq!(g.reserve_place(&ada, "Ada", 0, 15), Ok(Place::Reserved));
+        g.confirm_member(&ada, "Ada").unwrap();
+        assert!(g.admitted.is_empty(), "let in once: a member from then on");
+        // Old knocks lapse; a locked room takes none.
+        g.knock(&bo, "Bo", 10).unwrap();
+        g.knock(&UserId::random(), "C", 10 + KNOCK_TTL_SECS)
+            .unwrap();
+        assert_eq!(g.knocks.len(), 1);
+        g.set_access(&moderator, Some(true), None).unwrap();
+        assert_eq!(g.knock(&bo, "Bo", 20), Err(GroupError::Locked));
     }
 
     #[test]

@@ -225,7 +225,23 @@ impl RoomRegistry {
             .map(|(id, p)| (id.clone(), participant_info(id, &p.record, &room.group)))
             .collect();
         let room_changed = room_info(&room.group) != room_info(&group);
+        let knocks_changed = room.group.knocks != group.knocks;
         room.group = group;
+        if knocks_changed {
+            // Moderators see who waits at the door.
+            let message = ServerMessage::Knocks {
+                knocks: service::knockers_of(&room.group),
+            };
+            for p in room.presences.values() {
+                if room
+                    .group
+                    .member(&p.record.user)
+                    .is_some_and(|m| m.role.moderates())
+                {
+                    p.outbox.send(message.clone());
+                }
+            }
+        }
         if room_changed {
             // Every node tells its own sessions: each received the record.
             let message = ServerMessage::RoomUpdated {

@@ -29,6 +29,8 @@ use crate::sfu::{RelayPeer, Sfu, SfuConnector};
 use crate::store::{Change, SharedStore, StoreError, UpdateError};
 use crate::ws::outbox::Outbox;
 
+mod knock;
+pub use knock::knockers_of;
 mod reconcile;
 
 /// An error for the user: a code and words.
@@ -120,6 +122,8 @@ pub struct RoomService {
     bus: Arc<dyn RoomBus>,
     tokens: TokenIssuer,
     timeouts: RoomTimeouts,
+    /// Sessions of this node waiting at a room's door.
+    knockers: knock::Knockers,
     me: Weak<RoomService>,
 }
 
@@ -227,6 +231,7 @@ impl RoomService {
             bus: seams.bus,
             tokens,
             timeouts,
+            knockers: knock::Knockers::default(),
             me: me.clone(),
         })
     }
@@ -398,6 +403,7 @@ impl RoomService {
             .await
             .map_err(update_failure)?;
         self.registry.apply_group(group.clone(), true);
+        self.knocks_answered(&group);
         Ok(group)
     }
 
@@ -542,6 +548,9 @@ impl RoomService {
 
     async fn entered(&self, group: &GroupChat, you: ParticipantId, answer: String) -> Entered {
         self.registry.announce_arrival(&group.room, &you);
+        if let Some((user, _)) = self.registry.user_of(&group.room, &you) {
+            self.show_knocks(group, &user, self.registry.outbox_of(&group.room, &you));
+        }
         let participants = self.participants(&group.room).await;
         self.registry.told_of(&group.room, &participants);
         Entered {
@@ -1019,6 +1028,7 @@ impl RoomService {
                 Inbound::Resubscribed => {
                     for room in self.registry.live_rooms() {
                         if let Ok(Some(group)) = self.store.group_by_room(&room).await {
+                            self.knocks_answered(&group);
                             self.registry.apply_group(group, false);
                         }
                         // Arrivals and departures on other nodes may have been missed.
@@ -1099,7 +1109,10 @@ impl RoomService {
 
     fn apply_bus_event(&self, room: RoomId, event: BusEvent) {
         match event {
-            BusEvent::Group { group } => self.registry.apply_group(*group, false),
+            BusEvent::Group { group } => {
+                self.knocks_answered(&group);
+                self.registry.apply_group(*group, false);
+            }
             BusEvent::Tell { news, except } => self.registry.deliver(&room, &news, except.as_ref()),
             BusEvent::Remove {
                 participant,

@@ -10,7 +10,7 @@ use chorus_proto::signal::{
 };
 use chorus_proto::{ParticipantId, RoomId, UserId};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::app::AppState;
@@ -48,7 +48,20 @@ struct Session {
     origin: Option<String>,
     /// Its user token says it signed in through the app backend (not a guest).
     signed_in: bool,
+    /// The join waiting at a room's door (entry `knock`).
+    knocking: Option<Knocking>,
+    /// The answer to a knock just made, for the session loop to wait on.
+    new_knock: Option<oneshot::Receiver<bool>>,
 }
+
+/// A join that knocked: it goes ahead with its offer once a moderator lets it in.
+struct Knocking {
+    room: RoomId,
+    offer: String,
+}
+
+/// How long a knock waits for an answer.
+const KNOCK_WAIT: Duration = Duration::from_secs(crate::rooms::group_chat::KNOCK_TTL_SECS);
 
 pub async fn run(socket: WebSocket, state: Arc<AppState>, origin: Option<String>) {
     let _open = state.sessions.opened();
@@ -64,7 +77,11 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, origin: Option<String>
         current: None,
         origin,
         signed_in: false,
+        knocking: None,
+        new_knock: None,
     };
+    // The answer to this session's knock, if it is waiting at a door, and until when.
+    let mut knock: Option<(Instant, oneshot::Receiver<bool>)> = None;
     let opened = Instant::now();
     let mut rate = RateLimit::new(limits.frames_per_sec, limits.frame_burst, opened.into_std());
     // When the client was last heard from, and when it was pinged since (if it was).
@@ -83,6 +100,16 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, origin: Option<String>
         let frame = tokio::select! {
             biased;
             _ = stopping.changed() => continue,
+            answer = async {
+                match knock.as_mut() {
+                    Some((until, rx)) => tokio::time::timeout_at(*until, rx).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                knock = None;
+                session.knock_answered(answer.map(|a| a.unwrap_or(false))).await;
+                continue;
+            }
             () = behind.notified() => {
                 break Ending::Close(
                     close::NOT_READING,
@@ -146,7 +173,16 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, origin: Option<String>
             continue;
         }
         let flow = match frame {
-            Message::Text(text) => session.handle_text(text.as_str()).await,
+            Message::Text(text) => {
+                let flow = session.handle_text(text.as_str()).await;
+                if let Some(rx) = session.new_knock.take() {
+                    knock = Some((Instant::now() + KNOCK_WAIT, rx));
+                }
+                if session.knocking.is_none() {
+                    knock = None;
+                }
+                flow
+            }
             _ => {
                 session.fail((
                     ErrorCode::Malformed,
@@ -315,6 +351,19 @@ impl Session {
                 listener: _,
             } => {
                 self.not_in_room()?;
+                if self.knocking.is_some() {
+                    return Err((
+                        ErrorCode::AlreadyInRoom,
+                        "you are already waiting to come into a room; leave to stop waiting".into(),
+                    ));
+                }
+                if rooms.resolve(&room).await?.must_knock(&user) {
+                    let (info, answer) = rooms.knock(&room, &user, &name).await?;
+                    self.outbox.send(ServerMessage::Knocking { room: info });
+                    self.knocking = Some(Knocking { room, offer });
+                    self.new_knock = Some(answer);
+                    return Ok(Flow::Continue);
+                }
                 let visitor = Visitor {
                     user: &user,
                     name: &name,
@@ -324,6 +373,12 @@ impl Session {
                 };
                 let entered = rooms.join(visitor, &room, offer).await?;
                 self.entered(entered);
+            }
+            ClientMessage::Leave if self.knocking.is_some() => {
+                self.stop_knocking().await;
+                self.outbox.send(ServerMessage::Left {
+                    reason: LeftReason::Left,
+                });
             }
             ClientMessage::Leave => {
                 let (room, me) = self.in_room()?;
@@ -381,6 +436,11 @@ impl Session {
             } => {
                 self.moderate(Some(&participant), Moderation::Moderator(moderator))
                     .await?;
+            }
+            ClientMessage::Admit { user: who, admit } => {
+                let (room, me) = self.in_room()?;
+                let actor = Actor::Member(rooms.actor(&room, &me)?);
+                rooms.answer_knock(&room, &actor, &who, admit).await?;
             }
             ClientMessage::SetAccess { locked, entry } => {
                 let (room, me) = self.in_room()?;
@@ -491,8 +551,55 @@ impl Session {
         }
     }
 
+    /// The answer to this session's knock (`Err`: none in time).
+    async fn knock_answered(&mut self, answer: Result<bool, tokio::time::error::Elapsed>) {
+        let Some(Knocking { room, offer }) = self.knocking.take() else {
+            return;
+        };
+        let Some((user, name)) = self.user.clone() else {
+            return;
+        };
+        match answer {
+            Ok(true) => {
+                let visitor = Visitor {
+                    user: &user,
+                    name: &name,
+                    outbox: &self.outbox,
+                    origin: self.origin.as_deref(),
+                    signed_in: self.signed_in,
+                };
+                match self.state.rooms.join(visitor, &room, offer).await {
+                    Ok(entered) => self.entered(entered),
+                    Err(failure) => self.fail(failure),
+                }
+            }
+            Ok(false) => self.fail((
+                ErrorCode::Forbidden,
+                "a moderator did not let you in".into(),
+            )),
+            Err(_) => {
+                self.state.rooms.withdraw_knock(&room, &user).await;
+                self.fail((
+                    ErrorCode::Timeout,
+                    format!(
+                        "nobody let you in within {} minutes; knock again later",
+                        KNOCK_WAIT.as_secs() / 60
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// Stop waiting at a room's door.
+    async fn stop_knocking(&mut self) {
+        if let (Some(Knocking { room, .. }), Some((user, _))) = (self.knocking.take(), &self.user) {
+            self.state.rooms.withdraw_knock(&room, user).await;
+        }
+    }
+
     /// Leave the current room, if any (the session is ending).
     async fn leave(&mut self, reason: LeftReason) {
+        self.stop_knocking().await;
         if let Some((room, me)) = self.current.take() {
             self.state.rooms.leave(&room, &me, reason).await;
         }
@@ -502,6 +609,7 @@ impl Session {
     /// (`server_restarting`), but the member keeps seat, hand and role in the durable
     /// record, as after a crash, so that coming back after the restart finds them again.
     async fn leave_for_restart(&mut self) {
+        self.stop_knocking().await;
         let Some((room, me)) = self.current.take() else {
             return;
         };
