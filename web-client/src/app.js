@@ -138,6 +138,8 @@ export function viewOf(s) {
     leftNote: '',
     status: { text: '', state: '' },
     audioBlocked: s.audioBlocked,
+    knocking: ses.phase === 'joining' && Boolean(ses.knocking),
+    door: ses.phase === 'live' ? (ses.knocks || []) : [],
   };
   const phase = inSession ? ses.phase : 'idle';
   if (phase === 'live' || phase === 'reconnecting') {
@@ -186,7 +188,9 @@ export function viewOf(s) {
     v.shareUrl = new URL(room.link, window.location.origin).href;
   }
   if (v.part === 'out' && s.lookup.status === 'found' && room) {
-    if (room.state === 'pending') {
+    if (v.knocking) {
+      v.roomNote = 'You asked to come in. A moderator will let you in, or not: please wait.';
+    } else if (room.state === 'pending') {
       v.roomNote = 'This room is starting: try again in a moment.';
     } else if (room.locked) {
       v.roomNote = 'This room is locked: only its members can come in.';
@@ -493,6 +497,15 @@ function bindControls() {
   el.leaveBtn.addEventListener('click', onLeave);
   el.endBtn.addEventListener('click', onEndRoom);
   el.lockBtn.addEventListener('click', onLock);
+  el.knockCancel.addEventListener('click', () => client.stopKnocking());
+  el.doorList.addEventListener('click', (ev) => {
+    const button = ev.target.closest('button[data-admit]');
+    const li = button && button.closest('li[data-user]');
+    if (li) {
+      button.disabled = true;
+      client.admit(li.dataset.user, button.dataset.admit === 'true');
+    }
+  });
   el.leaveGroupBtn.addEventListener('click', onLeaveGroup);
   el.audioUnlock.addEventListener('click', () => audio.unlock());
   el.micSettings.addEventListener('toggle', () => { if (el.micSettings.open) fillMicrophones(); });
@@ -544,6 +557,7 @@ async function onCreate(ev) {
   store(NAME_KEY, who.name);
   el.joinName.value = who.name;
   const seatMode = el.createForm.querySelector('input[name="seat_mode"]:checked')?.value || 'moderated';
+  const entry = el.createForm.querySelector('input[name="entry"]:checked')?.value || 'anyone';
   ui.setBusy(el.createBtn, true, 'Creating…');
   const entered = (e) => {
     const room = e.detail.state.room;
@@ -556,7 +570,7 @@ async function onCreate(ev) {
   };
   client.addEventListener('statechange', entered);
   try {
-    await client.create({ name: who.name, title: title.name, capacity: capacity.n, seats: seats.n, seatMode });
+    await client.create({ name: who.name, title: title.name, capacity: capacity.n, seats: seats.n, seatMode, entry });
   } catch (e) {
     failEntering(e);
   } finally {

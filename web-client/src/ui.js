@@ -49,6 +49,10 @@ export const el = {
   leaveBtn: $('leave-btn'),
   endBtn: $('end-btn'),
   lockBtn: $('lock-btn'),
+  knockCancel: $('knock-cancel'),
+  door: $('door'),
+  doorCount: $('door-count'),
+  doorList: $('door-list'),
   leaveGroupBtn: $('leave-group-btn'),
   sheet: $('sheet'),
   sheetTitle: $('sheet-title'),
@@ -134,7 +138,10 @@ export function renderPage(v) {
   setText(el.leftNote, v.leftNote || '');
   if (!el.joinBtn.disabled) {
     setText(el.joinBtn, v.part === 'left' ? 'Rejoin' : 'Join');
+  } else if (v.knocking) {
+    setText(el.joinBtn, 'Waiting to be let in…');
   }
+  setHidden(el.knockCancel, !v.knocking);
   const inside = v.part === 'in';
   setHidden(el.inRoom, !inside);
   setHidden(el.dock, !inside);
@@ -142,6 +149,40 @@ export function renderPage(v) {
   setText(el.roomStatus, inside ? v.status.text : '');
   setData(el.roomStatus, 'state', inside ? v.status.state : '');
   setHidden(el.audioUnlock, !(inside && v.audioBlocked));
+  renderDoor(inside ? v.door : []);
+}
+
+/** Moderators: everyone asking to come in, each with "Let in" and "Not now". */
+function renderDoor(knocks) {
+  setHidden(el.door, knocks.length === 0);
+  setText(el.doorCount, knocks.length ? `(${knocks.length})` : '');
+  const key = knocks.map((k) => `${k.user}:${k.name}`).join('|');
+  if (el.doorList.dataset.key === key) {
+    return;
+  }
+  el.doorList.dataset.key = key;
+  el.doorList.replaceChildren(...knocks.map((k) => {
+    const li = document.createElement('li');
+    li.className = 'person knock';
+    li.dataset.user = k.user;
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = k.name;
+    const yes = document.createElement('button');
+    yes.type = 'button';
+    yes.className = 'btn btn-primary';
+    yes.dataset.admit = 'true';
+    yes.textContent = 'Let in';
+    yes.setAttribute('aria-label', `Let ${k.name} in`);
+    const no = document.createElement('button');
+    no.type = 'button';
+    no.className = 'btn';
+    no.dataset.admit = 'false';
+    no.textContent = 'Not now';
+    no.setAttribute('aria-label', `Do not let ${k.name} in`);
+    li.append(name, yes, no);
+    return li;
+  }));
 }
 
 /** Tell the user something went wrong (kind 'error') or just happened (kind 'info'). */

@@ -90,7 +90,7 @@ export function press(page, selector, touch) {
  * live (the creator's media connected). Resolves with the room id and link.
  */
 export async function createRoomFromLanding(page, baseUrl, {
-  name, title, seatMode = 'moderated', capacity, seats, touch = false, open = true,
+  name, title, seatMode = 'moderated', entry = 'anyone', capacity, seats, touch = false, open = true,
 }) {
   if (open) {
     await page.goto(`${baseUrl}/`);
@@ -100,6 +100,7 @@ export async function createRoomFromLanding(page, baseUrl, {
   if (capacity !== undefined) await page.fill('#create-capacity', String(capacity));
   if (seats !== undefined) await page.fill('#create-seats', String(seats));
   await press(page, seatMode === 'open' ? '#mode-open' : '#mode-moderated', touch);
+  await press(page, entry === 'knock' ? '#entry-knock' : '#entry-anyone', touch);
   await press(page, '#create-btn', touch);
   await page.waitForURL(/\/r\/[A-Za-z0-9_-]+$/, { timeout: 15_000 });
   await waitInRoom(page, name);

@@ -82,6 +82,8 @@ pub struct Entered {
     pub answer: String,
     /// Everyone present.
     pub participants: Vec<ParticipantInfo>,
+    /// Who waits at the door, for a moderator (empty for everyone else).
+    pub knocks: Vec<chorus_proto::signal::Knocker>,
 }
 
 /// Who asks: a user with a display name and a session to send to.
@@ -548,9 +550,12 @@ impl RoomService {
 
     async fn entered(&self, group: &GroupChat, you: ParticipantId, answer: String) -> Entered {
         self.registry.announce_arrival(&group.room, &you);
-        if let Some((user, _)) = self.registry.user_of(&group.room, &you) {
-            self.show_knocks(group, &user, self.registry.outbox_of(&group.room, &you));
-        }
+        let knocks = match self.registry.user_of(&group.room, &you) {
+            Some((user, _)) if group.member(&user).is_some_and(|m| m.role.moderates()) => {
+                knockers_of(group)
+            }
+            _ => Vec::new(),
+        };
         let participants = self.participants(&group.room).await;
         self.registry.told_of(&group.room, &participants);
         Entered {
@@ -558,6 +563,7 @@ impl RoomService {
             you,
             answer,
             participants,
+            knocks,
         }
     }
 

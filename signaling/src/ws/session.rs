@@ -517,6 +517,7 @@ impl Session {
             you,
             answer,
             participants,
+            knocks,
         } = entered;
         self.current = Some((room.id.clone(), you.clone()));
         self.outbox.send(ServerMessage::Joined {
@@ -525,6 +526,9 @@ impl Session {
             answer,
             participants,
         });
+        if !knocks.is_empty() {
+            self.outbox.send(ServerMessage::Knocks { knocks });
+        }
     }
 
     fn not_in_room(&mut self) -> Result<(), Failure> {

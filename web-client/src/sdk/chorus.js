@@ -38,6 +38,8 @@ export const PHASE_EDGES = Object.freeze({
 
 const TOKEN_KEY = 'chorus.user_token';
 const ENTER_TIMEOUT_MS = 20_000;
+/** A knock waits this long for a moderator (the server's own limit is 5 minutes). */
+const KNOCK_WAIT_MS = 5 * 60_000 + 10_000;
 const REQUEST_TIMEOUT_MS = 5_000;
 /** Reconnect delays (ms) before each attempt; the last repeats. ±20 % jitter. */
 const BACKOFF_MS = [250, 1000, 2000, 4000, 8000, 10_000];
@@ -149,6 +151,8 @@ export class ChorusClient extends EventTarget {
       reason: null,
       error: null,
       attempt: 0,
+      knocking: false, // our join waits at the door of a room whose entry is `knock`
+      knocks: [], // moderators: who waits at the door, [{user, name}]
     });
     if (globalThis.addEventListener) {
       // Back online: try now rather than at the end of the current back-off.
@@ -198,9 +202,9 @@ export class ChorusClient extends EventTarget {
    * `pending` until your media connects, then `active` (a `room_live` notice).
    * @returns {Promise<object>} the RoomInfo
    */
-  create({ name, title, capacity, seats, seatMode = 'moderated', deviceId } = {}) {
+  create({ name, title, capacity, seats, seatMode = 'moderated', entry = 'anyone', deviceId } = {}) {
     return this._enter(null, name, deviceId, {
-      type: 'create_room', name: title, capacity, seats, seat_mode: seatMode,
+      type: 'create_room', name: title, capacity, seats, seat_mode: seatMode, entry,
     });
   }
 
@@ -224,6 +228,7 @@ export class ChorusClient extends EventTarget {
     }
     this._to('joining', {
       roomId, name, reason: null, error: null, attempt: 0, selfMuted: false, room: null, you: null,
+      knocking: false, knocks: [],
     }, 'join');
     try {
       const signal = await this._ensureSignal(name);
@@ -242,7 +247,7 @@ export class ChorusClient extends EventTarget {
           this._signal.send({ type: 'leave' });
         }
         if (this._state.phase === 'joining' || this._state.phase === 'live') {
-          this._to(this._state.phase === 'live' ? 'left' : 'idle', { error: e, you: null }, 'join_failed');
+          this._to(this._state.phase === 'live' ? 'left' : 'idle', { error: e, you: null, knocking: false }, 'join_failed');
         }
       }
       throw e;
@@ -309,7 +314,7 @@ export class ChorusClient extends EventTarget {
     this.people = new Map(joined.participants.map((p) => [p.id, p]));
     this._clearLevels();
     this._to('live', {
-      room: joined.room, roomId: joined.room.id, you: joined.you, attempt: 0, error: null,
+      room: joined.room, roomId: joined.room.id, you: joined.you, attempt: 0, error: null, knocking: false, knocks: [],
     }, transition);
     this._emit('participants', { updated: [...this.people.keys()], removed: [], reset: true });
     this._applyMic();
@@ -579,6 +584,17 @@ export class ChorusClient extends EventTarget {
 
   /** Moderators: end the room for everyone. */
   endRoom() { return this._send({ type: 'end_room' }); }
+  /** Moderators: let someone waiting at the door in (`admit`), or not. */
+  admit(user, admit = true) { return this._send({ type: 'admit', user, admit }); }
+
+  /** Stop waiting at the door of a room that asks newcomers to knock. */
+  stopKnocking() {
+    if (this._state.phase !== 'joining' || !this._state.knocking || !this._signal) {
+      return;
+    }
+    this._signal.send({ type: 'leave' });
+    this._signal.cancel('joined', new ServerError('cancelled', 'You stopped waiting to be let in.'));
+  }
   /** Moderators: lock or unlock the room (`locked`), and say who may join (`entry`:
    * `anyone` or `signed_in`); absent fields stay as they are. */
   setAccess({ locked, entry } = {}) { return this._send({ type: 'set_access', locked, entry }); }
@@ -623,6 +639,13 @@ export class ChorusClient extends EventTarget {
 
   _onMessage(msg) {
     const { phase } = this._state;
+    if (msg.type === 'knocking' && phase === 'joining') {
+      // The join waits at the door: as long as a moderator may take to answer.
+      this._signal.extend('joined', KNOCK_WAIT_MS);
+      this._patch({ knocking: true, room: msg.room }, 'knocking');
+      this._notice('knocking', 'Waiting for a moderator to let you in…', { now: true, quiet: true });
+      return;
+    }
     // While the media moves the session is still in the room: its news keep coming.
     if (phase !== 'live' && !(phase === 'reconnecting' && this._mediaMove)) {
       return;
@@ -631,6 +654,16 @@ export class ChorusClient extends EventTarget {
       case 'reconnect_media':
         this._moveMedia(msg.reason || '');
         break;
+      case 'knocks': {
+        const before = new Set(this._state.knocks.map((k) => k.user));
+        this._patch({ knocks: msg.knocks || [] }, 'knocks');
+        for (const k of msg.knocks || []) {
+          if (!before.has(k.user)) {
+            this._notice(`knock:${k.user}`, `${k.name} is asking to come in`, { now: true });
+          }
+        }
+        break;
+      }
       case 'room_updated': {
         const was = this._state.room && this._state.room.state;
         this._patch({ room: msg.room }, 'room_updated');

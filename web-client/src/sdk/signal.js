@@ -110,6 +110,27 @@ export class Signal extends EventTarget {
     });
   }
 
+  /** Give the pending request answered by `answerType` `ms` more from now. */
+  extend(answerType, ms) {
+    const entry = this.pending.find((e) => e.type === answerType);
+    if (entry) {
+      clearTimeout(entry.timer);
+      entry.timer = setTimeout(() => {
+        this.pending = this.pending.filter((e) => e !== entry);
+        entry.reject(new ServerError('timeout', 'The server did not answer in time.'));
+      }, ms);
+    }
+  }
+
+  /** Give up the pending request answered by `answerType`, with `error`. */
+  cancel(answerType, error) {
+    const entry = this.pending.find((e) => e.type === answerType);
+    if (entry) {
+      this.settle(entry);
+      entry.reject(error);
+    }
+  }
+
   settle(entry) {
     clearTimeout(entry.timer);
     this.pending = this.pending.filter((e) => e !== entry);

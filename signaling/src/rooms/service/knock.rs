@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use chorus_proto::signal::{Knocker, RoomInfo, ServerMessage};
+use chorus_proto::signal::{Knocker, RoomInfo};
 use chorus_proto::{RoomId, UserId};
 use tokio::sync::oneshot;
 
@@ -115,24 +115,6 @@ impl RoomService {
             if let Some(tx) = knockers.remove(&key) {
                 let _ = tx.send(group.admitted.contains(&key.1) || group.member(&key.1).is_some());
             }
-        }
-    }
-
-    /// Tell a moderator who entered who is waiting at the door.
-    pub(super) fn show_knocks(
-        &self,
-        group: &GroupChat,
-        user: &UserId,
-        outbox: Option<crate::ws::outbox::Outbox>,
-    ) {
-        let moderates = group.member(user).is_some_and(|m| m.role.moderates());
-        if let Some(outbox) = outbox
-            && moderates
-            && !group.knocks.is_empty()
-        {
-            outbox.send(ServerMessage::Knocks {
-                knocks: knockers_of(group),
-            });
         }
     }
 }
