@@ -28,6 +28,48 @@ async fn stats(fleet: &Fleet, grpc: &str) -> Result<NodeStatsResponse, String> {
         .map_err(|e| format!("NodeStats {grpc}: {e}"))
 }
 
+/// Print how much later the frames `local` heard reached `relayed` (payloads heard once
+/// by each, matched by their bytes): the relay's delay on this machine. A measurement for
+/// the record, not a check (wall-clock figures belong to benchmarks).
+fn relay_delay(local: &WebrtcPeer, relayed: &WebrtcPeer) {
+    use std::collections::HashMap;
+    let once = |arrivals: Vec<(u64, Instant)>| {
+        let mut seen: HashMap<u64, (Instant, u32)> = HashMap::new();
+        for (hash, at) in arrivals {
+            seen.entry(hash).or_insert((at, 0)).1 += 1;
+        }
+        seen.into_iter()
+            .filter(|(_, (_, n))| *n == 1)
+            .map(|(h, (at, _))| (h, at))
+            .collect::<HashMap<_, _>>()
+    };
+    let (here, there) = (once(local.arrivals()), once(relayed.arrivals()));
+    let mut delays_us: Vec<i64> = there
+        .iter()
+        .filter_map(|(h, at)| {
+            let base = here.get(h)?;
+            Some(match at.checked_duration_since(*base) {
+                Some(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+                None => -i64::try_from(base.duration_since(*at).as_micros()).unwrap_or(i64::MAX),
+            })
+        })
+        .collect();
+    delays_us.sort_unstable();
+    if delays_us.is_empty() {
+        eprintln!("relay delay: no frame heard by both listeners could be matched");
+        return;
+    }
+    let at = |q: f64| delays_us[((delays_us.len() - 1) as f64 * q).round() as usize];
+    eprintln!(
+        "relay delay over {} frames (relayed listener minus local listener): p50 {} µs, p90 {} µs, p99 {} µs, min {} µs",
+        delays_us.len(),
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        delays_us[0]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_spanning_two_sfu_nodes_is_heard_across_the_relay() {
     let fleet = Fleet::start_with(2, 1, &["--max-participants", "2"]);
@@ -79,6 +121,10 @@ async fn spanning(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), Stri
     hears(&peers[1], 330.0, 5, STEP)
         .await
         .map_err(|e| format!("Lea, on the room's node, hears the owner: {e}"))?;
+    // What the relay adds: the same frames of the owner, heard by Lea (its own node) and
+    // by Max (relayed to the other node), arrive in one process, on one clock.
+    hears(&peers[2], 330.0, 30, STEP).await?;
+    relay_delay(&peers[1], &peers[2]);
     // Max takes a seat: heard by the owner on the room's node, relayed the other way.
     let max = peers[2].id().clone();
     let max_user = peers[2].user().to_string();

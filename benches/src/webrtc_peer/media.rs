@@ -127,6 +127,19 @@ struct Received {
     undecodable: u64,
     tracks: usize,
     first_packet: Option<Instant>,
+    /// When each of the last [`ARRIVALS_KEPT`] payloads arrived (by a hash of its bytes):
+    /// the same frame heard by two peers of one process tells what one path adds.
+    arrivals: std::collections::VecDeque<(u64, Instant)>,
+}
+
+/// Payload arrival times kept per peer (a minute of one stream).
+const ARRIVALS_KEPT: usize = 3_000;
+
+fn payload_hash(payload: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    payload.hash(&mut h);
+    h.finish()
 }
 
 type Shared<T> = Arc<Mutex<T>>;
@@ -233,6 +246,11 @@ async fn receive_track(
         if packet.payload.is_empty() {
             continue;
         }
+        if r.arrivals.len() == ARRIVALS_KEPT {
+            r.arrivals.pop_front();
+        }
+        r.arrivals
+            .push_back((payload_hash(&packet.payload), Instant::now()));
         let Some(listener) = listener.as_mut() else {
             continue;
         };
@@ -477,6 +495,12 @@ impl MediaPeer {
     /// The connection's current state.
     pub fn state(&self) -> RTCPeerConnectionState {
         *self.connection.borrow()
+    }
+
+    /// When the payloads received lately arrived: (hash of the payload's bytes, instant),
+    /// oldest first.
+    pub fn arrivals(&self) -> Vec<(u64, Instant)> {
+        lock(&self.received).arrivals.iter().copied().collect()
     }
 
     /// Everything received so far.

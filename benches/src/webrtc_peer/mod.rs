@@ -251,6 +251,11 @@ impl WebrtcPeer {
         self.media.heard()
     }
 
+    /// When the payloads received lately arrived (see [`MediaPeer::arrivals`]).
+    pub fn arrivals(&self) -> Vec<(u64, std::time::Instant)> {
+        self.media.arrivals()
+    }
+
     /// What has been published so far.
     pub async fn sent(&self) -> SendReport {
         self.media.sent().await
