@@ -363,28 +363,8 @@ async fn sfu_killed(fleet: &mut Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<()
     };
     let killed = Instant::now();
     dead.kill();
-    // Each session is told to reconnect its media; these test clients do it by joining
-    // again as the same user (a new peer connection), which lands on the live node.
-    for peer in peers.iter() {
-        peer.wait_for("reconnect_media", STEP, |v| {
-            (v.media_reconnects > 0).then_some(())
-        })
-        .await
-        .map_err(|e| format!("told to reconnect media: {e}"))?;
-    }
-    let told = killed.elapsed();
-    let tokens: Vec<(String, Option<f32>)> = vec![
-        (peers[0].user_token().to_owned(), None),
-        (peers[1].user_token().to_owned(), Some(440.0)),
-    ];
-    close_all(peers).await;
-    peers.clear();
-    for ((token, tone), name) in tokens.into_iter().zip(["Ear", "Voice"]) {
-        peers.push(join_connected(peer_config(&ws, &room, name, tone, Some(&token)), STEP).await?);
-    }
-    peers[1]
-        .send(&ClientMessage::RequestSeat)
-        .map_err(|e| e.to_string())?;
+    // Each session is told to reconnect its media; it lands on the live node.
+    let told = fleet_support::rejoin_after_media_loss(peers, &ws, &room, killed, STEP).await?;
     hears(&peers[0], 440.0, 5, STEP)
         .await
         .map_err(|e| format!("after the SFU kill: {e}"))?;

@@ -122,28 +122,10 @@ async fn sfu_cut_off(
 
     let cut = Instant::now();
     net.cut();
-    for peer in peers.iter() {
-        peer.wait_for("reconnect_media", STEP, |v| {
-            (v.media_reconnects > 0).then_some(())
-        })
+    let told = fleet_support::rejoin_after_media_loss(peers, &ws, &room, cut, STEP)
         .await
-        .map_err(|e| format!("told to reconnect media after the cut: {e}"))?;
-    }
-    let told = cut.elapsed();
-    // These test clients reconnect their media by joining again as the same user.
-    let tokens: Vec<(String, Option<f32>)> = vec![
-        (peers[0].user_token().to_owned(), None),
-        (peers[1].user_token().to_owned(), Some(440.0)),
-    ];
-    close_all(peers).await;
-    peers.clear();
-    for ((token, tone), name) in tokens.into_iter().zip(["Ear", "Voice"]) {
-        peers.push(join_connected(peer_config(&ws, &room, name, tone, Some(&token)), STEP).await?);
-    }
+        .map_err(|e| format!("after the cut: {e}"))?;
     let voice = peers[1].id().clone();
-    peers[1]
-        .send(&ClientMessage::RequestSeat)
-        .map_err(|e| e.to_string())?;
     hears(&peers[0], 440.0, 5, STEP)
         .await
         .map_err(|e| format!("after the cut: {e}"))?;

@@ -52,15 +52,20 @@ async fn wait_locked(api: &Api, room: &chorus_proto::RoomId, locked: bool) -> Re
     }
 }
 
+/// Close the peers whatever happened; a failure panics with the server's log.
+async fn settle(server: &ChorusServer, peers: &mut [WebrtcPeer], outcome: Result<(), String>) {
+    close_all(peers).await;
+    if let Err(message) = outcome {
+        panic!("{message}\n--- server log ---\n{}", server.log());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_room_refuses_newcomers_and_lets_its_members_back() {
     let server = ChorusServer::spawn();
     let mut peers = Vec::new();
     let outcome = locked(&server, &mut peers).await;
-    close_all(&mut peers).await;
-    if let Err(message) = outcome {
-        panic!("{message}\n--- server log ---\n{}", server.log());
-    }
+    settle(&server, &mut peers, outcome).await;
 }
 
 async fn locked(server: &ChorusServer, peers: &mut Vec<WebrtcPeer>) -> Result<(), String> {
@@ -139,10 +144,7 @@ async fn a_room_for_signed_in_users_refuses_guests_and_a_removed_user_stays_out(
     let server = ChorusServer::spawn();
     let mut peers = Vec::new();
     let outcome = signed_in_only(&server, &mut peers).await;
-    close_all(&mut peers).await;
-    if let Err(message) = outcome {
-        panic!("{message}\n--- server log ---\n{}", server.log());
-    }
+    settle(&server, &mut peers, outcome).await;
 }
 
 async fn signed_in_only(server: &ChorusServer, peers: &mut Vec<WebrtcPeer>) -> Result<(), String> {
@@ -210,13 +212,10 @@ async fn newcomers_knock_and_a_moderator_lets_them_in_or_not() {
     let mut peers = Vec::new();
     let mut clients = Vec::new();
     let outcome = knocking(&server, &mut peers, &mut clients).await;
-    close_all(&mut peers).await;
     for client in clients {
         client.close().await;
     }
-    if let Err(message) = outcome {
-        panic!("{message}\n--- server log ---\n{}", server.log());
-    }
+    settle(&server, &mut peers, outcome).await;
 }
 
 /// A newcomer that knocks (a raw session with a real offer): it is told `knocking`.
@@ -225,19 +224,10 @@ async fn knock(
     room: &chorus_proto::RoomId,
     name: &str,
 ) -> Result<support::RawClient, String> {
-    let mut media = chorus_bench::webrtc_peer::MediaPeer::new(&Default::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    let offer = media.create_offer(STEP).await.map_err(|e| e.to_string());
+    let (mut media, offer) = support::new_offer().await?;
     media.close().await;
     let mut client = support::RawClient::hello(&server.ws_url, name, None).await;
-    client
-        .send(&ClientMessage::Join {
-            room: room.clone(),
-            offer: offer?,
-            listener: false,
-        })
-        .await;
+    client.send_join(room, offer).await;
     client
         .expect("knocking", STEP, |m| {
             matches!(m, chorus_proto::signal::ServerMessage::Knocking { .. }).then_some(())

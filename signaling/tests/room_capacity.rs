@@ -256,17 +256,11 @@ async fn check(
 
     // Still full: a latecomer is refused in words, and nothing changes.
     let mut late = RawClient::hello(&server.ws_url, "Late", None).await;
-    let mut media = MediaPeer::new(&MediaConfig::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    let offer = media
-        .create_offer(Duration::from_secs(20))
-        .await
-        .map_err(|e| e.to_string());
+    let (mut media, offer) = support::new_offer().await?;
     media.close().await;
     late.send(&ClientMessage::Join {
         room: room.clone(),
-        offer: offer?,
+        offer,
         listener: false,
     })
     .await;
@@ -405,23 +399,11 @@ async fn ghosts_and_members(
     ];
     let mut answers = Vec::new();
     for (i, addr) in addresses.iter().enumerate() {
-        let mut media = MediaPeer::new(&MediaConfig::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        let offer = media
-            .create_offer(Duration::from_secs(20))
-            .await
-            .map_err(|e| e.to_string())?;
+        let (media, offer) = support::new_offer().await?;
         medias.push(media);
         let mut client =
             RawClient::hello_from(&server.ws_url, &format!("Ghost {i}"), None, Some(addr)).await;
-        client
-            .send(&ClientMessage::Join {
-                room: room.clone(),
-                offer,
-                listener: false,
-            })
-            .await;
+        client.send_join(&room, offer).await;
         // The answer is never applied: this media never connects.
         let answer = client
             .expect("joined or error", Duration::from_secs(20), |m| match m {

@@ -271,6 +271,17 @@ async fn write_frames(
 }
 
 impl Session {
+    /// This session as a visitor of a room.
+    fn visitor<'a>(&'a self, user: &'a UserId, name: &'a str) -> Visitor<'a> {
+        Visitor {
+            user,
+            name,
+            outbox: &self.outbox,
+            origin: self.origin.as_deref(),
+            signed_in: self.signed_in,
+        }
+    }
+
     fn fail(&self, (code, message): Failure) {
         self.outbox.send(ServerMessage::Error { code, message });
     }
@@ -328,13 +339,7 @@ impl Session {
             } => {
                 self.not_in_room()?;
                 let title = signal::clean_name(&title)?;
-                let visitor = Visitor {
-                    user: &user,
-                    name: &name,
-                    outbox: &self.outbox,
-                    origin: self.origin.as_deref(),
-                    signed_in: self.signed_in,
-                };
+                let visitor = self.visitor(&user, &name);
                 let settings = NewRoom {
                     title,
                     capacity,
@@ -364,13 +369,7 @@ impl Session {
                     self.new_knock = Some(answer);
                     return Ok(Flow::Continue);
                 }
-                let visitor = Visitor {
-                    user: &user,
-                    name: &name,
-                    outbox: &self.outbox,
-                    origin: self.origin.as_deref(),
-                    signed_in: self.signed_in,
-                };
+                let visitor = self.visitor(&user, &name);
                 let entered = rooms.join(visitor, &room, offer).await?;
                 self.entered(entered);
             }
@@ -565,13 +564,7 @@ impl Session {
         };
         match answer {
             Ok(true) => {
-                let visitor = Visitor {
-                    user: &user,
-                    name: &name,
-                    outbox: &self.outbox,
-                    origin: self.origin.as_deref(),
-                    signed_in: self.signed_in,
-                };
+                let visitor = self.visitor(&user, &name);
                 match self.state.rooms.join(visitor, &room, offer).await {
                     Ok(entered) => self.entered(entered),
                     Err(failure) => self.fail(failure),

@@ -389,3 +389,38 @@ fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
+
+/// The room "Ear" listens in and "Voice" (a 440 Hz tone) speaks in lost its SFU node:
+/// wait until both are told `reconnect_media`, then move their media the way these test
+/// clients do — joining again as the same users (a new peer connection, which lands on a
+/// live node) — and seat the voice again. How long after `since` both were told.
+pub async fn rejoin_after_media_loss(
+    peers: &mut Vec<chorus_bench::webrtc_peer::WebrtcPeer>,
+    ws: &str,
+    room: &chorus_proto::RoomId,
+    since: std::time::Instant,
+    within: Duration,
+) -> Result<Duration, String> {
+    use crate::support::{close_all, join_connected, peer_config};
+    for peer in peers.iter() {
+        peer.wait_for("reconnect_media", within, |v| {
+            (v.media_reconnects > 0).then_some(())
+        })
+        .await
+        .map_err(|e| format!("told to reconnect media: {e}"))?;
+    }
+    let told = since.elapsed();
+    let tokens: Vec<(String, Option<f32>)> = vec![
+        (peers[0].user_token().to_owned(), None),
+        (peers[1].user_token().to_owned(), Some(440.0)),
+    ];
+    close_all(peers).await;
+    peers.clear();
+    for ((token, tone), name) in tokens.into_iter().zip(["Ear", "Voice"]) {
+        peers.push(join_connected(peer_config(ws, room, name, tone, Some(&token)), within).await?);
+    }
+    peers[1]
+        .send(&chorus_proto::signal::ClientMessage::RequestSeat)
+        .map_err(|e| e.to_string())?;
+    Ok(told)
+}

@@ -180,6 +180,16 @@ impl RawClient {
         client
     }
 
+    /// Send `join` for `room` with `offer`.
+    pub async fn send_join(&mut self, room: &RoomId, offer: String) {
+        self.send(&ClientMessage::Join {
+            room: room.clone(),
+            offer,
+            listener: false,
+        })
+        .await;
+    }
+
     pub async fn send(&mut self, message: &ClientMessage) {
         let text = serde_json::to_string(message).unwrap();
         self.send_text(&text).await;
@@ -381,5 +391,19 @@ pub async fn hears(
             ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A new peer connection and its complete offer (for a raw `join`); close the peer.
+pub async fn new_offer() -> Result<(chorus_bench::webrtc_peer::MediaPeer, String), String> {
+    let mut media = chorus_bench::webrtc_peer::MediaPeer::new(&Default::default())
+        .await
+        .map_err(|e| format!("a peer connection: {e}"))?;
+    match media.create_offer(Duration::from_secs(20)).await {
+        Ok(offer) => Ok((media, offer)),
+        Err(e) => {
+            media.close().await;
+            Err(format!("an offer: {e}"))
+        }
     }
 }
