@@ -78,9 +78,10 @@ async fn assert_gone(server: &ChorusServer, room: &RoomId) {
         if status == 404 {
             break;
         }
+        // A bound for "never", not a speed check (how fast is printed below).
         assert!(
-            since.elapsed() < Duration::from_secs(2),
-            "the rolled-back room is still there 2 s after its creator was told: {status} {body}"
+            since.elapsed() < Duration::from_secs(10),
+            "the rolled-back room is still there 10 s after its creator was told: {status} {body}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -198,7 +199,6 @@ async fn a_creator_who_leaves_before_connecting_rolls_back_at_once() {
         })
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_gone(&server, &room).await;
 
     // The same by closing the socket.
