@@ -9,7 +9,7 @@
 //! may be dropped. When a node is gone for good, its sessions are told to reconnect
 //! their media, which moves to another node.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use chorus_proto::sfu::{LeaveReason, RoomEvent};
 use chorus_proto::signal::{LeftReason, SpeakerLevel};
 use chorus_proto::{NodeId, ParticipantId, RoomId};
 use futures_util::StreamExt;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::rooms::service::RoomService;
 use crate::sfu::Sfu;
@@ -27,7 +27,10 @@ use crate::sfu::Sfu;
 /// How often the list of SFU nodes is read to find new ones.
 const DISCOVERY_EVERY: Duration = Duration::from_secs(1);
 
-type Followed = Arc<Mutex<HashSet<NodeId>>>;
+/// The nodes followed, each with whether the last listing had its record (a follower
+/// whose node's record expired stops waiting on its stream: a cut-off node's TCP stream
+/// neither ends nor errors).
+type Followed = Arc<Mutex<HashMap<NodeId, watch::Sender<bool>>>>;
 
 /// Follow the events of every SFU node for as long as the process lives. `subscribed`
 /// fires once the first subscription stands, so that no event of an early join is
@@ -47,19 +50,23 @@ pub fn spawn(rooms: Arc<RoomService>, subscribed: oneshot::Sender<()>) {
                     continue;
                 }
             };
+            let mut map = followed.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, listed) in map.iter() {
+                listed.send_replace(nodes.iter().any(|n| &n.id == id));
+            }
             for node in nodes {
-                let new = followed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(node.id.clone());
-                if new {
-                    tokio::spawn(follow(
-                        rooms.clone(),
-                        node,
-                        followed.clone(),
-                        subscribed.take(),
-                    ));
+                if map.contains_key(&node.id) {
+                    continue;
                 }
+                let (listed, watch) = watch::channel(true);
+                map.insert(node.id.clone(), listed);
+                tokio::spawn(follow(
+                    rooms.clone(),
+                    node,
+                    watch,
+                    followed.clone(),
+                    subscribed.take(),
+                ));
             }
         }
     });
@@ -69,6 +76,7 @@ pub fn spawn(rooms: Arc<RoomService>, subscribed: oneshot::Sender<()>) {
 async fn follow(
     rooms: Arc<RoomService>,
     node: SfuNodeRecord,
+    mut listed: watch::Receiver<bool>,
     followed: Followed,
     mut subscribed: Option<oneshot::Sender<()>>,
 ) {
@@ -85,8 +93,6 @@ async fn follow(
                     resync(&rooms, &sfu, &id).await;
                     // A node cut off (its link down, not dead) leaves a TCP stream that
                     // neither ends nor errors: its record's expiry ends the follow.
-                    let mut check = tokio::time::interval(DISCOVERY_EVERY);
-                    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tokio::select! {
                             next = stream.next() => match next {
@@ -97,13 +103,9 @@ async fn follow(
                                     break;
                                 }
                             },
-                            _ = check.tick() => {
-                                if let Ok(nodes) = rooms.router().nodes().await
-                                    && !nodes.iter().any(|n| n.id == id)
-                                {
-                                    tracing::warn!(sfu = %id, "SFU node's record expired; no longer following its events");
-                                    break;
-                                }
+                            () = unlisted(&mut listed) => {
+                                tracing::warn!(sfu = %id, "SFU node's record expired; no longer following its events");
+                                break;
                             }
                         }
                     }
@@ -130,6 +132,16 @@ async fn follow(
                 }
             },
             Err(e) => tracing::debug!(error = %e, "cannot check SFU nodes"),
+        }
+    }
+}
+
+/// Resolves once the node's record is missing from a listing (never, if the listings
+/// stop: the follow then ends only with its stream).
+async fn unlisted(listed: &mut watch::Receiver<bool>) {
+    while *listed.borrow_and_update() {
+        if listed.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }
