@@ -125,12 +125,16 @@ id_type!(
     NodeId, "n_", 8
 );
 id_type!(
-    /// A user account (a guest with a display name, for now).
+    /// A user: a guest with a display name, or an account with a handle.
     UserId, "u_", 12
 );
 id_type!(
     /// A group chat (a room belongs to one).
     GroupId, "g_", 10
+);
+id_type!(
+    /// A 1:1 call (its record keeps the id).
+    CallId, "c_", 12
 );
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! - [`signal`]: the JSON messages between a browser and signaling (see `docs/protocol.md`).
 //! - [`token`]: the Ed25519-signed room token that signaling mints and the SFU verifies.
 //! - [`api_key`]: signing and checking server-API requests (`docs/api.md`).
+//! - [`people`]: accounts, presence and 1:1 calls as clients see them.
 //! - [`ids`]: newtype ids shared by all of the above.
 //! - [`fleet`]: Redis key names and the node records a fleet shares.
 
@@ -11,6 +12,7 @@ pub mod api_key;
 pub mod fleet;
 pub mod hex;
 pub mod ids;
+pub mod people;
 pub mod signal;
 pub mod token;
 
@@ -20,4 +22,4 @@ pub mod sfu {
     tonic::include_proto!("chorus.sfu.v1");
 }
 
-pub use ids::{GroupId, IdError, NodeId, ParticipantId, RoomId, UserId};
+pub use ids::{CallId, GroupId, IdError, NodeId, ParticipantId, RoomId, UserId};

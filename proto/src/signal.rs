@@ -8,7 +8,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ParticipantId, RoomId, UserId};
+use crate::ids::{CallId, ParticipantId, RoomId, UserId};
+use crate::people::{
+    AccountInfo, CallEnd, CallInfo, CallRecord, IceCandidate, IceServer, PersonInfo, Presence,
+    SessionDescription,
+};
 
 /// The version a client names in `hello`. Bumped only for changes that break clients.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -139,6 +143,79 @@ pub enum ClientMessage {
     },
     /// Keep-alive; answered by [`ServerMessage::Pong`].
     Ping,
+    /// Make this user an account: a unique handle and a password. The user keeps its
+    /// id (and so its rooms and roles); the display name is the session's. Answered by
+    /// [`ServerMessage::Account`] with a user token to keep.
+    Register {
+        /// Wanted handle ([`crate::people::parse_handle`]).
+        handle: String,
+        /// The password ([`crate::people::check_new_password`]).
+        password: String,
+    },
+    /// Sign in to an account (on any number of devices): this session becomes that
+    /// user. Answered by [`ServerMessage::Account`]; not while in a room or a call.
+    SignIn {
+        /// The account's handle.
+        handle: String,
+        /// Its password.
+        password: String,
+    },
+    /// Find someone by their exact handle; answered by [`ServerMessage::Person`].
+    FindPerson {
+        /// The handle, with or without `@`.
+        handle: String,
+    },
+    /// The people this account can see (from its group chats and its calls), with
+    /// presence, and its recent calls; answered by [`ServerMessage::Contacts`]. Their
+    /// presence changes follow as [`ServerMessage::Presence`].
+    Contacts,
+    /// Block someone (their calls are refused) or unblock them; answered by
+    /// [`ServerMessage::Contacts`].
+    Block {
+        /// Who.
+        user: UserId,
+        /// Blocked or not.
+        blocked: bool,
+    },
+    /// Ring someone; answered by [`ServerMessage::CallRinging`] (or the call ends at
+    /// once: `busy`, `unavailable`).
+    Call {
+        /// Their handle.
+        handle: String,
+    },
+    /// Callee: take the call on this device; answered by [`ServerMessage::CallAccepted`].
+    AcceptCall {
+        /// The call.
+        call: CallId,
+    },
+    /// Callee: refuse the call.
+    DeclineCall {
+        /// The call.
+        call: CallId,
+    },
+    /// Either side: end the call (the caller, before it is answered: cancel it).
+    HangUp {
+        /// The call.
+        call: CallId,
+    },
+    /// Either side of an answered call: an SDP or an ICE candidate for the other side's
+    /// peer connection, relayed unchanged as [`ServerMessage::CallSignal`].
+    CallSignal {
+        /// The call.
+        call: CallId,
+        /// An offer or answer.
+        #[serde(default)]
+        description: Option<SessionDescription>,
+        /// A trickled candidate.
+        #[serde(default)]
+        candidate: Option<IceCandidate>,
+    },
+    /// Either side: its peer connection connected straight to the other browser (counted
+    /// and kept in the call's record).
+    CallConnected {
+        /// The call.
+        call: CallId,
+    },
 }
 
 /// Frames the server sends.
@@ -155,6 +232,73 @@ pub enum ServerMessage {
         user: UserId,
         /// Keep it (e.g. in localStorage) and send it in the next `hello` to stay this user.
         user_token: String,
+        /// The account this user is signed in as, if it has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account: Option<AccountInfo>,
+    },
+    /// The session is signed in as this account (after `register` or `sign_in`).
+    Account {
+        /// The account.
+        account: AccountInfo,
+        /// Keep it instead of the last one: the next `hello` with it is this account.
+        user_token: String,
+    },
+    /// Answer to [`ClientMessage::FindPerson`].
+    Person {
+        /// Who, with presence.
+        person: PersonInfo,
+    },
+    /// Answer to [`ClientMessage::Contacts`] and [`ClientMessage::Block`].
+    Contacts {
+        /// People from this user's group chats and calls, blocked ones left out.
+        people: Vec<PersonInfo>,
+        /// This user's recent calls, newest first.
+        calls: Vec<CallRecord>,
+        /// Who this user blocked.
+        blocked: Vec<PersonInfo>,
+    },
+    /// A contact's presence changed.
+    Presence {
+        /// Who.
+        user: UserId,
+        /// Now.
+        presence: Presence,
+    },
+    /// Caller: the callee's devices are ringing.
+    CallRinging {
+        /// The call.
+        call: CallInfo,
+    },
+    /// Callee (every device): someone is calling.
+    CallIncoming {
+        /// The call.
+        call: CallInfo,
+    },
+    /// The call was answered (sent to the caller and to the device that answered):
+    /// make a peer connection with these ICE servers; the caller sends the offer.
+    CallAccepted {
+        /// The call.
+        call: CallInfo,
+        /// STUN/TURN servers for the peer connection (may be empty on a LAN).
+        ice_servers: Vec<IceServer>,
+    },
+    /// The other side's SDP or ICE candidate.
+    CallSignal {
+        /// The call.
+        call: CallId,
+        /// An offer or answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<SessionDescription>,
+        /// A trickled candidate.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        candidate: Option<IceCandidate>,
+    },
+    /// The call is over for this session.
+    CallEnded {
+        /// The call.
+        call: CallId,
+        /// How.
+        reason: CallEnd,
     },
     /// This session is in the room; apply `answer` to the peer connection.
     Joined {
@@ -416,6 +560,16 @@ pub enum ErrorCode {
     Timeout,
     /// A fault on the server.
     Internal,
+    /// That handle belongs to someone else already.
+    HandleTaken,
+    /// Nobody has that handle.
+    UserNotFound,
+    /// Calls need an account: register or sign in first.
+    NotSignedIn,
+    /// No such call, or it has ended.
+    CallNotFound,
+    /// Already in a call: hang up first.
+    AlreadyInCall,
 }
 
 /// WebSocket close codes the server sends, each with a reason in words. A client that
@@ -444,6 +598,7 @@ const BARE_TYPES: &[&str] = &[
     "end_room",
     "leave",
     "ping",
+    "contacts",
 ];
 
 /// Parse one text frame from a client: the size check, then JSON, each with its own
