@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{GroupId, NodeId, ParticipantId, RoomId};
+use crate::{GroupId, NodeId, ParticipantId, RoomId, UserId};
 
 /// The prefix of every key Chorus writes.
 pub const PREFIX: &str = "chorus";
@@ -109,6 +109,21 @@ pub mod keys {
     /// long as a replay of it could be accepted.
     pub fn used_once(token: &str) -> String {
         format!("{PREFIX}:used-once:{token}")
+    }
+
+    /// STRING: an account (JSON) by its handle.
+    pub fn account(handle: &str) -> String {
+        format!("{PREFIX}:account:{handle}")
+    }
+
+    /// STRING: the handle of a user's account.
+    pub fn account_of_user(user: &UserId) -> String {
+        format!("{PREFIX}:account-of:{user}")
+    }
+
+    /// LIST: a user's call records (JSON), newest first, trimmed to the newest 100.
+    pub fn calls(user: &UserId) -> String {
+        format!("{PREFIX}:calls:{user}")
     }
 
     /// The `room/participant` member of [`node_presences`].

@@ -8,6 +8,7 @@
 //! interleave, on one node or many.
 
 mod embedded;
+pub mod people;
 mod redis;
 
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! The embedded store: one redb file in the data folder. redb serialises write
 //! transactions, which is what makes `update_group` atomic here.
 
+mod people;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -47,6 +49,9 @@ impl EmbeddedStore {
         txn.open_table(GROUPS).map_err(backend)?;
         txn.open_table(ROOMS).map_err(backend)?;
         txn.open_table(USED).map_err(backend)?;
+        txn.open_table(people::ACCOUNTS).map_err(backend)?;
+        txn.open_table(people::ACCOUNT_USERS).map_err(backend)?;
+        txn.open_table(people::CALLS).map_err(backend)?;
         txn.commit().map_err(backend)?;
         Ok(Self {
             db: Arc::new(db),
@@ -225,6 +230,17 @@ mod tests {
             std::env::temp_dir().join(format!("chorus-store-{}-{name}.redb", std::process::id()));
         let _ = std::fs::remove_file(&path);
         (EmbeddedStore::open(&path).unwrap(), path)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn people_contract() {
+        use crate::store::people::{PeopleStore, contract as people};
+        let (store, path) = temp_store("people");
+        people::accounts(&store).await;
+        people::call_records(&store).await;
+        let shared: Arc<dyn PeopleStore> = Arc::new(store);
+        people::one_handle_one_winner(&[shared]).await;
+        let _ = std::fs::remove_file(path);
     }
 
     #[tokio::test]

@@ -7,6 +7,8 @@
 //! record. Reads that need two keys (room → group → record) are one script, so they
 //! are one consistent read.
 
+mod people;
+
 use std::time::Duration;
 
 use chorus_proto::fleet::keys;
@@ -245,6 +247,21 @@ mod tests {
             .await
             .expect("connect to the test redis");
         (RedisStore::new(redis), server)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn people_contract() {
+        use crate::store::people::{PeopleStore, contract as people};
+        let (a, redis) = store().await;
+        people::accounts(&a).await;
+        people::call_records(&a).await;
+        let b = RedisStore::new(
+            Redis::connect(&redis.url())
+                .await
+                .expect("second connection"),
+        );
+        let stores: [Arc<dyn PeopleStore>; 2] = [Arc::new(a), Arc::new(b)];
+        people::one_handle_one_winner(&stores).await;
     }
 
     #[tokio::test]
