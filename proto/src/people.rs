@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{CallId, UserId};
 
 /// Shortest handle, in characters.
-pub const MIN_HANDLE_CHARS: usize = 3;
+pub const MIN_HANDLE_CHARS: usize = 2;
 /// Longest handle, in characters.
 pub const MAX_HANDLE_CHARS: usize = 20;
 /// Shortest password, in characters.
@@ -15,7 +15,8 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Longest password, in bytes (argon2 takes any length; this bounds the work a request
 /// can ask for).
 pub const MAX_PASSWORD_BYTES: usize = 256;
-/// How long a callee's devices ring before the call ends as `no_answer`.
+/// How long a callee's devices ring before the call ends as `no_answer` (by default;
+/// `--call-ring-secs`).
 pub const RING_SECS: u64 = 30;
 
 /// Why a handle was refused. The texts are shown to users.
@@ -254,7 +255,7 @@ mod tests {
     fn handles_are_lowered_and_checked() {
         assert_eq!(parse_handle("@Ada_L").as_deref(), Ok("ada_l"));
         assert_eq!(parse_handle(" bo.ek ").as_deref(), Ok("bo.ek"));
-        assert_eq!(parse_handle("ab"), Err(HandleError::Length));
+        assert_eq!(parse_handle("a"), Err(HandleError::Length));
         assert_eq!(parse_handle(&"a".repeat(21)), Err(HandleError::Length));
         assert_eq!(parse_handle("ada lovelace"), Err(HandleError::Character));
         assert_eq!(parse_handle("adä"), Err(HandleError::Character));

@@ -1,0 +1,309 @@
+//! People: accounts (a handle and a password beside the guest identity), who is online,
+//! and whom an account can see — the people it shares a group chat with and the people
+//! it has called. There is no directory of strangers: anyone else is found only by their
+//! exact handle.
+
+pub mod directory;
+pub mod passwords;
+
+use std::collections::{BTreeSet, HashMap};
+
+use chorus_proto::UserId;
+use chorus_proto::people::{self, AccountInfo, CallRecord, PersonInfo};
+use chorus_proto::signal::{ErrorCode, ServerMessage};
+
+use self::directory::{Device, Directory};
+use crate::rooms::service::{Failure, store_failure};
+use crate::store::SharedStore;
+use crate::store::people::{Account, SharedPeopleStore, StoredCall};
+
+/// Accounts, presence and contacts of one node.
+pub struct People {
+    /// Accounts and call records.
+    pub store: SharedPeopleStore,
+    /// Group chats, for who shares one with whom.
+    groups: SharedStore,
+    /// Who is online here.
+    pub directory: Directory,
+    failures: passwords::FailedSignIns,
+}
+
+fn wrong_sign_in() -> Failure {
+    (ErrorCode::Unauthorized, "wrong handle or password".into())
+}
+
+/// The user-facing words of a refused handle.
+pub fn handle_failure(handle: &str) -> Result<String, Failure> {
+    people::parse_handle(handle).map_err(|e| (ErrorCode::InvalidInput, e.to_string()))
+}
+
+impl People {
+    /// People on these stores.
+    pub fn new(store: SharedPeopleStore, groups: SharedStore) -> Self {
+        Self {
+            store,
+            groups,
+            directory: Directory::default(),
+            failures: passwords::FailedSignIns::default(),
+        }
+    }
+
+    /// Make `user` an account named `name` with this handle and password.
+    pub async fn register(
+        &self,
+        user: &UserId,
+        name: &str,
+        handle: &str,
+        password: &str,
+    ) -> Result<Account, Failure> {
+        let handle = handle_failure(handle)?;
+        people::check_new_password(password).map_err(|e| (ErrorCode::InvalidInput, e))?;
+        if let Some(existing) = self
+            .store
+            .account_by_user(user)
+            .await
+            .map_err(store_failure)?
+        {
+            return Err((
+                ErrorCode::InvalidInput,
+                format!("you are signed in as @{} already", existing.handle),
+            ));
+        }
+        let password_hash = passwords::hash(password.to_owned()).await.map_err(|e| {
+            (
+                ErrorCode::Internal,
+                format!("cannot hash the password: {e}"),
+            )
+        })?;
+        let account = Account {
+            user: user.clone(),
+            handle: handle.clone(),
+            name: name.to_owned(),
+            password_hash,
+            created_ms: chorus_proto::fleet::unix_ms(),
+            blocked: Vec::new(),
+        };
+        match self
+            .store
+            .create_account(&account)
+            .await
+            .map_err(store_failure)?
+        {
+            true => Ok(account),
+            false => Err((
+                ErrorCode::HandleTaken,
+                format!("@{handle} is taken; choose another handle"),
+            )),
+        }
+    }
+
+    /// The account with this handle, if the password is its own. `origin` is where the
+    /// attempt comes from, for the limit on failures.
+    pub async fn sign_in(
+        &self,
+        origin: &str,
+        handle: &str,
+        password: &str,
+    ) -> Result<Account, Failure> {
+        let Ok(handle) = people::parse_handle(handle) else {
+            return Err(wrong_sign_in());
+        };
+        if let Some(wait) = self.failures.blocked_for(origin, &handle) {
+            return Err((
+                ErrorCode::RateLimited,
+                format!(
+                    "too many failed sign-ins for @{handle}; try again in {} minutes",
+                    wait.as_secs().div_ceil(60).max(1)
+                ),
+            ));
+        }
+        let account = self
+            .store
+            .account_by_handle(&handle)
+            .await
+            .map_err(store_failure)?;
+        let stored = account.as_ref().map_or_else(
+            || passwords::decoy().to_owned(),
+            |a| a.password_hash.clone(),
+        );
+        let matches = passwords::verify(password.to_owned(), stored).await;
+        match account {
+            Some(account) if matches => {
+                self.failures.succeeded(origin, &handle);
+                Ok(account)
+            }
+            _ => {
+                self.failures.failed(origin, &handle);
+                Err(wrong_sign_in())
+            }
+        }
+    }
+
+    /// The account of `user`, if it has one.
+    pub async fn account_of(&self, user: &UserId) -> Result<Option<Account>, Failure> {
+        self.store
+            .account_by_user(user)
+            .await
+            .map_err(store_failure)
+    }
+
+    /// The account with this handle (refused in the user's words if there is none).
+    pub async fn account_by_handle(&self, handle: &str) -> Result<Account, Failure> {
+        let handle = handle_failure(handle)?;
+        self.store
+            .account_by_handle(&handle)
+            .await
+            .map_err(store_failure)?
+            .ok_or_else(|| {
+                (
+                    ErrorCode::UserNotFound,
+                    format!("nobody is called @{handle}"),
+                )
+            })
+    }
+
+    /// An account as others see it now.
+    pub fn person(&self, account: &Account) -> PersonInfo {
+        PersonInfo {
+            user: account.user.clone(),
+            handle: account.handle.clone(),
+            name: account.name.clone(),
+            presence: self.directory.presence(&account.user),
+        }
+    }
+
+    /// The people `account` can see, its calls and whom it blocked; `device` follows
+    /// their presence from now on.
+    pub async fn contacts(
+        &self,
+        account: &Account,
+        device: &Device,
+    ) -> Result<ServerMessage, Failure> {
+        let me = &account.user;
+        let calls = self.store.calls_of(me).await.map_err(store_failure)?;
+        let mut known: BTreeSet<UserId> = BTreeSet::new();
+        for group in self.groups.groups().await.map_err(store_failure)? {
+            if group.members.iter().any(|m| &m.user == me) {
+                for member in &group.members {
+                    known.insert(member.user.clone());
+                }
+            }
+        }
+        for call in &calls {
+            known.insert(call.caller.clone());
+            known.insert(call.callee.clone());
+        }
+        for user in &account.blocked {
+            known.insert(user.clone());
+        }
+        known.remove(me);
+        // Only people with accounts can be called; guests of rooms are not listed.
+        let mut accounts: HashMap<UserId, Account> = HashMap::new();
+        for user in &known {
+            if let Some(found) = self
+                .store
+                .account_by_user(user)
+                .await
+                .map_err(store_failure)?
+            {
+                accounts.insert(user.clone(), found);
+            }
+        }
+        let mut people: Vec<PersonInfo> = accounts
+            .values()
+            .filter(|a| !account.blocked.contains(&a.user))
+            .map(|a| self.person(a))
+            .collect();
+        people.sort_by_key(|p| p.name.to_lowercase());
+        let blocked = account
+            .blocked
+            .iter()
+            .filter_map(|u| accounts.get(u))
+            .map(|a| self.person(a))
+            .collect();
+        let calls = calls
+            .iter()
+            .filter_map(|call| record_for(me, call, &accounts, |a| self.person(a)))
+            .collect();
+        self.directory
+            .watch(device, people.iter().map(|p| p.user.clone()).collect());
+        Ok(ServerMessage::Contacts {
+            people,
+            calls,
+            blocked,
+        })
+    }
+
+    /// Block `user` (or not) for `account`; the account as saved.
+    pub async fn block(
+        &self,
+        account: &Account,
+        user: &UserId,
+        blocked: bool,
+    ) -> Result<Account, Failure> {
+        if user == &account.user {
+            return Err((ErrorCode::InvalidInput, "you cannot block yourself".into()));
+        }
+        let mut account = self
+            .store
+            .account_by_user(&account.user)
+            .await
+            .map_err(store_failure)?
+            .unwrap_or_else(|| account.clone());
+        account.blocked.retain(|u| u != user);
+        if blocked {
+            if self.account_of(user).await?.is_none() {
+                return Err((ErrorCode::UserNotFound, "nobody has that account".into()));
+            }
+            account.blocked.push(user.clone());
+        }
+        self.store
+            .save_account(&account)
+            .await
+            .map_err(store_failure)?;
+        Ok(account)
+    }
+
+    /// Keep the account's display name up to date with what its user calls itself now.
+    pub async fn rename(&self, account: &mut Account, name: &str) {
+        if account.name == name {
+            return;
+        }
+        account.name = name.to_owned();
+        if let Err(e) = self.store.save_account(account).await {
+            tracing::warn!(error = %e, "could not save an account's new name");
+        }
+    }
+}
+
+/// What `me` sees of a stored call (none if the other side's account is gone).
+fn record_for(
+    me: &UserId,
+    call: &StoredCall,
+    accounts: &HashMap<UserId, Account>,
+    person: impl Fn(&Account) -> PersonInfo,
+) -> Option<CallRecord> {
+    let outgoing = &call.caller == me;
+    let peer = accounts.get(if outgoing { &call.callee } else { &call.caller })?;
+    Some(CallRecord {
+        id: call.id.clone(),
+        peer: person(peer),
+        outgoing,
+        started_at_ms: call.started_ms,
+        duration_secs: call
+            .answered_ms
+            .map_or(0, |at| call.ended_ms.saturating_sub(at) / 1000),
+        end: call.end,
+        missed: !outgoing && call.end.missed(),
+        path: call.path,
+    })
+}
+
+/// An account as its own user sees it.
+pub fn account_info(account: &Account) -> AccountInfo {
+    AccountInfo {
+        user: account.user.clone(),
+        handle: account.handle.clone(),
+        name: account.name.clone(),
+    }
+}
