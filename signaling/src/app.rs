@@ -25,6 +25,10 @@ pub struct AppState {
     pub redis: Option<crate::redis_client::Redis>,
     /// Every client session: limits, count, and the stop signal.
     pub sessions: crate::ws::Sessions,
+    /// Accounts, presence, contacts.
+    pub people: Arc<crate::people::People>,
+    /// 1:1 calls.
+    pub calls: Arc<crate::calls::CallService>,
 }
 
 /// How long a user token lets a client come back as the same user.

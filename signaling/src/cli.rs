@@ -76,6 +76,21 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<String>,
+    /// A STUN server for the browsers of 1:1 calls, e.g. `stun:stun.example.org:3478`
+    /// (repeat, or separate with commas).
+    #[arg(long = "stun-url", env = "CHORUS_STUN_URLS", value_delimiter = ',')]
+    pub stun_urls: Vec<String>,
+    /// A TURN server for the browsers of 1:1 calls, e.g.
+    /// `turn:turn.example.org:3478?transport=udp` (repeat, or separate with commas).
+    #[arg(long = "turn-url", env = "CHORUS_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Vec<String>,
+    /// The secret shared with the TURN server (coturn's `static-auth-secret`): calls
+    /// get TURN credentials valid for an hour.
+    #[arg(long, env = "CHORUS_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// Seconds a call rings before it ends unanswered (`no_answer`).
+    #[arg(long, env = "CHORUS_CALL_RING_SECS", default_value_t = chorus_proto::people::RING_SECS)]
+    pub call_ring_secs: u64,
     /// Frames a session may send per second on average.
     #[arg(long, env = "CHORUS_WS_RATE", default_value_t = 20)]
     pub ws_rate: u32,
@@ -120,6 +135,25 @@ impl ServeArgs {
             frame_burst: self.ws_burst.max(1),
         };
         config.drain_timeout = Duration::from_secs(self.drain_timeout_secs);
+        for url in self.stun_urls.iter().chain(&self.turn_urls) {
+            let scheme = url.split(':').next().unwrap_or_default();
+            let expected = match self.stun_urls.contains(url) {
+                true => &["stun", "stuns"][..],
+                false => &["turn", "turns"][..],
+            };
+            if !expected.contains(&scheme) {
+                return Err(format!(
+                    "{url}: an ICE server URL starts with {}:",
+                    expected.join(": or ")
+                ));
+            }
+        }
+        config.ring_timeout = Duration::from_secs(self.call_ring_secs.max(1));
+        config.ice = crate::calls::ice::IceConfig {
+            stun: self.stun_urls.clone(),
+            turn: self.turn_urls.clone(),
+            turn_secret: self.turn_secret.clone().filter(|s| !s.is_empty()),
+        };
         Ok(config)
     }
 }

@@ -66,6 +66,10 @@ pub struct SignalingConfig {
     pub drain_timeout: Duration,
     /// Reverse proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
     pub trusted_proxies: crate::client_addr::TrustedProxies,
+    /// STUN/TURN servers handed to the browsers of a call.
+    pub ice: crate::calls::ice::IceConfig,
+    /// How long a call rings before it ends unanswered.
+    pub ring_timeout: Duration,
 }
 
 /// How long a client connection may take over each step, how fast a session may send,
@@ -125,6 +129,8 @@ impl SignalingConfig {
             limits: ConnectionLimits::default(),
             drain_timeout: Duration::from_secs(10),
             trusted_proxies: crate::client_addr::TrustedProxies::default(),
+            ice: crate::calls::ice::IceConfig::default(),
+            ring_timeout: Duration::from_secs(chorus_proto::people::RING_SECS),
         }
     }
 }

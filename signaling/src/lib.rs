@@ -9,12 +9,14 @@
 
 mod app;
 mod auth;
+mod calls;
 pub mod cli;
 mod client_addr;
 mod config;
 mod error;
 mod http;
 mod net;
+mod people;
 mod redis_client;
 mod rooms;
 mod routing;
@@ -98,15 +100,17 @@ pub async fn start(
         .unwrap_or_else(chorus_proto::NodeId::random);
     let users = tokens.verifier()?;
     let control = sfu::grpc::ControlTokens::new(tokens.clone());
-    let (seams, inbound) = match &config.redis_url {
-        None => (
-            local_seams(&config, node_id.clone(), control.clone()).await?,
-            None,
-        ),
+    let (seams, people_store, inbound) = match &config.redis_url {
+        None => {
+            let (seams, people) = local_seams(&config, node_id.clone(), control.clone()).await?;
+            (seams, people, None)
+        }
         Some(url) => {
             let redis = redis_client::Redis::connect(url).await?;
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             let bus = rooms::bus::RedisBus::start(redis.clone(), node_id.clone(), None, tx);
+            let people: store::people::SharedPeopleStore =
+                Arc::new(store::RedisStore::new(redis.clone()));
             let seams = rooms::service::Seams {
                 store: Arc::new(store::RedisStore::new(redis.clone())),
                 router: Arc::new(routing::RedisRouter::new(redis.clone())),
@@ -114,9 +118,11 @@ pub async fn start(
                 sfus: Arc::new(sfu::GrpcConnector(control.clone())),
             };
             tracing::info!(node = %node_id, redis = %redis_client::redact(url), "joined the fleet");
-            (seams, Some((rx, redis)))
+            (seams, people, Some((rx, redis)))
         }
     };
+    let people = Arc::new(people::People::new(people_store, seams.store.clone()));
+    let calls = calls::CallService::new(people.clone(), config.ice.clone(), config.ring_timeout);
     let rooms = rooms::service::RoomService::new(seams, tokens.clone(), config.timeouts);
     let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
     rooms::sfu_events::spawn(rooms.clone(), subscribed_tx);
@@ -155,6 +161,8 @@ pub async fn start(
         api_key,
         redis,
         sessions: sessions.clone(),
+        people,
+        calls,
     });
     let app = http::router(state, &config.web_dir);
 
@@ -209,16 +217,16 @@ pub async fn start(
     })
 }
 
-/// The seams of a node alone: the embedded store on disk, the one SFU at `--sfu`, and
-/// nobody else to tell.
+/// The seams of a node alone: the embedded store on disk (rooms and people in one
+/// file), the one SFU at `--sfu`, and nobody else to tell.
 async fn local_seams(
     config: &SignalingConfig,
     node: chorus_proto::NodeId,
     control: sfu::grpc::ControlTokens,
-) -> Result<rooms::service::Seams, SignalingError> {
-    let store: store::SharedStore = Arc::new(store::EmbeddedStore::open(
-        &config.data_dir.join("chorus.redb"),
-    )?);
+) -> Result<(rooms::service::Seams, store::people::SharedPeopleStore), SignalingError> {
+    let embedded = store::EmbeddedStore::open(&config.data_dir.join("chorus.redb"))?;
+    let people: store::people::SharedPeopleStore = Arc::new(embedded.clone());
+    let store: store::SharedStore = Arc::new(embedded);
     let sfu = sfu::grpc::GrpcSfu::connect_lazy(&config.sfu_url, control.clone())?;
     use sfu::SfuControl as _;
     // The SFU's own id names it in metrics and the API; ask it (it may still be starting).
@@ -237,12 +245,13 @@ async fn local_seams(
     };
     let sfu_id = chorus_proto::NodeId::parse(stats.node_id)
         .unwrap_or_else(|_| chorus_proto::NodeId::random());
-    Ok(rooms::service::Seams {
+    let seams = rooms::service::Seams {
         store,
         router: Arc::new(routing::LocalRouter::new(&config.sfu_url, sfu_id)),
         bus: Arc::new(rooms::bus::LocalBus::new(node)),
         sfus: Arc::new(sfu::GrpcConnector(control)),
-    })
+    };
+    Ok((seams, people))
 }
 
 /// Read the room-token signing key from `path`, or make one there (mode 0600) if the

@@ -92,6 +92,16 @@ impl RoomView {
             | ServerMessage::RoomUpdated { .. }
             | ServerMessage::MediaAnswer { .. }
             | ServerMessage::Pong => {}
+            // A room peer takes no part in calls.
+            ServerMessage::Account { .. }
+            | ServerMessage::Person { .. }
+            | ServerMessage::Contacts { .. }
+            | ServerMessage::Presence { .. }
+            | ServerMessage::CallRinging { .. }
+            | ServerMessage::CallIncoming { .. }
+            | ServerMessage::CallAccepted { .. }
+            | ServerMessage::CallSignal { .. }
+            | ServerMessage::CallEnded { .. } => {}
         }
     }
 }

@@ -166,6 +166,19 @@ async fn metrics(axum::extract::State(state): axum::extract::State<Arc<AppState>
          # TYPE chorus_signaling_participants gauge\n\
          chorus_signaling_participants {participants}\n"
     );
+    let (accounts, devices) = state.people.directory.counts();
+    let _ = std::fmt::Write::write_fmt(
+        &mut text,
+        format_args!(
+            "# HELP chorus_people_online Accounts with a tab or device connected to this node.\n\
+             # TYPE chorus_people_online gauge\n\
+             chorus_people_online {accounts}\n\
+             # HELP chorus_people_devices Tabs and devices of accounts connected to this node.\n\
+             # TYPE chorus_people_devices gauge\n\
+             chorus_people_devices {devices}\n"
+        ),
+    );
+    text.push_str(&state.calls.metrics.render(state.calls.active()));
     // This process (in the embedded default it carries the SFU too), then the SFU's counters.
     text.push_str(&chorus_sfu::prometheus::process_metrics());
     text.push_str(&fleet_metrics(&state).await);

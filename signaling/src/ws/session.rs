@@ -14,8 +14,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::app::AppState;
+use crate::people::directory::{Device, DeviceId};
 use crate::rooms::group_chat::Actor;
 use crate::rooms::service::{Entered, Failure, Moderation, NewRoom, Visitor};
+use crate::store::people::Account;
 use crate::ws::outbox::{Outbox, Outgoing};
 use crate::ws::rate::RateLimit;
 
@@ -52,6 +54,10 @@ struct Session {
     knocking: Option<Knocking>,
     /// The answer to a knock just made, for the session loop to wait on.
     new_knock: Option<oneshot::Receiver<bool>>,
+    /// The account this session is signed in as (its user has a handle).
+    account: Option<Account>,
+    /// This session as one of its account's devices (online while it is connected).
+    device: Device,
 }
 
 /// A join that knocked: it goes ahead with its offer once a moderator lets it in.
@@ -70,6 +76,10 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, origin: Option<String>
     let (sink, mut stream) = socket.split();
     let (outbox, rx, behind) = Outbox::new();
     let mut writer = tokio::spawn(write_frames(sink, rx));
+    let device = Device {
+        id: DeviceId::next(),
+        outbox: outbox.clone(),
+    };
     let mut session = Session {
         state,
         outbox,
@@ -79,6 +89,8 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, origin: Option<String>
         signed_in: false,
         knocking: None,
         new_knock: None,
+        account: None,
+        device,
     };
     // The answer to this session's knock, if it is waiting at a door, and until when.
     let mut knock: Option<(Instant, oneshot::Receiver<bool>)> = None;
@@ -214,6 +226,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, origin: Option<String>
             Some((close::SERVER_RESTARTING, "server restarting".to_owned()))
         }
     };
+    session.offline().await;
     let outbox = session.outbox.clone();
     drop(session);
     if let Some((code, reason)) = goodbye {
@@ -314,8 +327,10 @@ impl Session {
                 },
                 _,
             ) => {
+                let (version, name, user_token) = (*version, name.clone(), user_token.clone());
                 return self
-                    .hello(*version, name, user_token.as_deref())
+                    .hello(version, &name, user_token.as_deref())
+                    .await
                     .map(|()| Flow::Continue);
             }
             (_, Some(who)) => who.clone(),
@@ -454,11 +469,135 @@ impl Session {
                 self.current = None;
             }
             ClientMessage::Ping => self.outbox.send(ServerMessage::Pong),
+            ClientMessage::Register { handle, password } => {
+                let account = self
+                    .state
+                    .people
+                    .register(&user, &name, &handle, &password)
+                    .await?;
+                self.signed_in_as(account)?;
+            }
+            ClientMessage::SignIn { handle, password } => {
+                if let Some(account) = &self.account {
+                    return Err((
+                        ErrorCode::InvalidInput,
+                        format!(
+                            "you are signed in as @{} already; sign out first",
+                            account.handle
+                        ),
+                    ));
+                }
+                self.not_in_room()?;
+                if self.knocking.is_some() {
+                    return Err((
+                        ErrorCode::AlreadyInRoom,
+                        "you are waiting to come into a room; leave it first".into(),
+                    ));
+                }
+                let origin = self.origin.clone().unwrap_or_default();
+                let account = self
+                    .state
+                    .people
+                    .sign_in(&origin, &handle, &password)
+                    .await?;
+                self.user = Some((account.user.clone(), account.name.clone()));
+                self.signed_in_as(account)?;
+            }
+            ClientMessage::FindPerson { handle } => {
+                self.my_account()?;
+                let found = self.state.people.account_by_handle(&handle).await?;
+                let person = self.state.people.person(&found);
+                self.outbox.send(ServerMessage::Person { person });
+            }
+            ClientMessage::Contacts => {
+                let me = self.my_account()?;
+                let contacts = self.state.people.contacts(&me, &self.device).await?;
+                self.outbox.send(contacts);
+            }
+            ClientMessage::Block { user: who, blocked } => {
+                let me = self.my_account()?;
+                let saved = self.state.people.block(&me, &who, blocked).await?;
+                let contacts = self.state.people.contacts(&saved, &self.device).await?;
+                self.account = Some(saved);
+                self.outbox.send(contacts);
+            }
+            ClientMessage::Call { handle } => {
+                let me = self.my_account()?;
+                self.state.calls.invite(&me, &self.device, &handle).await?;
+            }
+            ClientMessage::AcceptCall { call } => {
+                let me = self.my_account()?;
+                self.state.calls.accept(&me, &self.device, &call)?;
+            }
+            ClientMessage::DeclineCall { call } => {
+                let me = self.my_account()?;
+                self.state.calls.decline(&me, &self.device, &call).await?;
+            }
+            ClientMessage::HangUp { call } => {
+                let me = self.my_account()?;
+                self.state.calls.hang_up(&me, &self.device, &call).await?;
+            }
+            ClientMessage::CallSignal {
+                call,
+                description,
+                candidate,
+            } => {
+                self.my_account()?;
+                self.state
+                    .calls
+                    .signal(&self.device, &call, description, candidate)?;
+            }
+            ClientMessage::CallConnected { call } => {
+                self.my_account()?;
+                self.state.calls.connected(&self.device, &call)?;
+            }
         }
         Ok(Flow::Continue)
     }
 
-    fn hello(&mut self, version: u32, name: &str, user_token: Option<&str>) -> Result<(), Failure> {
+    /// The account this session is signed in as (calls and people need one).
+    fn my_account(&self) -> Result<Account, Failure> {
+        self.account.clone().ok_or_else(|| {
+            (
+                ErrorCode::NotSignedIn,
+                "calls need an account: sign up or sign in first".into(),
+            )
+        })
+    }
+
+    /// This session is now `account`: it gets a token to keep, and is online.
+    fn signed_in_as(&mut self, account: Account) -> Result<(), Failure> {
+        let user_token = self.state.user_token(&account.user, &account.name, true)?;
+        self.signed_in = true;
+        self.outbox.send(ServerMessage::Account {
+            account: crate::people::account_info(&account),
+            user_token,
+        });
+        self.state
+            .people
+            .directory
+            .connect(&account.user, self.device.clone());
+        self.account = Some(account);
+        Ok(())
+    }
+
+    /// The session is ending: its call ends, and its account has one device less.
+    async fn offline(&mut self) {
+        if let Some(account) = self.account.take() {
+            self.state.calls.device_gone(self.device.id).await;
+            self.state
+                .people
+                .directory
+                .disconnect(&account.user, self.device.id);
+        }
+    }
+
+    async fn hello(
+        &mut self,
+        version: u32,
+        name: &str,
+        user_token: Option<&str>,
+    ) -> Result<(), Failure> {
         if version != PROTOCOL_VERSION {
             return Err((
                 ErrorCode::UnsupportedVersion,
@@ -473,13 +612,31 @@ impl Session {
         let (user, signed_in) = user_token
             .and_then(|t| self.state.users.verify_user(t).ok())
             .map_or_else(|| (UserId::random(), false), |c| (c.sub, c.signed_in));
+        // A second hello starts over as whoever it names.
+        self.offline().await;
+        // An account's token: the account, under the name its user gives now.
+        let mut account = match signed_in {
+            true => self.state.people.account_of(&user).await?,
+            false => None,
+        };
+        if let Some(account) = account.as_mut() {
+            self.state.people.rename(account, &name).await;
+        }
         let user_token = self.state.user_token(&user, &name, signed_in)?;
         self.outbox.send(ServerMessage::Welcome {
             version: PROTOCOL_VERSION,
             name: name.clone(),
             user: user.clone(),
             user_token,
+            account: account.as_ref().map(crate::people::account_info),
         });
+        if let Some(account) = account {
+            self.state
+                .people
+                .directory
+                .connect(&account.user, self.device.clone());
+            self.account = Some(account);
+        }
         self.user = Some((user, name));
         self.signed_in = signed_in;
         Ok(())

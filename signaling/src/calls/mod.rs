@@ -1,0 +1,575 @@
+//! 1:1 calls between accounts: ringing every device of the callee, one answer, relaying
+//! the two browsers' SDP and ICE candidates (the media goes straight between them), the
+//! end of a call however it comes, and its record. `docs/protocol.md`, "Calls".
+//!
+//! A call lives in this process while it rings and runs; its record is written to the
+//! people store when it ends. Both sides must be connected to this signaling node (see
+//! `people::directory`).
+
+pub mod ice;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chorus_proto::CallId;
+use chorus_proto::UserId;
+use chorus_proto::fleet::unix_ms;
+use chorus_proto::people::{CallEnd, CallInfo, IceCandidate, MediaPath, SessionDescription};
+use chorus_proto::signal::{ErrorCode, ServerMessage};
+
+use crate::people::People;
+use crate::people::directory::{Device, DeviceId};
+use crate::rooms::service::Failure;
+use crate::store::people::{Account, StoredCall};
+
+use self::ice::IceConfig;
+
+/// Calls one user may start per [`INVITE_WINDOW`].
+pub const MAX_INVITES: usize = 5;
+/// The window [`MAX_INVITES`] counts in.
+pub const INVITE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Every way a call ends, for counting.
+const ENDS: [CallEnd; 8] = [
+    CallEnd::HungUp,
+    CallEnd::Cancelled,
+    CallEnd::Declined,
+    CallEnd::Busy,
+    CallEnd::NoAnswer,
+    CallEnd::Unavailable,
+    CallEnd::AnsweredElsewhere,
+    CallEnd::Disconnected,
+];
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct CallMetrics {
+    /// Calls that rang (or ended at once: busy, unavailable).
+    pub started: AtomicU64,
+    /// Calls answered.
+    pub answered: AtomicU64,
+    /// Calls the callee missed.
+    pub missed: AtomicU64,
+    /// Answered calls whose media never connected.
+    pub failed: AtomicU64,
+    /// Calls whose media went browser to browser.
+    pub direct: AtomicU64,
+    /// Ended calls, by how (in the order of `ENDS`).
+    ended: [AtomicU64; 8],
+}
+
+impl CallMetrics {
+    /// Prometheus text.
+    pub fn render(&self, active: usize) -> String {
+        use std::fmt::Write as _;
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut text = String::new();
+        for (name, help, value) in [
+            (
+                "chorus_calls_started_total",
+                "1:1 calls started.",
+                load(&self.started),
+            ),
+            (
+                "chorus_calls_answered_total",
+                "1:1 calls answered.",
+                load(&self.answered),
+            ),
+            (
+                "chorus_calls_missed_total",
+                "1:1 calls the callee missed (cancelled, no answer, unavailable, busy).",
+                load(&self.missed),
+            ),
+            (
+                "chorus_calls_failed_total",
+                "1:1 calls answered whose media never connected.",
+                load(&self.failed),
+            ),
+            (
+                "chorus_calls_direct_total",
+                "1:1 calls whose media went browser to browser (the SFU carried none of it).",
+                load(&self.direct),
+            ),
+        ] {
+            let _ = writeln!(
+                text,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        let _ = writeln!(
+            text,
+            "# HELP chorus_calls_ended_total 1:1 calls ended, by how.\n# TYPE chorus_calls_ended_total counter"
+        );
+        for (end, count) in ENDS.iter().zip(&self.ended) {
+            let reason = serde_json::to_value(end)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let _ = writeln!(
+                text,
+                "chorus_calls_ended_total{{reason=\"{reason}\"}} {}",
+                load(count)
+            );
+        }
+        let _ = writeln!(
+            text,
+            "# HELP chorus_calls_active 1:1 calls ringing or running on this node.\n# TYPE chorus_calls_active gauge\nchorus_calls_active {active}"
+        );
+        text
+    }
+
+    fn ended(&self, end: CallEnd) {
+        if let Some(i) = ENDS.iter().position(|e| *e == end) {
+            self.ended[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One call while it rings or runs.
+struct Call {
+    info: CallInfo,
+    caller: Device,
+    /// The callee's devices that ring (until one answers).
+    ringing: Vec<Device>,
+    /// The callee's device that answered.
+    answered: Option<Device>,
+    started_ms: u64,
+    answered_ms: Option<u64>,
+    path: Option<MediaPath>,
+    no_answer: Option<tokio::task::AbortHandle>,
+}
+
+impl Call {
+    /// The other side of `device`, once answered.
+    fn other_side(&self, device: DeviceId) -> Option<&Device> {
+        let answered = self.answered.as_ref()?;
+        if self.caller.id == device {
+            Some(answered)
+        } else if answered.id == device {
+            Some(&self.caller)
+        } else {
+            None
+        }
+    }
+
+    fn is_party(&self, device: DeviceId) -> bool {
+        self.caller.id == device
+            || self.answered.as_ref().is_some_and(|d| d.id == device)
+            || self.ringing.iter().any(|d| d.id == device)
+    }
+}
+
+#[derive(Default)]
+struct Calls {
+    calls: HashMap<CallId, Call>,
+    /// The call each user is in (as caller or callee).
+    of_user: HashMap<UserId, CallId>,
+}
+
+/// The calls of this node.
+pub struct CallService {
+    people: Arc<People>,
+    ice: IceConfig,
+    ring: Duration,
+    state: Mutex<Calls>,
+    invites: Mutex<HashMap<UserId, VecDeque<Instant>>>,
+    /// Counters.
+    pub metrics: CallMetrics,
+}
+
+fn not_found() -> Failure {
+    (
+        ErrorCode::CallNotFound,
+        "that call has ended or is not yours".into(),
+    )
+}
+
+impl CallService {
+    /// Calls between the accounts of `people`, with these ICE servers, ringing for `ring`
+    /// before they end unanswered.
+    pub fn new(people: Arc<People>, ice: IceConfig, ring: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            people,
+            ice,
+            ring,
+            state: Mutex::default(),
+            invites: Mutex::default(),
+            metrics: CallMetrics::default(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Calls> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Calls ringing or running.
+    pub fn active(&self) -> usize {
+        self.lock().calls.len()
+    }
+
+    /// One more call by `user`, if within the limit.
+    fn allow_invite(&self, user: &UserId) -> Result<(), Failure> {
+        let now = Instant::now();
+        let mut invites = self.invites.lock().unwrap_or_else(|e| e.into_inner());
+        if invites.len() > 10_000 {
+            invites.retain(|_, at| {
+                at.back()
+                    .is_some_and(|t| now.duration_since(*t) < INVITE_WINDOW)
+            });
+        }
+        let recent = invites.entry(user.clone()).or_default();
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= INVITE_WINDOW)
+        {
+            recent.pop_front();
+        }
+        if recent.len() >= MAX_INVITES {
+            return Err((
+                ErrorCode::RateLimited,
+                format!("at most {MAX_INVITES} calls a minute; wait a moment"),
+            ));
+        }
+        recent.push_back(now);
+        Ok(())
+    }
+
+    /// `me` (on `device`) rings the account with `handle`.
+    pub async fn invite(
+        self: &Arc<Self>,
+        me: &Account,
+        device: &Device,
+        handle: &str,
+    ) -> Result<(), Failure> {
+        let callee = self.people.account_by_handle(handle).await?;
+        if callee.user == me.user {
+            return Err((ErrorCode::InvalidInput, "you cannot call yourself".into()));
+        }
+        if callee.blocked.contains(&me.user) {
+            return Err((
+                ErrorCode::Forbidden,
+                format!("@{} does not take calls from you", callee.handle),
+            ));
+        }
+        if self.lock().of_user.contains_key(&me.user) {
+            return Err((
+                ErrorCode::AlreadyInCall,
+                "you are in a call already; hang up first".into(),
+            ));
+        }
+        self.allow_invite(&me.user)?;
+        let id = CallId::random();
+        let info = CallInfo {
+            id: id.clone(),
+            caller: self.people.person(me),
+            callee: self.people.person(&callee),
+        };
+        let now = unix_ms();
+        self.metrics.started.fetch_add(1, Ordering::Relaxed);
+        let devices = self.people.directory.devices(&callee.user);
+        let at_once = {
+            let mut state = self.lock();
+            if state.of_user.contains_key(&me.user) {
+                return Err((
+                    ErrorCode::AlreadyInCall,
+                    "you are in a call already; hang up first".into(),
+                ));
+            }
+            if devices.is_empty() {
+                Some(CallEnd::Unavailable)
+            } else if state.of_user.contains_key(&callee.user) {
+                Some(CallEnd::Busy)
+            } else {
+                for d in &devices {
+                    d.outbox
+                        .send(ServerMessage::CallIncoming { call: info.clone() });
+                }
+                device
+                    .outbox
+                    .send(ServerMessage::CallRinging { call: info.clone() });
+                let service = Arc::downgrade(self);
+                let ringing = id.clone();
+                let ring = self.ring;
+                let timer = tokio::spawn(async move {
+                    tokio::time::sleep(ring).await;
+                    if let Some(service) = service.upgrade() {
+                        service.ring_out(&ringing).await;
+                    }
+                });
+                state.of_user.insert(me.user.clone(), id.clone());
+                state.of_user.insert(callee.user.clone(), id.clone());
+                state.calls.insert(
+                    id.clone(),
+                    Call {
+                        info: info.clone(),
+                        caller: device.clone(),
+                        ringing: devices,
+                        answered: None,
+                        started_ms: now,
+                        answered_ms: None,
+                        path: None,
+                        no_answer: Some(timer.abort_handle()),
+                    },
+                );
+                None
+            }
+        };
+        if let Some(end) = at_once {
+            self.finished(StoredCall {
+                id: id.clone(),
+                caller: me.user.clone(),
+                callee: callee.user.clone(),
+                started_ms: now,
+                answered_ms: None,
+                ended_ms: now,
+                end,
+                path: None,
+            })
+            .await;
+            device.outbox.send(ServerMessage::CallEnded {
+                call: id,
+                reason: end,
+            });
+        }
+        Ok(())
+    }
+
+    /// The callee takes the call on `device`.
+    pub fn accept(&self, me: &Account, device: &Device, id: &CallId) -> Result<(), Failure> {
+        let mut state = self.lock();
+        let call = state.calls.get_mut(id).ok_or_else(not_found)?;
+        if call.info.callee.user != me.user {
+            return Err(not_found());
+        }
+        if call.answered.is_some() {
+            // Another device was quicker: this one was told, or is told now.
+            if call.answered.as_ref().is_some_and(|d| d.id == device.id) {
+                return Ok(());
+            }
+            device.outbox.send(ServerMessage::CallEnded {
+                call: id.clone(),
+                reason: CallEnd::AnsweredElsewhere,
+            });
+            return Ok(());
+        }
+        let Some(at) = call.ringing.iter().position(|d| d.id == device.id) else {
+            return Err(not_found());
+        };
+        let answering = call.ringing.remove(at);
+        for other in call.ringing.drain(..) {
+            other.outbox.send(ServerMessage::CallEnded {
+                call: id.clone(),
+                reason: CallEnd::AnsweredElsewhere,
+            });
+        }
+        if let Some(timer) = call.no_answer.take() {
+            timer.abort();
+        }
+        call.answered_ms = Some(unix_ms());
+        let now_secs = unix_ms() / 1000;
+        call.caller.outbox.send(ServerMessage::CallAccepted {
+            call: call.info.clone(),
+            ice_servers: self.ice.servers_for(&call.info.caller.user, now_secs),
+        });
+        answering.outbox.send(ServerMessage::CallAccepted {
+            call: call.info.clone(),
+            ice_servers: self.ice.servers_for(&call.info.callee.user, now_secs),
+        });
+        call.answered = Some(answering);
+        self.metrics.answered.fetch_add(1, Ordering::Relaxed);
+        let (caller, callee) = (call.info.caller.user.clone(), call.info.callee.user.clone());
+        drop(state);
+        self.people.directory.set_in_call(&caller, true);
+        self.people.directory.set_in_call(&callee, true);
+        Ok(())
+    }
+
+    /// The callee refuses the call from `device`.
+    pub async fn decline(&self, me: &Account, device: &Device, id: &CallId) -> Result<(), Failure> {
+        {
+            let state = self.lock();
+            let call = state.calls.get(id).ok_or_else(not_found)?;
+            if call.info.callee.user != me.user
+                || call.answered.is_some()
+                || !call.ringing.iter().any(|d| d.id == device.id)
+            {
+                return Err(not_found());
+            }
+        }
+        self.end(id, CallEnd::Declined, None).await;
+        Ok(())
+    }
+
+    /// Either side ends the call from `device`: cancelled, declined or hung up.
+    pub async fn hang_up(&self, me: &Account, device: &Device, id: &CallId) -> Result<(), Failure> {
+        let end = {
+            let state = self.lock();
+            let call = state.calls.get(id).ok_or_else(not_found)?;
+            let mine = call.info.caller.user == me.user || call.info.callee.user == me.user;
+            if !mine || !call.is_party(device.id) {
+                return Err(not_found());
+            }
+            match (&call.answered, call.caller.id == device.id) {
+                (Some(_), _) => CallEnd::HungUp,
+                (None, true) => CallEnd::Cancelled,
+                (None, false) => CallEnd::Declined,
+            }
+        };
+        self.end(id, end, None).await;
+        Ok(())
+    }
+
+    /// Pass an SDP or ICE candidate from `device` to the other side of an answered call.
+    pub fn signal(
+        &self,
+        device: &Device,
+        id: &CallId,
+        description: Option<SessionDescription>,
+        candidate: Option<IceCandidate>,
+    ) -> Result<(), Failure> {
+        if description.is_none() && candidate.is_none() {
+            return Err((
+                ErrorCode::InvalidInput,
+                "a call_signal carries a description or a candidate".into(),
+            ));
+        }
+        let state = self.lock();
+        let call = state.calls.get(id).ok_or_else(not_found)?;
+        let Some(other) = call.other_side(device.id) else {
+            return Err(match call.is_party(device.id) {
+                true => (
+                    ErrorCode::InvalidInput,
+                    "the call is not answered yet: signals follow call_accepted".into(),
+                ),
+                false => not_found(),
+            });
+        };
+        other.outbox.send(ServerMessage::CallSignal {
+            call: id.clone(),
+            description,
+            candidate,
+        });
+        Ok(())
+    }
+
+    /// `device`'s peer connection reached the other browser directly.
+    pub fn connected(&self, device: &Device, id: &CallId) -> Result<(), Failure> {
+        let mut state = self.lock();
+        let call = state.calls.get_mut(id).ok_or_else(not_found)?;
+        if call.other_side(device.id).is_none() {
+            return Err(not_found());
+        }
+        if call.path.is_none() {
+            call.path = Some(MediaPath::Direct);
+            self.metrics.direct.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// `device`'s session ended: its call ends with it (a ringing device just stops).
+    pub async fn device_gone(&self, device: DeviceId) {
+        let mut ends = Vec::new();
+        {
+            let mut state = self.lock();
+            for (id, call) in state.calls.iter_mut() {
+                if call.caller.id == device {
+                    ends.push((
+                        id.clone(),
+                        if call.answered.is_some() {
+                            CallEnd::Disconnected
+                        } else {
+                            CallEnd::Cancelled
+                        },
+                    ));
+                } else if call.answered.as_ref().is_some_and(|d| d.id == device) {
+                    ends.push((id.clone(), CallEnd::Disconnected));
+                } else if let Some(at) = call.ringing.iter().position(|d| d.id == device) {
+                    call.ringing.remove(at);
+                    if call.ringing.is_empty() && call.answered.is_none() {
+                        ends.push((id.clone(), CallEnd::Unavailable));
+                    }
+                }
+            }
+        }
+        for (id, end) in ends {
+            self.end(&id, end, Some(device)).await;
+        }
+    }
+
+    /// Nobody answered in time.
+    async fn ring_out(&self, id: &CallId) {
+        // This runs in the timer's own task: it must not abort itself on the way.
+        let unanswered = self
+            .lock()
+            .calls
+            .get_mut(id)
+            .and_then(|call| call.answered.is_none().then(|| call.no_answer.take()));
+        if unanswered.is_some() {
+            self.end(id, CallEnd::NoAnswer, None).await;
+        }
+    }
+
+    /// End a call: the users are free again, the record is written, and both sides are
+    /// told (except `gone`, a session that no longer listens) — so a side that is told
+    /// finds the call in its list.
+    async fn end(&self, id: &CallId, end: CallEnd, gone: Option<DeviceId>) {
+        let call = {
+            let mut state = self.lock();
+            let Some(call) = state.calls.remove(id) else {
+                return;
+            };
+            state.of_user.remove(&call.info.caller.user);
+            state.of_user.remove(&call.info.callee.user);
+            call
+        };
+        if let Some(timer) = &call.no_answer {
+            timer.abort();
+        }
+        if call.answered.is_some() {
+            self.people
+                .directory
+                .set_in_call(&call.info.caller.user, false);
+            self.people
+                .directory
+                .set_in_call(&call.info.callee.user, false);
+            if call.path.is_none() {
+                self.metrics.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.finished(StoredCall {
+            id: id.clone(),
+            caller: call.info.caller.user.clone(),
+            callee: call.info.callee.user.clone(),
+            started_ms: call.started_ms,
+            answered_ms: call.answered_ms,
+            ended_ms: unix_ms(),
+            end,
+            path: call.path,
+        })
+        .await;
+        let told = std::iter::once(&call.caller)
+            .chain(call.answered.iter())
+            .chain(call.ringing.iter())
+            .filter(|d| Some(d.id) != gone);
+        for device in told {
+            device.outbox.send(ServerMessage::CallEnded {
+                call: id.clone(),
+                reason: end,
+            });
+        }
+    }
+
+    /// Count an ended call and write its record. A store failure loses the record, not
+    /// the call's end: both sides are told all the same.
+    async fn finished(&self, record: StoredCall) {
+        self.metrics.ended(record.end);
+        if record.end.missed() {
+            self.metrics.missed.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Err(e) = self.people.store.record_call(&record).await {
+            tracing::warn!(call = %record.id, error = %e, "could not save a call's record");
+        }
+    }
+}
