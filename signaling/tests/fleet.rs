@@ -400,7 +400,7 @@ async fn drained(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), Strin
     // The drain shows in the node's next heartbeat (within a second or two).
     let deadline = Instant::now() + STEP;
     loop {
-        let metrics = reqwest_metrics(&node.url).await;
+        let metrics = support::metrics(&node.url).await;
         if metrics.contains(&format!(
             "chorus_fleet_sfu_draining{{node=\"{}\"}} 1",
             fleet.sfus[0].id
@@ -427,22 +427,6 @@ async fn drained(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), Strin
         }
     }
     Ok(())
-}
-
-/// `GET /metrics` of a signaling node.
-async fn reqwest_metrics(url: &str) -> String {
-    let addr = url.trim_start_matches("http://").trim_end_matches('/');
-    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
-        return String::new();
-    };
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return String::new();
-    }
-    let mut body = String::new();
-    let _ = stream.read_to_string(&mut body).await;
-    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

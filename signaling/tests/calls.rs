@@ -1,0 +1,836 @@
+//! 1:1 calls against the real binary: accounts made over the protocol, two `webrtc`-crate
+//! peers that call each other by handle and connect browser to browser (the server relays
+//! only SDP), and every way a call ends, in the right words on both sides.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use chorus_bench::webrtc_peer::{MediaConfig, MediaPeer};
+use chorus_proto::CallId;
+use chorus_proto::people::{
+    CallEnd, CallInfo, CallRecord, PersonInfo, Presence, SdpType, SessionDescription,
+};
+use chorus_proto::signal::{ClientMessage, ErrorCode, ServerMessage};
+use common::ChorusServer;
+use support::RawClient;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A fresh session that registers `handle`; its `user_token` is the account's.
+async fn account(server: &ChorusServer, name: &str, handle: &str) -> RawClient {
+    let mut client = RawClient::hello(&server.ws_url, name, None).await;
+    client
+        .send(&ClientMessage::Register {
+            handle: handle.into(),
+            password: format!("{handle} secret words"),
+        })
+        .await;
+    let token = client
+        .expect("account", WAIT, |m| match m {
+            ServerMessage::Account {
+                user_token,
+                account,
+            } => {
+                assert_eq!(account.handle, handle);
+                Some(user_token.clone())
+            }
+            ServerMessage::Error { code, message } => {
+                panic!("register {handle}: {code:?} {message}")
+            }
+            _ => None,
+        })
+        .await
+        .unwrap();
+    client.user_token = token;
+    client
+}
+
+/// Another device of the account whose token `of` holds.
+async fn device(server: &ChorusServer, of: &RawClient, name: &str) -> RawClient {
+    RawClient::hello(&server.ws_url, name, Some(&of.user_token)).await
+}
+
+async fn send(client: &mut RawClient, message: ClientMessage) {
+    client.send(&message).await;
+}
+
+async fn ringing(client: &mut RawClient) -> CallInfo {
+    client
+        .expect("call_ringing", WAIT, |m| match m {
+            ServerMessage::CallRinging { call } => Some(call.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap()
+}
+
+async fn incoming(client: &mut RawClient) -> CallInfo {
+    client
+        .expect("call_incoming", WAIT, |m| match m {
+            ServerMessage::CallIncoming { call } => Some(call.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap()
+}
+
+async fn accepted(client: &mut RawClient) -> CallInfo {
+    client
+        .expect("call_accepted", WAIT, |m| match m {
+            ServerMessage::CallAccepted { call, .. } => Some(call.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap()
+}
+
+async fn ended(client: &mut RawClient, within: Duration) -> (CallId, CallEnd) {
+    client
+        .expect("call_ended", within, |m| match m {
+            ServerMessage::CallEnded { call, reason } => Some((call.clone(), *reason)),
+            _ => None,
+        })
+        .await
+        .unwrap()
+}
+
+async fn sdp(client: &mut RawClient) -> SessionDescription {
+    client
+        .expect("call_signal with an SDP", WAIT, |m| match m {
+            ServerMessage::CallSignal {
+                description: Some(d),
+                ..
+            } => Some(d.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap()
+}
+
+async fn contacts(client: &mut RawClient) -> (Vec<PersonInfo>, Vec<CallRecord>) {
+    send(client, ClientMessage::Contacts).await;
+    client
+        .expect("contacts", WAIT, |m| match m {
+            ServerMessage::Contacts { people, calls, .. } => Some((people.clone(), calls.clone())),
+            _ => None,
+        })
+        .await
+        .unwrap()
+}
+
+async fn error(client: &mut RawClient, what: &str) -> ErrorCode {
+    client.expect_error(what).await.unwrap().0
+}
+
+/// Ada calls Bo, who has two devices: both ring, the first accepts, the second hears
+/// "answered elsewhere". The two `webrtc` peers connect to each other (the server relays
+/// their SDP) and each hears the other's tone; the SFU forwards nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_by_handle_goes_browser_to_browser() {
+    let server = ChorusServer::spawn();
+    let mut ada = account(&server, "Ada", "ada").await;
+    let bo_phone = account(&server, "Bo", "bo").await;
+    let mut bo_phone = bo_phone;
+    let mut bo_laptop = device(&server, &bo_phone, "Bo").await;
+
+    let asked = Instant::now();
+    send(
+        &mut ada,
+        ClientMessage::Call {
+            handle: "@Bo".into(),
+        },
+    )
+    .await;
+    let call = ringing(&mut ada).await;
+    assert_eq!(
+        (call.caller.handle.as_str(), call.callee.handle.as_str()),
+        ("ada", "bo")
+    );
+    assert_eq!(incoming(&mut bo_phone).await, call);
+    assert_eq!(incoming(&mut bo_laptop).await, call);
+    send(
+        &mut bo_phone,
+        ClientMessage::AcceptCall {
+            call: call.id.clone(),
+        },
+    )
+    .await;
+    assert_eq!(accepted(&mut ada).await.id, call.id);
+    assert_eq!(accepted(&mut bo_phone).await.id, call.id);
+    assert_eq!(
+        ended(&mut bo_laptop, WAIT).await,
+        (call.id.clone(), CallEnd::AnsweredElsewhere)
+    );
+    // The laptop's late accept changes nothing.
+    send(
+        &mut bo_laptop,
+        ClientMessage::AcceptCall {
+            call: call.id.clone(),
+        },
+    )
+    .await;
+    assert_eq!(
+        ended(&mut bo_laptop, WAIT).await,
+        (call.id.clone(), CallEnd::AnsweredElsewhere)
+    );
+
+    let mut caller = MediaPeer::new(&MediaConfig {
+        tone_hz: Some(440.0),
+        slots: 0,
+        ..MediaConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut callee = MediaPeer::new(&MediaConfig {
+        tone_hz: Some(660.0),
+        slots: 0,
+        ..MediaConfig::default()
+    })
+    .await
+    .unwrap();
+    let outcome = async {
+        let offer = caller.create_offer(WAIT).await.map_err(|e| e.to_string())?;
+        send(
+            &mut ada,
+            ClientMessage::CallSignal {
+                call: call.id.clone(),
+                description: Some(SessionDescription { kind: SdpType::Offer, sdp: offer }),
+                candidate: None,
+            },
+        )
+        .await;
+        let offer = sdp(&mut bo_phone).await;
+        assert_eq!(offer.kind, SdpType::Offer);
+        let answer = callee.answer(offer.sdp, WAIT).await.map_err(|e| e.to_string())?;
+        send(
+            &mut bo_phone,
+            ClientMessage::CallSignal {
+                call: call.id.clone(),
+                description: Some(SessionDescription { kind: SdpType::Answer, sdp: answer }),
+                candidate: None,
+            },
+        )
+        .await;
+        let answer = sdp(&mut ada).await;
+        caller.apply_answer(answer.sdp).await.map_err(|e| e.to_string())?;
+        caller.start_publishing();
+        callee.start_publishing();
+        caller.wait_connected(WAIT).await.map_err(|e| e.to_string())?;
+        callee.wait_connected(WAIT).await.map_err(|e| e.to_string())?;
+        send(&mut ada, ClientMessage::CallConnected { call: call.id.clone() }).await;
+        send(&mut bo_phone, ClientMessage::CallConnected { call: call.id.clone() }).await;
+        // Each hears the other's tone (decoded), within a bound for "never".
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (a, b) = (caller.heard(), callee.heard());
+            if a.windows_with(660.0) >= 10 && b.windows_with(440.0) >= 10 {
+                let first = a.first_packet_after.zip(b.first_packet_after);
+                println!(
+                    "call {}: ask → both hearing {:?}; Ada heard 660 Hz in {} windows, Bo 440 Hz in {} (first packets {:?} after the peers were made)",
+                    call.id,
+                    asked.elapsed(),
+                    a.windows_with(660.0),
+                    b.windows_with(440.0),
+                    first
+                );
+                assert_eq!(a.windows_with(440.0), 0, "Ada does not hear herself");
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not both hearing: Ada {a:?}, Bo {b:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok::<_, String>(())
+    }
+    .await;
+    let metrics = support::metrics(&server.url).await;
+    caller.close().await;
+    callee.close().await;
+    if let Err(e) = outcome {
+        panic!("{e}\n{}", server.log());
+    }
+    assert_eq!(
+        support::metric(&metrics, "chorus_sfu_packets_forwarded_total"),
+        Some(0.0),
+        "the SFU carried none of the call:\n{metrics}"
+    );
+    assert_eq!(
+        support::metric(&metrics, "chorus_calls_direct_total"),
+        Some(1.0)
+    );
+    assert_eq!(support::metric(&metrics, "chorus_calls_active"), Some(1.0));
+
+    // Presence: Bo is in a call, to anyone who knows his handle.
+    send(
+        &mut ada,
+        ClientMessage::FindPerson {
+            handle: "bo".into(),
+        },
+    )
+    .await;
+    let bo = ada
+        .expect("person", WAIT, |m| match m {
+            ServerMessage::Person { person } => Some(person.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(bo.presence, Presence::InCall);
+    send(
+        &mut bo_phone,
+        ClientMessage::HangUp {
+            call: call.id.clone(),
+        },
+    )
+    .await;
+    assert_eq!(
+        ended(&mut ada, WAIT).await,
+        (call.id.clone(), CallEnd::HungUp)
+    );
+    assert_eq!(
+        ended(&mut bo_phone, WAIT).await,
+        (call.id.clone(), CallEnd::HungUp)
+    );
+    // Now they have called each other: Bo is Ada's contact, online; she follows his
+    // presence, which is per user: one of his two devices leaving changes nothing, the
+    // last one makes him offline.
+    let (people, _) = contacts(&mut ada).await;
+    let bo = people
+        .iter()
+        .find(|p| p.handle == "bo")
+        .expect("Bo is a contact now");
+    assert_eq!(bo.presence, Presence::Online);
+    let (_, calls) = contacts(&mut bo_phone).await;
+    let record = &calls[0];
+    assert_eq!(record.id, call.id);
+    assert!(!record.outgoing && !record.missed);
+    assert_eq!(record.end, CallEnd::HungUp);
+    assert_eq!(record.path, Some(chorus_proto::people::MediaPath::Direct));
+    assert_eq!(record.peer.handle, "ada");
+    bo_laptop.close().await;
+    bo_phone.close().await;
+    let offline = ada
+        .expect("presence", WAIT, |m| match m {
+            ServerMessage::Presence { user, presence } => Some((user.clone(), *presence)),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        offline,
+        (call.callee.user.clone(), Presence::Offline),
+        "one change, after the last device"
+    );
+}
+
+/// Declined, busy, cancelled, no answer, unavailable: each ends with its reason on both
+/// sides, and the callee's list shows what it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_way_a_call_ends() {
+    let server = ChorusServer::spawn_with(&["--call-ring-secs", "2"]);
+    let mut ada = account(&server, "Ada", "ada").await;
+    let mut bo = account(&server, "Bo", "bo").await;
+    let mut cy = account(&server, "Cy", "cy").await;
+
+    // Declined.
+    send(
+        &mut ada,
+        ClientMessage::Call {
+            handle: "bo".into(),
+        },
+    )
+    .await;
+    let call = ringing(&mut ada).await;
+    incoming(&mut bo).await;
+    send(
+        &mut bo,
+        ClientMessage::DeclineCall {
+            call: call.id.clone(),
+        },
+    )
+    .await;
+    assert_eq!(
+        ended(&mut ada, WAIT).await,
+        (call.id.clone(), CallEnd::Declined)
+    );
+    assert_eq!(
+        ended(&mut bo, WAIT).await,
+        (call.id.clone(), CallEnd::Declined)
+    );
+
+    // Busy: Bo is in a call with Cy when Ada rings.
+    send(
+        &mut cy,
+        ClientMessage::Call {
+            handle: "bo".into(),
+        },
+    )
+    .await;
+    let with_cy = ringing(&mut cy).await;
+    incoming(&mut bo).await;
+    send(
+        &mut bo,
+        ClientMessage::AcceptCall {
+            call: with_cy.id.clone(),
+        },
+    )
+    .await;
+    accepted(&mut cy).await;
+    send(
+        &mut ada,
+        ClientMessage::Call {
+            handle: "bo".into(),
+        },
+    )
+    .await;
+    let (busy, reason) = ended(&mut ada, WAIT).await;
+    assert_eq!(reason, CallEnd::Busy);
+    // Ada, while in no call, may not hang up Cy's call; Cy's own hang-up ends it for both.
+    send(
+        &mut ada,
+        ClientMessage::HangUp {
+            call: with_cy.id.clone(),
+        },
+    )
+    .await;
+    assert_eq!(
+        error(&mut ada, "hang up someone else's call").await,
+        ErrorCode::CallNotFound
+    );
+    send(
+        &mut cy,
+        ClientMessage::HangUp {
+            call: with_cy.id.clone(),
+        },
+    )
+    .await;
+    assert_eq!(
+        ended(&mut bo, WAIT).await,
+        (with_cy.id.clone(), CallEnd::HungUp)
+    );
+    assert_eq!(
+        ended(&mut cy, WAIT).await,
+        (with_cy.id.clone(), CallEnd::HungUp)
+    );
+
+    // Cancelled by the caller; then accepting it is refused and changes nothing.
+    send(
+        &mut ada,
+        ClientMessage::Call {
+            handle: "bo".into(),
+        },
+    )
+    .await;
+    let cancelled = ringing(&mut ada).await;
+    incoming(&mut bo).await;
+    send(
+        &mut ada,
+        ClientMessage::HangUp {
+            call: cancelled.id.clone(),
+        },
+    )
+    .await;
+    assert_eq!(
+        ended(&mut bo, WAIT).await,
+        (cancelled.id.clone(), CallEnd::Cancelled)
+    );
+    assert_eq!(
+        ended(&mut ada, WAIT).await,
+        (cancelled.id.clone(), CallEnd::Cancelled)
+    );
+    send(
+        &mut bo,
+        ClientMessage::AcceptCall {
+            call: cancelled.id.clone(),
+        },
+    )
+    .await;
+    assert_eq!(
+        error(&mut bo, "accept a cancelled call").await,
+        ErrorCode::CallNotFound
+    );
+
+    // No answer: the ring time (2 s here) passes.
+    send(
+        &mut ada,
+        ClientMessage::Call {
+            handle: "bo".into(),
+        },
+    )
+    .await;
+    let unanswered = ringing(&mut ada).await;
+    incoming(&mut bo).await;
+    assert_eq!(
+        ended(&mut ada, Duration::from_secs(12)).await,
+        (unanswered.id.clone(), CallEnd::NoAnswer)
+    );
+    assert_eq!(
+        ended(&mut bo, WAIT).await,
+        (unanswered.id.clone(), CallEnd::NoAnswer)
+    );
+
+    // Unavailable: Bo has no device connected.
+    let bo_token = bo.user_token.clone();
+    bo.close().await;
+    let bo_gone = Instant::now();
+    let offline = loop {
+        send(
+            &mut ada,
+            ClientMessage::Call {
+                handle: "bo".into(),
+            },
+        )
+        .await;
+        let reason = ada
+            .expect("the call's first answer", WAIT, |m| match m {
+                ServerMessage::CallRinging { call } => Some(Err(call.id.clone())),
+                ServerMessage::CallEnded { call, reason } => Some(Ok((call.clone(), *reason))),
+                _ => None,
+            })
+            .await
+            .unwrap();
+        match reason {
+            Ok(found) => break found,
+            // The server had not seen the socket close yet: this call rang nobody.
+            Err(id) => {
+                send(&mut ada, ClientMessage::HangUp { call: id }).await;
+                ended(&mut ada, WAIT).await;
+                assert!(bo_gone.elapsed() < WAIT, "a closed session stays online");
+            }
+        }
+    };
+    assert_eq!(offline.1, CallEnd::Unavailable);
+
+    // Bo comes back and finds what he missed: the cancelled call, the unanswered one,
+    // the busy one and the one while offline, each marked missed; the declined one not.
+    let mut bo = RawClient::hello(&server.ws_url, "Bo", Some(&bo_token)).await;
+    let (people, calls) = contacts(&mut bo).await;
+    let missed: Vec<_> = calls
+        .iter()
+        .filter(|c| c.missed)
+        .map(|c| c.id.clone())
+        .collect();
+    assert!(missed.contains(&cancelled.id) && missed.contains(&unanswered.id));
+    assert!(missed.contains(&busy) && missed.contains(&offline.0));
+    let declined = calls
+        .iter()
+        .find(|c| c.id == call.id)
+        .expect("declined call listed");
+    assert!(!declined.missed && declined.end == CallEnd::Declined);
+    let with_cy = calls
+        .iter()
+        .find(|c| c.id == with_cy.id)
+        .expect("Cy's call listed");
+    assert_eq!((with_cy.end, with_cy.outgoing), (CallEnd::HungUp, false));
+    let mut handles: Vec<_> = people.iter().map(|p| p.handle.as_str()).collect();
+    handles.sort_unstable();
+    assert_eq!(
+        handles,
+        ["ada", "cy"],
+        "people Bo has called with are his contacts"
+    );
+}
+
+/// Bad requests get a typed error and change nothing: guests, oneself, unknown handles,
+/// blocked callers, forged ids, two accepts racing, an invite storm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_call_requests_change_nothing() {
+    let server = ChorusServer::spawn();
+    let mut guest = RawClient::hello(&server.ws_url, "Guest", None).await;
+    send(
+        &mut guest,
+        ClientMessage::Call {
+            handle: "ada".into(),
+        },
+    )
+    .await;
+    assert_eq!(
+        error(&mut guest, "a guest's call").await,
+        ErrorCode::NotSignedIn
+    );
+
+    let mut ada = account(&server, "Ada", "ada").await;
+    let mut bo = account(&server, "Bo", "bo").await;
+    let mut other = RawClient::hello(&server.ws_url, "Ada again", None).await;
+    send(
+        &mut other,
+        ClientMessage::Register {
+            handle: "ADA".into(),
+            password: "another password".into(),
+        },
+    )
+    .await;
+    assert_eq!(
+        error(&mut other, "a taken handle").await,
+        ErrorCode::HandleTaken
+    );
+    send(
+        &mut other,
+        ClientMessage::Register {
+            handle: "x y".into(),
+            password: "long enough".into(),
+        },
+    )
+    .await;
+    assert_eq!(
+        error(&mut other, "a bad handle").await,
+        ErrorCode::InvalidInput
+    );
+    send(
+        &mut other,
+        ClientMessage::Register {
+            handle: "cyd".into(),
+            password: "short".into(),
+        },
+    )
+    .await;
+    assert_eq!(
+        error(&mut other, "a short password").await,
+        ErrorCode::InvalidInput
+    );
+    send(
+        &mut other,
+        ClientMessage::SignIn {
+            handle: "ada".into(),
+            password: "wrong words".into(),
+        },
+    )
+    .await;
+    assert_eq!(
+        error(&mut other, "a wrong password").await,
+        ErrorCode::Unauthorized
+    );
+    send(
+        &mut other,
+        ClientMessage::SignIn {
+            handle: "nobody".into(),
+            password: "wrong words".into(),
+        },
+    )
+    .await;
+    assert_eq!(
+        error(&mut other, "an unknown handle").await,
+        ErrorCode::Unauthorized
+    );
+    // The right password signs this session in as Ada (a second device).
+    send(
+        &mut other,
+        ClientMessage::SignIn {
+            handle: "ada".into(),
+            password: "ada secret words".into(),
+        },
+    )
+    .await;
+    let signed_in = other
+        .expect("account", WAIT, |m| match m {
+            ServerMessage::Account { account, .. } => Some(account.user.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(signed_in.as_str(), ada.user);
+
+    send(
+        &mut ada,
+        ClientMessage::Call {
+            handle: "ada".into(),
+        },
+    )
+    .await;
+    assert_eq!(
+        error(&mut ada, "calling oneself").await,
+        ErrorCode::InvalidInput
+    );
+    send(
+        &mut ada,
+        ClientMessage::Call {
+            handle: "nobody".into(),
+        },
+    )
+    .await;
+    assert_eq!(
+        error(&mut ada, "an unknown handle").await,
+        ErrorCode::UserNotFound
+    );
+    send(
+        &mut ada,
+        ClientMessage::FindPerson {
+            handle: "bo".into(),
+        },
+    )
+    .await;
+    let bo_person = ada
+        .expect("person", WAIT, |m| match m {
+            ServerMessage::Person { person } => Some(person.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (bo_person.name.as_str(), bo_person.presence),
+        ("Bo", Presence::Online)
+    );
+    let forged = CallId::random();
+    for message in [
+        ClientMessage::AcceptCall {
+            call: forged.clone(),
+        },
+        ClientMessage::DeclineCall {
+            call: forged.clone(),
+        },
+        ClientMessage::HangUp {
+            call: forged.clone(),
+        },
+        ClientMessage::CallSignal {
+            call: forged.clone(),
+            description: Some(SessionDescription {
+                kind: SdpType::Offer,
+                sdp: "v=0".into(),
+            }),
+            candidate: None,
+        },
+    ] {
+        send(&mut bo, message).await;
+        assert_eq!(
+            error(&mut bo, "a forged call id").await,
+            ErrorCode::CallNotFound
+        );
+    }
+
+    // Two accepts racing on Ada's two devices: exactly one wins.
+    send(
+        &mut bo,
+        ClientMessage::Call {
+            handle: "ada".into(),
+        },
+    )
+    .await;
+    let call = ringing(&mut bo).await;
+    incoming(&mut ada).await;
+    incoming(&mut other).await;
+    // Signals before the answer are refused in words.
+    send(
+        &mut bo,
+        ClientMessage::CallSignal {
+            call: call.id.clone(),
+            description: Some(SessionDescription {
+                kind: SdpType::Offer,
+                sdp: "v=0".into(),
+            }),
+            candidate: None,
+        },
+    )
+    .await;
+    assert_eq!(
+        error(&mut bo, "a signal before the answer").await,
+        ErrorCode::InvalidInput
+    );
+    let (a, b) = tokio::join!(
+        send(
+            &mut ada,
+            ClientMessage::AcceptCall {
+                call: call.id.clone()
+            }
+        ),
+        send(
+            &mut other,
+            ClientMessage::AcceptCall {
+                call: call.id.clone()
+            }
+        )
+    );
+    let _ = (a, b);
+    let outcome = |m: &ServerMessage| match m {
+        ServerMessage::CallAccepted { .. } => Some(true),
+        ServerMessage::CallEnded {
+            reason: CallEnd::AnsweredElsewhere,
+            ..
+        } => Some(false),
+        _ => None,
+    };
+    let first = ada
+        .expect("accepted or answered elsewhere", WAIT, outcome)
+        .await
+        .unwrap();
+    let second = other
+        .expect("accepted or answered elsewhere", WAIT, outcome)
+        .await
+        .unwrap();
+    assert!(first != second, "exactly one device wins: {first} {second}");
+    accepted(&mut bo).await;
+    send(
+        &mut bo,
+        ClientMessage::HangUp {
+            call: call.id.clone(),
+        },
+    )
+    .await;
+    ended(&mut bo, WAIT).await;
+
+    // Blocked: Bo blocks Ada; her call is refused, nothing rings.
+    send(
+        &mut bo,
+        ClientMessage::Block {
+            user: signed_in.clone(),
+            blocked: true,
+        },
+    )
+    .await;
+    let blocked = bo
+        .expect("contacts after block", WAIT, |m| match m {
+            ServerMessage::Contacts { blocked, .. } => Some(blocked.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(blocked.len(), 1);
+    assert_eq!(blocked[0].user, signed_in);
+    send(
+        &mut ada,
+        ClientMessage::Call {
+            handle: "bo".into(),
+        },
+    )
+    .await;
+    assert_eq!(
+        error(&mut ada, "calling someone who blocked you").await,
+        ErrorCode::Forbidden
+    );
+
+    // An invite storm: Bo calls Ada over and over; after 5 a minute he is refused.
+    let mut refused = None;
+    for i in 0..8 {
+        send(
+            &mut bo,
+            ClientMessage::Call {
+                handle: "ada".into(),
+            },
+        )
+        .await;
+        let answer = bo
+            .expect("a call's answer", WAIT, |m| match m {
+                ServerMessage::CallRinging { call } => Some(Ok(call.id.clone())),
+                ServerMessage::Error { code, .. } => Some(Err(*code)),
+                _ => None,
+            })
+            .await
+            .unwrap();
+        match answer {
+            Ok(id) => {
+                send(&mut bo, ClientMessage::HangUp { call: id }).await;
+                ended(&mut bo, WAIT).await;
+            }
+            Err(code) => {
+                refused = Some((i, code));
+                break;
+            }
+        }
+    }
+    // One call (the raced one) was made in this minute already.
+    assert_eq!(refused, Some((4, ErrorCode::RateLimited)));
+    guest.close().await;
+}
