@@ -1,10 +1,13 @@
 // The Chorus page. The session (socket, media, the room's people, reconnecting) is the
 // SDK's (sdk/chorus.js, the same module other apps embed); this file keeps the page's
 // one store (which screen, what the room lookup said, the session's last snapshot),
-// derives what to show from it, and turns taps into SDK calls.
+// derives what to show from it, and turns taps into SDK calls. 1:1 calls (/#calls) are
+// drawn by calls-ui.js; the store knows only their snapshot (screen, title, net).
 
 import { ChorusClient, describeError, fetchRoom } from './sdk/chorus.js';
 import { AudioOut } from './sdk/playback.js';
+import { ACTIVE_PHASES } from './sdk/calls.js';
+import { startCalls, showCalls } from './calls-ui.js';
 import { createStore } from './store.js';
 import * as ui from './ui.js';
 
@@ -46,7 +49,8 @@ const client = new ChorusClient();
 const audio = new AudioOut(el.audioSink, { onBlocked: (b) => page.dispatch('audioBlocked', b) });
 
 const page = createStore({
-  screen: 'landing', // landing | room | missing
+  screen: 'landing', // landing | calls | room | missing
+  calls: null, // the CallClient's last snapshot (calls-ui.js)
   roomId: null,
   lookup: { status: 'none', room: null, present: 0 }, // none | loading | found | missing | failed
   session: client.state,
@@ -56,6 +60,8 @@ const page = createStore({
   online: navigator.onLine !== false,
 }, {
   showLanding: (s) => ({ ...s, screen: 'landing', roomId: null }),
+  showCalls: (s) => ({ ...s, screen: 'calls', roomId: null }),
+  calls: (s, calls) => ({ ...s, calls }),
   showMissing: (s) => ({ ...s, screen: 'missing', roomId: null }),
   openRoom: (s, id) => ({
     ...s, screen: 'room', roomId: id, removed: removedFrom().includes(id), lookup: { status: 'loading', room: null, present: 0 },
@@ -119,8 +125,15 @@ export function viewOf(s) {
   } else if (ses.phase === 'idle' && ses.error && ses.error.code === 'unreachable') {
     net = { text: 'Offline', state: 'offline' };
   }
+  const call = s.calls && s.calls.call;
+  const callOn = Boolean(call && ACTIVE_PHASES.includes(call.phase));
+  if (s.screen === 'calls') {
+    return callsView(s.calls, s.online);
+  }
   if (s.screen !== 'room') {
-    return { screen: s.screen, title: s.screen === 'missing' ? 'Page not found · Chorus' : 'Chorus', net };
+    return {
+      screen: s.screen, title: s.screen === 'missing' ? 'Page not found · Chorus' : 'Chorus', net, callReturn: callOn,
+    };
   }
   const inSession = ses.roomId === s.roomId || (ses.phase === 'joining' && !ses.roomId);
   const room = (inSession && ses.room) || s.lookup.room;
@@ -140,6 +153,7 @@ export function viewOf(s) {
     audioBlocked: s.audioBlocked,
     knocking: ses.phase === 'joining' && Boolean(ses.knocking),
     door: ses.phase === 'live' ? (ses.knocks || []) : [],
+    callReturn: callOn,
   };
   const phase = inSession ? ses.phase : 'idle';
   if (phase === 'live' || phase === 'reconnecting') {
@@ -202,6 +216,29 @@ export function viewOf(s) {
   return v;
 }
 
+/** The calls screen's title and connection badge (its content is calls-ui.js's). */
+function callsView(calls, online) {
+  const call = calls && calls.call;
+  const who = call && call.peer ? call.peer.name || `@${call.peer.handle}` : '';
+  const title = {
+    incoming: `Incoming call · ${who}`,
+    calling: `Calling ${who}…`,
+    ringing: `Calling ${who}…`,
+    accepting: `Call · ${who}`,
+    connecting: `Call · ${who}`,
+    connected: `In call · ${who}`,
+    interrupted: `In call · ${who}`,
+  }[call ? call.phase : ''] || 'Calls · Chorus';
+  let net = { text: '', state: 'online' };
+  if (!online) {
+    net = { text: 'Offline', state: 'offline' };
+  } else if (calls && calls.account && calls.net !== 'online') {
+    // Signed in but not reachable: the client reconnects by itself.
+    net = { text: calls.net === 'connecting' ? 'Connecting…' : 'Offline: reconnecting…', state: 'reconnecting' };
+  }
+  return { screen: 'calls', title, net, callReturn: false };
+}
+
 // ---------------------------------------------------------------- rendering
 
 const people = new ui.PeopleView({ onActions: (id) => openActions(id) });
@@ -251,6 +288,9 @@ function renderPeople() {
 
 page.subscribe((s, prev) => {
   ui.renderPage(viewOf(s));
+  if (s.screen !== prev.screen) {
+    showCalls(s.screen === 'calls');
+  }
   if (s.session !== prev.session) {
     onSessionChanged(s.session, prev.session);
   }
@@ -452,22 +492,60 @@ function checkCount(raw, what, min, max) {
   return { n };
 }
 
+/** `/#calls` is the calls screen: a fragment, so the page (and a live call) stays loaded. */
+function callsInHash() {
+  return window.location.hash === '#calls';
+}
+
 function start() {
   bindControls();
   el.createName.value = stored(NAME_KEY);
   el.joinName.value = stored(NAME_KEY);
   const path = window.location.pathname;
   const id = roomIdFromPath(path);
+  const home = path === '/' || path === '/index.html';
+  // Reachable for calls wherever the page is not in a room (a room holds its own socket).
+  const callClient = startCalls({
+    connect: !id,
+    onRing: () => { if (!id) openCalls(); },
+    // A room's hello with the account's token renames the account: keep the names one.
+    onAccount: (account) => {
+      store(NAME_KEY, account.name);
+      el.createName.value = account.name;
+      el.joinName.value = account.name;
+    },
+  });
+  page.dispatch('calls', callClient.state);
+  callClient.addEventListener('statechange', (ev) => page.dispatch('calls', ev.detail.state));
   if (id) {
     openRoomPage(id);
   } else if (path.startsWith('/r/')) {
     page.dispatch('showLanding');
     ui.showToast('This room link is not valid. Create a new room below.', { code: 'invalid_link' });
-  } else if (path === '/' || path === '/index.html') {
+  } else if (home && callsInHash()) {
+    page.dispatch('showCalls');
+  } else if (home) {
     page.dispatch('showLanding');
   } else {
     page.dispatch('showMissing');
   }
+  const followHash = () => {
+    const s = page.state.screen;
+    if (home && (s === 'landing' || s === 'calls')) {
+      page.dispatch(callsInHash() ? 'showCalls' : 'showLanding');
+    }
+  };
+  window.addEventListener('hashchange', followHash);
+  window.addEventListener('popstate', followHash);
+  // The brand link from the calls screen: back to the landing without a reload (which
+  // would end a call).
+  document.querySelector('.brand').addEventListener('click', (ev) => {
+    if (home && page.state.screen === 'calls') {
+      ev.preventDefault();
+      window.history.pushState(null, '', '/');
+      page.dispatch('showLanding');
+    }
+  });
   ui.renderPage(viewOf(page.state));
   window.addEventListener('online', () => page.dispatch('online', true));
   window.addEventListener('offline', () => page.dispatch('online', false));
@@ -514,6 +592,14 @@ function bindControls() {
     b.addEventListener('click', () => onSheetAction(b.dataset.act));
   }
   el.sheet.addEventListener('close', () => { sheetFor = null; });
+}
+
+/** Bring the calls screen forward (a call rings here). */
+function openCalls() {
+  if (page.state.screen !== 'calls') {
+    window.history.pushState(null, '', '/#calls');
+    page.dispatch('showCalls');
+  }
 }
 
 function openRoomPage(id) {

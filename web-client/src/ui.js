@@ -9,6 +9,7 @@ export const el = {
   landing: $('view-landing'),
   missing: $('view-missing'),
   room: $('view-room'),
+  calls: $('view-calls'),
   createForm: $('create-form'),
   createName: $('create-name'),
   createTitle: $('create-title'),
@@ -62,6 +63,7 @@ export const el = {
   confirmYes: $('confirm-yes'),
   confirmNo: $('confirm-no'),
   netStatus: $('net-status'),
+  callReturn: $('call-return'),
   toast: $('toast'),
   toastText: $('toast-text'),
   toastClose: $('toast-close'),
@@ -74,25 +76,25 @@ el.toastClose.addEventListener('click', hideToast);
 
 // ------------------------------------------------------------------ small DOM writes
 
-function setText(node, text) {
+export function setText(node, text) {
   if (node.textContent !== text) {
     node.textContent = text;
   }
 }
 
-function setHidden(node, hidden) {
+export function setHidden(node, hidden) {
   if (node.hidden !== hidden) {
     node.hidden = hidden;
   }
 }
 
-function setData(node, key, value) {
+export function setData(node, key, value) {
   if (node.dataset[key] !== value) {
     node.dataset[key] = value;
   }
 }
 
-function setAttr(node, name, value) {
+export function setAttr(node, name, value) {
   if (node.getAttribute(name) !== value) {
     node.setAttribute(name, value);
   }
@@ -108,11 +110,13 @@ export function renderPage(v) {
   setHidden(el.landing, v.screen !== 'landing');
   setHidden(el.missing, v.screen !== 'missing');
   setHidden(el.room, v.screen !== 'room');
+  setHidden(el.calls, v.screen !== 'calls');
   if (document.title !== v.title) {
     document.title = v.title;
   }
   setText(el.netStatus, v.net.text);
   setData(el.netStatus, 'state', v.net.state);
+  setHidden(el.callReturn, !v.callReturn);
   if (v.screen !== 'room') {
     setHidden(el.dock, true);
     document.body.classList.remove('in-room');
@@ -601,7 +605,8 @@ export function confirmAction(text, yesLabel) {
   });
 }
 
-function initials(name) {
+/** One or two letters for an avatar ("Ada Lovelace" -> "AL"). */
+export function initials(name) {
   const parts = name.trim().split(/\s+/).filter(Boolean);
   const letters = parts.slice(0, 2).map((w) => [...w][0] || '');
   return letters.join('').toUpperCase() || '?';

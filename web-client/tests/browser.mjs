@@ -91,7 +91,14 @@ async function openChromium({ device, colorScheme, strictAutoplay }) {
     await context.close().catch(() => {});
     await rm(profile, { recursive: true, force: true }).catch(() => {});
   };
-  return { engine: 'chromium', page: new ChromiumPage(raw), close, logs };
+  /** Another tab of the same browser (same profile and storage), as a person opens one. */
+  const newTab = async () => {
+    const tab = await context.newPage();
+    tab.on('console', (m) => logs.push(`[tab ${m.type()}] ${m.text()}`));
+    tab.on('pageerror', (e) => logs.push(`[tab pageerror] ${e.message}`));
+    return new ChromiumPage(tab);
+  };
+  return { engine: 'chromium', page: new ChromiumPage(raw), close, logs, newTab };
 }
 
 async function openFirefox({ device, colorScheme, strictAutoplay }) {

@@ -36,7 +36,8 @@ export const PHASE_EDGES = Object.freeze({
   ended: ['joining'],
 });
 
-const TOKEN_KEY = 'chorus.user_token';
+/** Where the user token is kept: shared by rooms and calls (sdk/calls.js), one user per browser. */
+export const TOKEN_KEY = 'chorus.user_token';
 const ENTER_TIMEOUT_MS = 20_000;
 /** A knock waits this long for a moderator (the server's own limit is 5 minutes). */
 const KNOCK_WAIT_MS = 5 * 60_000 + 10_000;
@@ -54,7 +55,7 @@ export const SPEAKING_FLOOR = 0.01;
 const NOTICE_DELAY_MS = 250;
 
 /** localStorage when it works (private modes may refuse), else memory. */
-function defaultStorage() {
+export function defaultStorage() {
   const memory = new Map();
   return {
     get(key) {

@@ -94,10 +94,15 @@ export class Signal extends EventTarget {
     return true;
   }
 
-  /** Send `msg` and wait for the answer of type `answerType` (or an `error`). */
+  /**
+   * Send `msg` and wait for the answer of type `answerType` (or an `error`). A request
+   * that may be answered in more than one way (`call`: `call_ringing` or `call_ended`)
+   * names them all in an array; the first that comes settles it.
+   */
   request(msg, answerType, timeoutMs = 15_000) {
+    const types = Array.isArray(answerType) ? answerType : [answerType];
     return new Promise((resolve, reject) => {
-      const entry = { type: answerType, resolve, reject, timer: null };
+      const entry = { type: types[0], types, resolve, reject, timer: null };
       entry.timer = setTimeout(() => {
         this.pending = this.pending.filter((e) => e !== entry);
         reject(new ServerError('timeout', 'The server did not answer in time.'));
@@ -112,7 +117,7 @@ export class Signal extends EventTarget {
 
   /** Give the pending request answered by `answerType` `ms` more from now. */
   extend(answerType, ms) {
-    const entry = this.pending.find((e) => e.type === answerType);
+    const entry = this.pending.find((e) => e.types.includes(answerType));
     if (entry) {
       clearTimeout(entry.timer);
       entry.timer = setTimeout(() => {
@@ -124,7 +129,7 @@ export class Signal extends EventTarget {
 
   /** Give up the pending request answered by `answerType`, with `error`. */
   cancel(answerType, error) {
-    const entry = this.pending.find((e) => e.type === answerType);
+    const entry = this.pending.find((e) => e.types.includes(answerType));
     if (entry) {
       this.settle(entry);
       entry.reject(error);
@@ -158,7 +163,7 @@ export class Signal extends EventTarget {
       }
       return;
     }
-    const entry = this.pending.find((e) => e.type === msg.type);
+    const entry = this.pending.find((e) => e.types.includes(msg.type));
     if (entry) {
       this.settle(entry);
       entry.resolve(msg);
