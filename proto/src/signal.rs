@@ -36,6 +36,11 @@ pub enum ClientMessage {
         /// Absent or no longer valid: a new guest user.
         #[serde(default)]
         user_token: Option<String>,
+        /// This session takes calls: it rings when the account is called (a calls
+        /// screen). Other sessions of the account (a room page) count for its presence
+        /// but never ring.
+        #[serde(default)]
+        takes_calls: bool,
     },
     /// Create a voice room and enter it: answered by [`ServerMessage::Joined`] with the
     /// room `pending`; it becomes `active` (its link works) once this client's media
@@ -754,6 +759,7 @@ mod tests {
                 version: 1,
                 name: "Ada".into(),
                 user_token: None,
+                takes_calls: false,
             }
         );
         let m =

@@ -21,7 +21,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A fresh session that registers `handle`; its `user_token` is the account's.
 async fn account(server: &ChorusServer, name: &str, handle: &str) -> RawClient {
-    let mut client = RawClient::hello(&server.ws_url, name, None).await;
+    let mut client = RawClient::hello_taking_calls(&server.ws_url, name, None).await;
     client
         .send(&ClientMessage::Register {
             handle: handle.into(),
@@ -50,7 +50,7 @@ async fn account(server: &ChorusServer, name: &str, handle: &str) -> RawClient {
 
 /// Another device of the account whose token `of` holds.
 async fn device(server: &ChorusServer, of: &RawClient, name: &str) -> RawClient {
-    RawClient::hello(&server.ws_url, name, Some(&of.user_token)).await
+    RawClient::hello_taking_calls(&server.ws_url, name, Some(&of.user_token)).await
 }
 
 async fn send(client: &mut RawClient, message: ClientMessage) {
@@ -119,6 +119,19 @@ async fn contacts(client: &mut RawClient) -> (Vec<PersonInfo>, Vec<CallRecord>) 
         })
         .await
         .unwrap()
+}
+
+/// Nothing rang `client` so far: a ping's pong comes after every frame sent before it.
+async fn never_rang(client: &mut RawClient) {
+    send(client, ClientMessage::Ping).await;
+    client
+        .expect("pong", WAIT, |m| match m {
+            ServerMessage::CallIncoming { call } => panic!("{} rang a room page", call.caller.name),
+            ServerMessage::Pong => Some(()),
+            _ => None,
+        })
+        .await
+        .unwrap();
 }
 
 async fn error(client: &mut RawClient, what: &str) -> ErrorCode {
@@ -507,7 +520,7 @@ async fn every_way_a_call_ends() {
 
     // Bo comes back and finds what he missed: the cancelled call, the unanswered one,
     // the busy one and the one while offline, each marked missed; the declined one not.
-    let mut bo = RawClient::hello(&server.ws_url, "Bo", Some(&bo_token)).await;
+    let mut bo = RawClient::hello_taking_calls(&server.ws_url, "Bo", Some(&bo_token)).await;
     let (people, calls) = contacts(&mut bo).await;
     let missed: Vec<_> = calls
         .iter()
@@ -555,7 +568,7 @@ async fn bad_call_requests_change_nothing() {
 
     let mut ada = account(&server, "Ada", "ada").await;
     let mut bo = account(&server, "Bo", "bo").await;
-    let mut other = RawClient::hello(&server.ws_url, "Ada again", None).await;
+    let mut other = RawClient::hello_taking_calls(&server.ws_url, "Ada again", None).await;
     send(
         &mut other,
         ClientMessage::Register {
@@ -833,4 +846,84 @@ async fn bad_call_requests_change_nothing() {
     // One call (the raced one) was made in this minute already.
     assert_eq!(refused, Some((4, ErrorCode::RateLimited)));
     guest.close().await;
+}
+
+/// A session that does not take calls (a room page) makes its account `online`, but a
+/// call never rings it: with no session that takes calls, the call is `unavailable` at
+/// once; a calls screen opened beside it rings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_page_counts_for_presence_but_never_rings() {
+    let server = ChorusServer::spawn();
+    let mut ada = account(&server, "Ada", "ada").await;
+    let bo = account(&server, "Bo", "bo").await;
+    let bo_token = bo.user_token.clone();
+    bo.close().await;
+    let mut room_page = RawClient::hello(&server.ws_url, "Bo", Some(&bo_token)).await;
+
+    // Bo's room page is all he has open: online, yet nothing to ring. (The account's
+    // calls-screen session may still be closing: ask until presence says online.)
+    let deadline = Instant::now() + WAIT;
+    loop {
+        send(
+            &mut ada,
+            ClientMessage::FindPerson {
+                handle: "bo".into(),
+            },
+        )
+        .await;
+        let presence = ada
+            .expect("person", WAIT, |m| match m {
+                ServerMessage::Person { person } => Some(person.presence),
+                _ => None,
+            })
+            .await
+            .unwrap();
+        if presence == Presence::Online {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Bo's room page is not online");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = loop {
+        send(
+            &mut ada,
+            ClientMessage::Call {
+                handle: "bo".into(),
+            },
+        )
+        .await;
+        let answer = ada
+            .expect("the call's first answer", WAIT, |m| match m {
+                ServerMessage::CallRinging { call } => Some(Err(call.id.clone())),
+                ServerMessage::CallEnded { reason, .. } => Some(Ok(*reason)),
+                _ => None,
+            })
+            .await
+            .unwrap();
+        match answer {
+            Ok(reason) => break reason,
+            // The closed calls screen had not gone yet: this call rang nobody.
+            Err(id) => {
+                send(&mut ada, ClientMessage::HangUp { call: id }).await;
+                ended(&mut ada, WAIT).await;
+                assert!(Instant::now() < deadline, "a closed session still rings");
+            }
+        }
+    };
+    assert_eq!(first, CallEnd::Unavailable);
+    never_rang(&mut room_page).await;
+
+    // A calls screen beside the room page rings; the room page still does not.
+    let mut calls_screen =
+        RawClient::hello_taking_calls(&server.ws_url, "Bo", Some(&bo_token)).await;
+    send(
+        &mut ada,
+        ClientMessage::Call {
+            handle: "bo".into(),
+        },
+    )
+    .await;
+    ringing(&mut ada).await;
+    incoming(&mut calls_screen).await;
+    never_rang(&mut room_page).await;
 }

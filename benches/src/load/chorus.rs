@@ -80,6 +80,7 @@ pub async fn join(req: JoinRequest) -> JoinResult {
             version: PROTOCOL_VERSION,
             name: format!("load-{}", req.peer),
             user_token: None,
+            takes_calls: false,
         },
     )
     .await?;

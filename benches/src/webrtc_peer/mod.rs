@@ -186,6 +186,7 @@ impl WebrtcPeer {
             version: PROTOCOL_VERSION,
             name: config.name.clone(),
             user_token: config.user_token.clone(),
+            takes_calls: false,
         })
         .await?;
         let (user, user_token) = ws

@@ -268,7 +268,7 @@ impl CallService {
         };
         let now = unix_ms();
         self.metrics.started.fetch_add(1, Ordering::Relaxed);
-        let devices = self.people.directory.devices(&callee.user);
+        let devices = self.people.directory.call_takers(&callee.user);
         let at_once = {
             let mut state = self.lock();
             if state.of_user.contains_key(&me.user) {

@@ -34,6 +34,8 @@ pub struct Device {
     pub id: DeviceId,
     /// Its session's frames.
     pub outbox: Outbox,
+    /// Whether it rings when its user is called (a calls screen, not a room page).
+    pub takes_calls: bool,
 }
 
 #[derive(Default)]
@@ -110,9 +112,13 @@ impl Directory {
         inner.tell(user, before);
     }
 
-    /// The connected devices of `user`.
-    pub fn devices(&self, user: &UserId) -> Vec<Device> {
-        self.lock().devices.get(user).cloned().unwrap_or_default()
+    /// The connected devices of `user` that take calls (ring when it is called).
+    pub fn call_takers(&self, user: &UserId) -> Vec<Device> {
+        self.lock()
+            .devices
+            .get(user)
+            .map(|d| d.iter().filter(|d| d.takes_calls).cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Whether `user` is online, in a call or offline.
@@ -180,6 +186,7 @@ mod tests {
             Device {
                 id: DeviceId::next(),
                 outbox,
+                takes_calls: true,
             },
             rx,
         )

@@ -79,6 +79,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, origin: Option<String>
     let device = Device {
         id: DeviceId::next(),
         outbox: outbox.clone(),
+        takes_calls: false,
     };
     let mut session = Session {
         state,
@@ -324,10 +325,12 @@ impl Session {
                     version,
                     name,
                     user_token,
+                    takes_calls,
                 },
                 _,
             ) => {
                 let (version, name, user_token) = (*version, name.clone(), user_token.clone());
+                self.device.takes_calls = *takes_calls;
                 return self
                     .hello(version, &name, user_token.as_deref())
                     .await

@@ -143,6 +143,21 @@ impl RawClient {
         user_token: Option<&str>,
         forwarded_for: Option<&str>,
     ) -> Self {
+        Self::connect(ws_url, name, user_token, forwarded_for, false).await
+    }
+
+    /// As [`RawClient::hello`], for a session that takes calls (rings when called).
+    pub async fn hello_taking_calls(ws_url: &str, name: &str, user_token: Option<&str>) -> Self {
+        Self::connect(ws_url, name, user_token, None, true).await
+    }
+
+    async fn connect(
+        ws_url: &str,
+        name: &str,
+        user_token: Option<&str>,
+        forwarded_for: Option<&str>,
+        takes_calls: bool,
+    ) -> Self {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut request = ws_url.into_client_request().unwrap();
         if let Some(addr) = forwarded_for {
@@ -164,6 +179,7 @@ impl RawClient {
                 version: PROTOCOL_VERSION,
                 name: name.to_owned(),
                 user_token: user_token.map(str::to_owned),
+                takes_calls,
             })
             .await;
         let (user, token) = client

@@ -328,7 +328,7 @@ export class CallClient extends EventTarget {
     signal.addEventListener('closed', (ev) => { if (this._signal === signal) this._onClosed(ev.detail); });
     this._set({ net: 'connecting' }, 'connecting');
     try {
-      const welcome = await signal.open(name, this.storage.get(TOKEN_KEY));
+      const welcome = await signal.open(name, this.storage.get(TOKEN_KEY), { takesCalls: true });
       this.storage.set(TOKEN_KEY, welcome.user_token);
       if (this._signal === signal) {
         this._set({ net: 'online' }, 'welcome');

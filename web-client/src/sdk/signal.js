@@ -53,8 +53,10 @@ export class Signal extends EventTarget {
    * Open the socket and introduce ourselves, as the user of `userToken` when given (a
    * token the server no longer accepts just makes us a new guest). Resolves with the
    * `welcome` frame: accepted name, user id and the user token to keep for next time.
+   * `takesCalls`: this session rings when the account is called (a calls screen; a
+   * room page only counts for presence).
    */
-  async open(name, userToken) {
+  async open(name, userToken, { takesCalls = false } = {}) {
     if (this.isOpen) {
       return this.welcome;
     }
@@ -69,6 +71,9 @@ export class Signal extends EventTarget {
       ws.addEventListener('close', (ev) => this.onClose(ws, ev));
     });
     const hello = { type: 'hello', version: PROTOCOL_VERSION, name };
+    if (takesCalls) {
+      hello.takes_calls = true;
+    }
     if (userToken) {
       hello.user_token = userToken;
     }
