@@ -165,6 +165,13 @@ pub enum ClientMessage {
         /// Its password.
         password: String,
     },
+    /// Sign in with a one-time link from the app backend (`POST /api/v1/users` with
+    /// `link: true`): answered by [`ServerMessage::Account`], as `sign_in`. A link
+    /// works once, until it expires (10 minutes).
+    SignInWithLink {
+        /// The link's code (after `#sign_in=` in the link the backend hands out).
+        code: String,
+    },
     /// Find someone by their exact handle; answered by [`ServerMessage::Person`].
     FindPerson {
         /// The handle, with or without `@`.

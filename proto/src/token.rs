@@ -92,6 +92,27 @@ pub enum TokenKind {
     User,
     /// A control token: signaling drives an SFU node's gRPC with it.
     Control,
+    /// A one-time sign-in link: an app backend hands it to one of its users, whose
+    /// browser trades it (once) for that account's session and user token.
+    SignInLink,
+}
+
+/// The claims of a one-time sign-in link (`POST /api/v1/users` with `link: true`).
+/// Signaling remembers each `jti` it accepted until `exp`, so a link works once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInLinkClaims {
+    /// The user (an account) it signs in.
+    pub sub: UserId,
+    /// Always [`TokenKind::SignInLink`].
+    pub kind: TokenKind,
+    /// This link's unique id (its single use is recorded under it).
+    pub jti: String,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: u64,
+    /// Expires at, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Always [`ISSUER`].
+    pub iss: String,
 }
 
 /// The subject of every control token.
@@ -285,6 +306,28 @@ impl TokenIssuer {
             .map_err(|e| TokenError::Key(e.to_string()))
     }
 
+    /// A one-time sign-in link for `user`, valid for `ttl`: the token and its claims.
+    pub fn mint_sign_in_link(
+        &self,
+        user: &UserId,
+        ttl: Duration,
+    ) -> Result<(String, SignInLinkClaims), TokenError> {
+        let mut jti = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut jti).map_err(|e| TokenError::Key(e.to_string()))?;
+        let iat = now_secs();
+        let claims = SignInLinkClaims {
+            sub: user.clone(),
+            kind: TokenKind::SignInLink,
+            jti: jti.iter().map(|b| format!("{b:02x}")).collect(),
+            iat,
+            exp: iat + ttl.as_secs().max(1),
+            iss: ISSUER.to_owned(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)
+            .map_err(|e| TokenError::Key(e.to_string()))?;
+        Ok((token, claims))
+    }
+
     /// A control token for SFU nodes' gRPC, valid for `ttl`.
     pub fn mint_control(&self, ttl: Duration) -> Result<String, TokenError> {
         let iat = now_secs();
@@ -341,6 +384,15 @@ impl TokenVerifier {
         let claims: UserClaims = self.decode(token)?;
         if claims.kind != TokenKind::User {
             return Err(TokenError::Malformed("not a user token".into()));
+        }
+        Ok(claims)
+    }
+
+    /// Check a sign-in link: signature, issuer, expiry and kind (not whether it was used).
+    pub fn verify_sign_in_link(&self, token: &str) -> Result<SignInLinkClaims, TokenError> {
+        let claims: SignInLinkClaims = self.decode(token)?;
+        if claims.kind != TokenKind::SignInLink {
+            return Err(TokenError::Malformed("not a sign-in link".into()));
         }
         Ok(claims)
     }
@@ -545,6 +597,42 @@ mod tests {
         assert!(
             verifier.verify_user(&room_token).is_err(),
             "a room token is not a user token"
+        );
+    }
+
+    #[test]
+    fn sign_in_links_are_no_other_token() {
+        let issuer = TokenIssuer::generate().unwrap();
+        let verifier = issuer.verifier().unwrap();
+        let user = UserId::random();
+        let (link, claims) = issuer
+            .mint_sign_in_link(&user, Duration::from_secs(60))
+            .unwrap();
+        let (_, other) = issuer
+            .mint_sign_in_link(&user, Duration::from_secs(60))
+            .unwrap();
+        assert_ne!(claims.jti, other.jti, "each link has its own id");
+        assert_eq!(verifier.verify_sign_in_link(&link).unwrap(), claims);
+        assert!(
+            verifier.verify_user(&link).is_err(),
+            "a link is not a user token"
+        );
+        assert!(
+            verifier.verify(&link).is_err(),
+            "a link admits into no room"
+        );
+        let user_token = issuer.mint_user_as(&user, "Ada", Duration::from_secs(60), true);
+        assert!(
+            verifier.verify_sign_in_link(&user_token.unwrap()).is_err(),
+            "a user token is not a link"
+        );
+        let stranger = TokenIssuer::generate().unwrap();
+        let (forged, _) = stranger
+            .mint_sign_in_link(&user, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            verifier.verify_sign_in_link(&forged),
+            Err(TokenError::BadSignature)
         );
     }
 

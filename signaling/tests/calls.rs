@@ -927,3 +927,111 @@ async fn a_room_page_counts_for_presence_but_never_rings() {
     incoming(&mut calls_screen).await;
     never_rang(&mut room_page).await;
 }
+
+/// An app backend that owns identity: `POST /api/v1/users` with a handle makes its user
+/// an account others can call (no password signs it in), and a one-time link signs that
+/// account in on a new device — once; a used, forged or garbled link is refused in words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_signs_its_users_in_with_one_time_links() {
+    let server = ChorusServer::spawn();
+    let api = support::Api::of(&server);
+    let (status, made) = api
+        .call(
+            "POST",
+            "/api/v1/users",
+            Some(serde_json::json!({"name": "Cy", "user": "backend-cy", "handle": "@Cy", "link": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{made}");
+    assert_eq!(made["account"]["handle"], "cy");
+    let code = made["sign_in_link"]["code"].as_str().unwrap().to_owned();
+    assert_eq!(
+        made["sign_in_link"]["path"].as_str().unwrap(),
+        format!("/#sign_in={code}")
+    );
+
+    // The handle is the backend's user's; someone else's user may not take it, nor may
+    // a link be had for a user without an account.
+    let (status, taken) = api
+        .call(
+            "POST",
+            "/api/v1/users",
+            Some(serde_json::json!({"name": "Other", "user": "backend-other", "handle": "cy"})),
+        )
+        .await;
+    assert_eq!(
+        (status, taken["code"].as_str()),
+        (409, Some("handle_taken")),
+        "{taken}"
+    );
+    let (status, no_account) = api
+        .call(
+            "POST",
+            "/api/v1/users",
+            Some(serde_json::json!({"name": "Dee", "link": true})),
+        )
+        .await;
+    assert_eq!(status, 400, "{no_account}");
+
+    // The link signs a fresh browser in as @cy, once.
+    let mut phone = RawClient::hello_taking_calls(&server.ws_url, "Cy", None).await;
+    send(
+        &mut phone,
+        ClientMessage::SignInWithLink { code: code.clone() },
+    )
+    .await;
+    let signed_in = phone
+        .expect("account", WAIT, |m| match m {
+            ServerMessage::Account { account, .. } => Some(account.clone()),
+            ServerMessage::Error { code, message } => panic!("the link: {code:?} {message}"),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (signed_in.handle.as_str(), signed_in.user.as_str()),
+        ("cy", "backend-cy")
+    );
+    let mut again = RawClient::hello(&server.ws_url, "Someone", None).await;
+    for (link, what) in [
+        (code.clone(), "a used link"),
+        (format!("{code}x"), "a forged link"),
+        ("not a link".to_owned(), "a garbled link"),
+        (
+            made["user_token"].as_str().unwrap().to_owned(),
+            "a user token as a link",
+        ),
+    ] {
+        send(&mut again, ClientMessage::SignInWithLink { code: link }).await;
+        assert_eq!(
+            error(&mut again, what).await,
+            ErrorCode::Unauthorized,
+            "{what}"
+        );
+    }
+    // No password signs a backend's account in.
+    send(
+        &mut again,
+        ClientMessage::SignIn {
+            handle: "cy".into(),
+            password: String::new(),
+        },
+    )
+    .await;
+    assert_eq!(
+        error(&mut again, "an empty password").await,
+        ErrorCode::Unauthorized
+    );
+
+    // Cy is callable by handle like anyone: Ada rings the phone the link signed in.
+    let mut ada = account(&server, "Ada", "ada").await;
+    send(
+        &mut ada,
+        ClientMessage::Call {
+            handle: "cy".into(),
+        },
+    )
+    .await;
+    ringing(&mut ada).await;
+    assert_eq!(incoming(&mut phone).await.caller.handle, "ada");
+}

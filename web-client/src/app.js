@@ -497,6 +497,20 @@ function callsInHash() {
   return window.location.hash === '#calls';
 }
 
+/**
+ * The code of a one-time sign-in link (`/#sign_in=<code>`, from the app's backend), taken
+ * off the address at once so that neither history nor a shared screen keeps it.
+ */
+function takeSignInLink() {
+  const prefix = '#sign_in=';
+  if (!window.location.hash.startsWith(prefix)) {
+    return '';
+  }
+  const code = decodeURIComponent(window.location.hash.slice(prefix.length));
+  window.history.replaceState(null, '', '/#calls');
+  return code;
+}
+
 function start() {
   bindControls();
   el.createName.value = stored(NAME_KEY);
@@ -504,9 +518,11 @@ function start() {
   const path = window.location.pathname;
   const id = roomIdFromPath(path);
   const home = path === '/' || path === '/index.html';
+  const signInLink = home ? takeSignInLink() : '';
   // Reachable for calls wherever the page is not in a room (a room holds its own socket).
   const callClient = startCalls({
     connect: !id,
+    signInLink,
     onRing: () => { if (!id) openCalls(); },
     // A room's hello with the account's token renames the account: keep the names one.
     onAccount: (account) => {

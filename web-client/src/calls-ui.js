@@ -532,7 +532,9 @@ async function onAccept() {
  * this browser signs in (the page uses the account's name in rooms too). `connect`: be
  * reachable now (when this browser keeps an account).
  */
-export function startCalls({ onRing: ring = () => {}, onAccount: signedIn = () => {}, connect = true } = {}) {
+export function startCalls({
+  onRing: ring = () => {}, onAccount: signedIn = () => {}, connect = true, signInLink = '',
+} = {}) {
   onRing = ring;
   onAccount = signedIn;
   el.signupForm.addEventListener('submit', onSignup);
@@ -593,7 +595,12 @@ export function startCalls({ onRing: ring = () => {}, onAccount: signedIn = () =
   });
   render();
   renderPeople();
-  if (connect) {
+  if (signInLink) {
+    authMode = 'signin';
+    client.signInWithLink(signInLink)
+      .then((account) => announce(`Signed in as @${account.handle}.`))
+      .catch(fail);
+  } else if (connect) {
     client.connect().catch(() => {}); // offline now: the page says so, and retries on open
   }
   return client;

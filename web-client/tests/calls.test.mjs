@@ -6,9 +6,11 @@
 
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { test } from 'node:test';
 import { ENGINES, openBrowser, sleep } from './browser.mjs';
 import { contrastFailures } from './contrast.mjs';
+import { signedRequest } from './fleet-server.mjs';
 import {
   HEARD_ENERGY, assertNoOverflow, press, snap, waitFor, withServer,
 } from './util.mjs';
@@ -588,5 +590,36 @@ test('after the server restarts, a signed-in page is reachable again by itself',
     assert.equal((await bo.textContent('#call-name')).trim(), 'Ada Lovelace');
     await bo.click('#call-decline');
     await waitEnded(ada, 'declined', 'Ada told');
+  });
+});
+
+test('a one-time sign-in link from the app backend signs a phone in, once; the link leaves the address', {
+  timeout: 90_000,
+}, async () => {
+  await withServer({}, async ({ server, browsers }) => {
+    const apiKey = JSON.parse(await readFile(path.join(server.dataDir, 'api-key.json'), 'utf8'));
+    const made = await signedRequest(server.url, apiKey, 'POST', '/api/v1/users',
+      { name: 'Cy Twain', user: 'shop-cy', handle: 'cy', link: true });
+    assert.equal(made.status, 200, JSON.stringify(made.body));
+    const link = `${server.url}${made.body.sign_in_link.path}`;
+    browsers.push(...await Promise.all([
+      openBrowser({ engine: 'chromium', device: 'Pixel 7' }), openBrowser({ engine: 'chromium' }),
+    ]));
+    const [phone, other] = browsers.map((b) => b.page);
+
+    await phone.goto(link);
+    await waitOrAlert(phone, '#calls-home', 'the link signs the phone in');
+    assert.match(await phone.textContent('#calls-me'), /Cy Twain \(@cy\)/);
+    assert.equal(new URL(phone.url()).hash, '#calls', 'the code is gone from the address');
+    // Signed in for good on this phone: a reload keeps the account, without the link.
+    await phone.reload();
+    await waitOrAlert(phone, '#calls-home', 'still signed in after a reload');
+    assert.match(await phone.textContent('#calls-me'), /@cy\b/);
+
+    // The same link in another browser: refused in words, nobody signed in.
+    await other.goto(link);
+    await other.waitForFunction(() => !document.getElementById('toast').hidden, null, { timeout: 15_000 });
+    assert.match(await other.textContent('#toast-text'), /sign-in link was used already/i);
+    assert.equal(await other.evaluate(() => window.chorusCalls.state.account), null);
   });
 });

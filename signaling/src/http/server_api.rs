@@ -124,7 +124,9 @@ fn failure((code, message): Failure) -> ApiError {
     let status = match code {
         ErrorCode::RoomNotFound | ErrorCode::NotInRoom => StatusCode::NOT_FOUND,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-        ErrorCode::RoomFull | ErrorCode::NoFreeSeat => StatusCode::CONFLICT,
+        ErrorCode::RoomFull | ErrorCode::NoFreeSeat | ErrorCode::HandleTaken => {
+            StatusCode::CONFLICT
+        }
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::MediaUnavailable | ErrorCode::TemporarilyUnavailable => {
             StatusCode::SERVICE_UNAVAILABLE
@@ -446,15 +448,39 @@ struct SignIn {
     name: String,
     #[serde(default)]
     user: Option<UserId>,
+    /// Make the user an account with this handle (callable by it; no password).
+    #[serde(default)]
+    handle: Option<String>,
+    /// Also mint a one-time sign-in link (needs an account: `handle`, now or before).
+    #[serde(default)]
+    link: bool,
 }
 
 #[derive(Debug, Serialize)]
 struct SignedIn {
     user: UserId,
     user_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<chorus_proto::people::AccountInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sign_in_link: Option<SignInLink>,
 }
 
-/// Mint a user token for one of the app's users: its client sends it in `hello`.
+/// A one-time sign-in link: open `path` on the signaling node's address (or pass `code`
+/// to `sign_in_with_link` from your own client).
+#[derive(Debug, Serialize)]
+struct SignInLink {
+    code: String,
+    path: String,
+    expires_at: u64,
+}
+
+/// How long a sign-in link works.
+const SIGN_IN_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// Mint a user token for one of the app's users: its client sends it in `hello`. With a
+/// `handle`, the user is an account (others can call it); with `link`, a one-time link
+/// signs it in on a device the backend hands the link to.
 async fn sign_in_user(
     State(state): State<Arc<AppState>>,
     body: Bytes,
@@ -463,6 +489,47 @@ async fn sign_in_user(
     let name = signal::clean_name(&body.name)
         .map_err(|(code, m)| ApiError::new(StatusCode::BAD_REQUEST, code, &m))?;
     let user = body.user.unwrap_or_else(UserId::random);
+    let account = match &body.handle {
+        Some(handle) => Some(
+            state
+                .people
+                .provision(&user, &name, handle)
+                .await
+                .map_err(failure)?,
+        ),
+        None => state.people.account_of(&user).await.map_err(failure)?,
+    };
+    let sign_in_link = match (body.link, &account) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidInput,
+                "a sign-in link is for an account: give the user a handle",
+            ));
+        }
+        (true, Some(account)) => {
+            let (code, claims) = state
+                .tokens
+                .mint_sign_in_link(&account.user, SIGN_IN_LINK_TTL)
+                .map_err(|e| {
+                    failure((
+                        ErrorCode::Internal,
+                        format!("cannot issue a sign-in link: {e}"),
+                    ))
+                })?;
+            Some(SignInLink {
+                path: format!("/#sign_in={code}"),
+                code,
+                expires_at: claims.exp,
+            })
+        }
+    };
     let user_token = state.user_token(&user, &name, true).map_err(failure)?;
-    Ok(Json(SignedIn { user, user_token }))
+    Ok(Json(SignedIn {
+        user,
+        user_token,
+        account: account.as_ref().map(crate::people::account_info),
+        sign_in_link,
+    }))
 }

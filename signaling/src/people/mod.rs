@@ -83,18 +83,7 @@ impl People {
             created_ms: chorus_proto::fleet::unix_ms(),
             blocked: Vec::new(),
         };
-        match self
-            .store
-            .create_account(&account)
-            .await
-            .map_err(store_failure)?
-        {
-            true => Ok(account),
-            false => Err((
-                ErrorCode::HandleTaken,
-                format!("@{handle} is taken; choose another handle"),
-            )),
-        }
+        self.create(account).await
     }
 
     /// The account with this handle, if the password is its own. `origin` is where the
@@ -122,11 +111,15 @@ impl People {
             .account_by_handle(&handle)
             .await
             .map_err(store_failure)?;
-        let stored = account.as_ref().map_or_else(
-            || passwords::decoy().to_owned(),
-            |a| a.password_hash.clone(),
-        );
-        let matches = passwords::verify(password.to_owned(), stored).await;
+        // No account, or one without a password (made by the app backend): check the
+        // decoy anyway, so that neither answers sooner than a wrong password.
+        let stored = account
+            .as_ref()
+            .map(|a| a.password_hash.clone())
+            .filter(|hash| !hash.is_empty());
+        let has_password = stored.is_some();
+        let stored = stored.unwrap_or_else(|| passwords::decoy().to_owned());
+        let matches = passwords::verify(password.to_owned(), stored).await && has_password;
         match account {
             Some(account) if matches => {
                 self.failures.succeeded(origin, &handle);
@@ -136,6 +129,88 @@ impl People {
                 self.failures.failed(origin, &handle);
                 Err(wrong_sign_in())
             }
+        }
+    }
+
+    /// The app backend's account for its `user`: `handle` (made now if the user has no
+    /// account yet), or refused if the handle is someone else's or the user already has
+    /// another one. No password: it signs in with the backend's tokens and links only.
+    pub async fn provision(
+        &self,
+        user: &UserId,
+        name: &str,
+        handle: &str,
+    ) -> Result<Account, Failure> {
+        let handle = handle_failure(handle)?;
+        if let Some(mut existing) = self.account_of(user).await? {
+            if existing.handle != handle {
+                return Err((
+                    ErrorCode::InvalidInput,
+                    format!(
+                        "this user is @{} already; a handle cannot change",
+                        existing.handle
+                    ),
+                ));
+            }
+            self.rename(&mut existing, name).await;
+            return Ok(existing);
+        }
+        let account = Account {
+            user: user.clone(),
+            handle: handle.clone(),
+            name: name.to_owned(),
+            password_hash: String::new(),
+            created_ms: chorus_proto::fleet::unix_ms(),
+            blocked: Vec::new(),
+        };
+        self.create(account).await
+    }
+
+    /// The account a one-time sign-in link (`POST /api/v1/users` with `link: true`) is
+    /// for; the link is spent, on every node (its id is remembered in the shared store
+    /// until it expires).
+    pub async fn redeem_link(
+        &self,
+        verifier: &chorus_proto::token::TokenVerifier,
+        code: &str,
+    ) -> Result<Account, Failure> {
+        use chorus_proto::token::TokenError;
+        let refused = |why: &str| (ErrorCode::Unauthorized, why.to_owned());
+        let claims = verifier.verify_sign_in_link(code).map_err(|e| match e {
+            TokenError::Expired => refused("this sign-in link has expired; ask for a new one"),
+            _ => refused("this is not a sign-in link of this server"),
+        })?;
+        let now = chorus_proto::fleet::unix_ms() / 1000;
+        // Remembered a little past its expiry: the verifier allows a few seconds' leeway.
+        let remember = std::time::Duration::from_secs(claims.exp.saturating_sub(now) + 60);
+        let first = self
+            .groups
+            .first_use(&format!("sign_in_link:{}", claims.jti), remember)
+            .await
+            .map_err(store_failure)?;
+        if !first {
+            return Err(refused(
+                "this sign-in link was used already; ask for a new one",
+            ));
+        }
+        self.account_of(&claims.sub)
+            .await?
+            .ok_or_else(|| refused("the account of this sign-in link no longer exists"))
+    }
+
+    /// Store a new account, unless its handle is taken.
+    async fn create(&self, account: Account) -> Result<Account, Failure> {
+        match self
+            .store
+            .create_account(&account)
+            .await
+            .map_err(store_failure)?
+        {
+            true => Ok(account),
+            false => Err((
+                ErrorCode::HandleTaken,
+                format!("@{} is taken; choose another handle", account.handle),
+            )),
         }
     }
 

@@ -22,7 +22,9 @@ pub struct Account {
     pub handle: String,
     /// Display name.
     pub name: String,
-    /// argon2id, PHC string format (salt and parameters inside).
+    /// argon2id, PHC string format (salt and parameters inside). Empty for an account
+    /// the app backend made (`POST /api/v1/users` with a handle): no password signs it
+    /// in, only the backend's tokens and one-time links.
     pub password_hash: String,
     /// When it was made, unix ms.
     pub created_ms: u64,

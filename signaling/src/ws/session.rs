@@ -481,27 +481,22 @@ impl Session {
                 self.signed_in_as(account)?;
             }
             ClientMessage::SignIn { handle, password } => {
-                if let Some(account) = &self.account {
-                    return Err((
-                        ErrorCode::InvalidInput,
-                        format!(
-                            "you are signed in as @{} already; sign out first",
-                            account.handle
-                        ),
-                    ));
-                }
-                self.not_in_room()?;
-                if self.knocking.is_some() {
-                    return Err((
-                        ErrorCode::AlreadyInRoom,
-                        "you are waiting to come into a room; leave it first".into(),
-                    ));
-                }
+                self.may_sign_in()?;
                 let origin = self.origin.clone().unwrap_or_default();
                 let account = self
                     .state
                     .people
                     .sign_in(&origin, &handle, &password)
+                    .await?;
+                self.user = Some((account.user.clone(), account.name.clone()));
+                self.signed_in_as(account)?;
+            }
+            ClientMessage::SignInWithLink { code } => {
+                self.may_sign_in()?;
+                let account = self
+                    .state
+                    .people
+                    .redeem_link(&self.state.users, &code)
                     .await?;
                 self.user = Some((account.user.clone(), account.name.clone()));
                 self.signed_in_as(account)?;
@@ -581,6 +576,27 @@ impl Session {
             .directory
             .connect(&account.user, self.device.clone());
         self.account = Some(account);
+        Ok(())
+    }
+
+    /// A guest session, not in a room nor at a room's door, may become an account.
+    fn may_sign_in(&mut self) -> Result<(), Failure> {
+        if let Some(account) = &self.account {
+            return Err((
+                ErrorCode::InvalidInput,
+                format!(
+                    "you are signed in as @{} already; sign out first",
+                    account.handle
+                ),
+            ));
+        }
+        self.not_in_room()?;
+        if self.knocking.is_some() {
+            return Err((
+                ErrorCode::AlreadyInRoom,
+                "you are waiting to come into a room; leave it first".into(),
+            ));
+        }
         Ok(())
     }
 

@@ -86,6 +86,9 @@ export function describeCallError(err) {
   if (code === 'user_not_found' && /@\S+/.test(server)) {
     return `${sentence.replace(/^Nobody is called/, 'Nobody has the handle')} Handles are exact.`;
   }
+  if ((code === 'forbidden' || code === 'unauthorized') && /sign-in link/.test(server)) {
+    return sentence; // a link refused: used already, expired, not this server's
+  }
   if (code === 'forbidden' && server) {
     return sentence;
   }
@@ -464,6 +467,27 @@ export class CallClient extends EventTarget {
     }
     const { account, user_token: token } = await this._request(
       { type: 'sign_in', handle: normalHandle(handle), password }, 'account');
+    return this._signedIn(account, token);
+  }
+
+  /**
+   * Sign in with a one-time link from the app's backend (the code after `#sign_in=`;
+   * `POST /api/v1/users` with `link: true`). The link says who this browser is now:
+   * whoever it was signed in as before is signed out first. A link works once.
+   */
+  async signInWithLink(code) {
+    if (!code) {
+      throw new ServerError('unauthorized', 'this sign-in link is incomplete; ask for a new one');
+    }
+    if (this._state.account || this.storage.get(ACCOUNT_KEY)) {
+      this.signOut();
+    }
+    let welcome = this._signal && this._signal.isOpen ? this._signal.welcome : await this._open('Guest');
+    if (welcome.account) {
+      this.signOut(); // the stored token was an account's: start over as a guest
+      welcome = await this._open('Guest');
+    }
+    const { account, user_token: token } = await this._request({ type: 'sign_in_with_link', code }, 'account');
     return this._signedIn(account, token);
   }
 
