@@ -228,6 +228,13 @@ pub enum ClientMessage {
         /// The call.
         call: CallId,
     },
+    /// Either side of an answered call: the direct path did not connect (or must not be
+    /// used): carry the call through the SFU. Both sides get [`ServerMessage::CallRelayed`]
+    /// and join its room; the call goes on (same id, same hang-up).
+    RelayCall {
+        /// The call.
+        call: CallId,
+    },
 }
 
 /// Frames the server sends.
@@ -311,6 +318,15 @@ pub enum ServerMessage {
         call: CallId,
         /// How.
         reason: CallEnd,
+    },
+    /// The call goes through the SFU now: `join` `room` (a locked two-seat room of the
+    /// two of them, both seated) as any room, from any session of this user. It ends
+    /// (`left room_closed`) when the call does.
+    CallRelayed {
+        /// The call.
+        call: CallId,
+        /// Its room.
+        room: RoomId,
     },
     /// This session is in the room; apply `answer` to the peer connection.
     Joined {

@@ -122,8 +122,13 @@ pub async fn start(
         }
     };
     let people = Arc::new(people::People::new(people_store, seams.store.clone()));
-    let calls = calls::CallService::new(people.clone(), config.ice.clone(), config.ring_timeout);
     let rooms = rooms::service::RoomService::new(seams, tokens.clone(), config.timeouts);
+    let calls = calls::CallService::new(
+        people.clone(),
+        rooms.clone(),
+        config.ice.clone(),
+        config.ring_timeout,
+    );
     let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
     rooms::sfu_events::spawn(rooms.clone(), subscribed_tx);
     tokio::spawn(rooms.clone().reconcile_after_start());

@@ -57,6 +57,47 @@ async fn send(client: &mut RawClient, message: ClientMessage) {
     client.send(&message).await;
 }
 
+/// `caller` calls `handle`; it rings, and `callee` (one of that account's sessions) is
+/// rung.
+async fn ring(caller: &mut RawClient, handle: &str, callee: &mut RawClient) -> CallInfo {
+    send(
+        caller,
+        ClientMessage::Call {
+            handle: handle.into(),
+        },
+    )
+    .await;
+    let call = ringing(caller).await;
+    assert_eq!(incoming(callee).await.id, call.id);
+    call
+}
+
+async fn accept(client: &mut RawClient, call: &CallId) {
+    let call = call.clone();
+    send(client, ClientMessage::AcceptCall { call }).await;
+}
+
+async fn decline(client: &mut RawClient, call: &CallId) {
+    let call = call.clone();
+    send(client, ClientMessage::DeclineCall { call }).await;
+}
+
+async fn hang_up(client: &mut RawClient, call: &CallId) {
+    let call = call.clone();
+    send(client, ClientMessage::HangUp { call }).await;
+}
+
+/// The room `call` moved into.
+async fn relayed(client: &mut RawClient, call: &CallId) -> chorus_proto::RoomId {
+    client
+        .expect("call_relayed", WAIT, |m| match m {
+            ServerMessage::CallRelayed { call: id, room } if id == call => Some(room.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap()
+}
+
 async fn ringing(client: &mut RawClient) -> CallInfo {
     client
         .expect("call_ringing", WAIT, |m| match m {
@@ -164,13 +205,7 @@ async fn a_call_by_handle_goes_browser_to_browser() {
     );
     assert_eq!(incoming(&mut bo_phone).await, call);
     assert_eq!(incoming(&mut bo_laptop).await, call);
-    send(
-        &mut bo_phone,
-        ClientMessage::AcceptCall {
-            call: call.id.clone(),
-        },
-    )
-    .await;
+    accept(&mut bo_phone, &call.id).await;
     assert_eq!(accepted(&mut ada).await.id, call.id);
     assert_eq!(accepted(&mut bo_phone).await.id, call.id);
     assert_eq!(
@@ -178,13 +213,7 @@ async fn a_call_by_handle_goes_browser_to_browser() {
         (call.id.clone(), CallEnd::AnsweredElsewhere)
     );
     // The laptop's late accept changes nothing.
-    send(
-        &mut bo_laptop,
-        ClientMessage::AcceptCall {
-            call: call.id.clone(),
-        },
-    )
-    .await;
+    accept(&mut bo_laptop, &call.id).await;
     assert_eq!(
         ended(&mut bo_laptop, WAIT).await,
         (call.id.clone(), CallEnd::AnsweredElsewhere)
@@ -293,13 +322,7 @@ async fn a_call_by_handle_goes_browser_to_browser() {
         .await
         .unwrap();
     assert_eq!(bo.presence, Presence::InCall);
-    send(
-        &mut bo_phone,
-        ClientMessage::HangUp {
-            call: call.id.clone(),
-        },
-    )
-    .await;
+    hang_up(&mut bo_phone, &call.id).await;
     assert_eq!(
         ended(&mut ada, WAIT).await,
         (call.id.clone(), CallEnd::HungUp)
@@ -350,22 +373,8 @@ async fn every_way_a_call_ends() {
     let mut cy = account(&server, "Cy", "cy").await;
 
     // Declined.
-    send(
-        &mut ada,
-        ClientMessage::Call {
-            handle: "bo".into(),
-        },
-    )
-    .await;
-    let call = ringing(&mut ada).await;
-    incoming(&mut bo).await;
-    send(
-        &mut bo,
-        ClientMessage::DeclineCall {
-            call: call.id.clone(),
-        },
-    )
-    .await;
+    let call = ring(&mut ada, "bo", &mut bo).await;
+    decline(&mut bo, &call.id).await;
     assert_eq!(
         ended(&mut ada, WAIT).await,
         (call.id.clone(), CallEnd::Declined)
@@ -376,22 +385,8 @@ async fn every_way_a_call_ends() {
     );
 
     // Busy: Bo is in a call with Cy when Ada rings.
-    send(
-        &mut cy,
-        ClientMessage::Call {
-            handle: "bo".into(),
-        },
-    )
-    .await;
-    let with_cy = ringing(&mut cy).await;
-    incoming(&mut bo).await;
-    send(
-        &mut bo,
-        ClientMessage::AcceptCall {
-            call: with_cy.id.clone(),
-        },
-    )
-    .await;
+    let with_cy = ring(&mut cy, "bo", &mut bo).await;
+    accept(&mut bo, &with_cy.id).await;
     accepted(&mut cy).await;
     send(
         &mut ada,
@@ -403,24 +398,12 @@ async fn every_way_a_call_ends() {
     let (busy, reason) = ended(&mut ada, WAIT).await;
     assert_eq!(reason, CallEnd::Busy);
     // Ada, while in no call, may not hang up Cy's call; Cy's own hang-up ends it for both.
-    send(
-        &mut ada,
-        ClientMessage::HangUp {
-            call: with_cy.id.clone(),
-        },
-    )
-    .await;
+    hang_up(&mut ada, &with_cy.id).await;
     assert_eq!(
         error(&mut ada, "hang up someone else's call").await,
         ErrorCode::CallNotFound
     );
-    send(
-        &mut cy,
-        ClientMessage::HangUp {
-            call: with_cy.id.clone(),
-        },
-    )
-    .await;
+    hang_up(&mut cy, &with_cy.id).await;
     assert_eq!(
         ended(&mut bo, WAIT).await,
         (with_cy.id.clone(), CallEnd::HungUp)
@@ -431,22 +414,8 @@ async fn every_way_a_call_ends() {
     );
 
     // Cancelled by the caller; then accepting it is refused and changes nothing.
-    send(
-        &mut ada,
-        ClientMessage::Call {
-            handle: "bo".into(),
-        },
-    )
-    .await;
-    let cancelled = ringing(&mut ada).await;
-    incoming(&mut bo).await;
-    send(
-        &mut ada,
-        ClientMessage::HangUp {
-            call: cancelled.id.clone(),
-        },
-    )
-    .await;
+    let cancelled = ring(&mut ada, "bo", &mut bo).await;
+    hang_up(&mut ada, &cancelled.id).await;
     assert_eq!(
         ended(&mut bo, WAIT).await,
         (cancelled.id.clone(), CallEnd::Cancelled)
@@ -455,28 +424,14 @@ async fn every_way_a_call_ends() {
         ended(&mut ada, WAIT).await,
         (cancelled.id.clone(), CallEnd::Cancelled)
     );
-    send(
-        &mut bo,
-        ClientMessage::AcceptCall {
-            call: cancelled.id.clone(),
-        },
-    )
-    .await;
+    accept(&mut bo, &cancelled.id).await;
     assert_eq!(
         error(&mut bo, "accept a cancelled call").await,
         ErrorCode::CallNotFound
     );
 
     // No answer: the ring time (2 s here) passes.
-    send(
-        &mut ada,
-        ClientMessage::Call {
-            handle: "bo".into(),
-        },
-    )
-    .await;
-    let unanswered = ringing(&mut ada).await;
-    incoming(&mut bo).await;
+    let unanswered = ring(&mut ada, "bo", &mut bo).await;
     assert_eq!(
         ended(&mut ada, Duration::from_secs(12)).await,
         (unanswered.id.clone(), CallEnd::NoAnswer)
@@ -715,15 +670,7 @@ async fn bad_call_requests_change_nothing() {
     }
 
     // Two accepts racing on Ada's two devices: exactly one wins.
-    send(
-        &mut bo,
-        ClientMessage::Call {
-            handle: "ada".into(),
-        },
-    )
-    .await;
-    let call = ringing(&mut bo).await;
-    incoming(&mut ada).await;
+    let call = ring(&mut bo, "ada", &mut ada).await;
     incoming(&mut other).await;
     // Signals before the answer are refused in words.
     send(
@@ -775,13 +722,7 @@ async fn bad_call_requests_change_nothing() {
         .unwrap();
     assert!(first != second, "exactly one device wins: {first} {second}");
     accepted(&mut bo).await;
-    send(
-        &mut bo,
-        ClientMessage::HangUp {
-            call: call.id.clone(),
-        },
-    )
-    .await;
+    hang_up(&mut bo, &call.id).await;
     ended(&mut bo, WAIT).await;
 
     // Blocked: Bo blocks Ada; her call is refused, nothing rings.
@@ -1034,4 +975,105 @@ async fn a_backend_signs_its_users_in_with_one_time_links() {
     .await;
     ringing(&mut ada).await;
     assert_eq!(incoming(&mut phone).await.caller.handle, "ada");
+}
+
+/// The direct path fails (these two peers never even try it): the caller asks for the
+/// SFU, both sides are told the call's room, join it as the accounts they are and hear
+/// each other through the SFU; the call goes on under the same id, and hanging up ends
+/// the room too. A third user cannot come in, and a relay before the answer is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_direct_path_fails_goes_on_through_the_sfu() {
+    let server = ChorusServer::spawn();
+    let mut ada = account(&server, "Ada", "ada").await;
+    let mut bo = account(&server, "Bo", "bo").await;
+    let call = ring(&mut ada, "bo", &mut bo).await;
+    send(
+        &mut ada,
+        ClientMessage::RelayCall {
+            call: call.id.clone(),
+        },
+    )
+    .await;
+    assert_eq!(
+        error(&mut ada, "a relay before the answer").await,
+        ErrorCode::InvalidInput
+    );
+    accept(&mut bo, &call.id).await;
+    accepted(&mut ada).await;
+    accepted(&mut bo).await;
+
+    // Both ask at once, as two browsers whose ICE failed would: one room.
+    send(
+        &mut ada,
+        ClientMessage::RelayCall {
+            call: call.id.clone(),
+        },
+    )
+    .await;
+    send(
+        &mut bo,
+        ClientMessage::RelayCall {
+            call: call.id.clone(),
+        },
+    )
+    .await;
+    let room = relayed(&mut ada, &call.id).await;
+    assert_eq!(relayed(&mut bo, &call.id).await, room);
+
+    let join = |name: &str, token: &str, tone: f32| {
+        support::join_connected(
+            support::peer_config(&server.ws_url, &room, name, Some(tone), Some(token)),
+            WAIT,
+        )
+    };
+    let mut peers = vec![
+        join("Ada", &ada.user_token, 440.0).await.unwrap(),
+        join("Bo", &bo.user_token, 660.0).await.unwrap(),
+    ];
+    let heard = async {
+        support::hears(&peers[0], 660.0, 5, WAIT).await?;
+        support::hears(&peers[1], 440.0, 5, WAIT).await
+    }
+    .await;
+    if let Err(e) = heard {
+        support::close_all(&mut peers).await;
+        panic!("{e}\n{}", server.log());
+    }
+    // Nobody else comes into a call's room.
+    let stranger = account(&server, "Cy", "cy").await;
+    let refused = chorus_bench::webrtc_peer::WebrtcPeer::join(support::peer_config(
+        &server.ws_url,
+        &room,
+        "Cy",
+        None,
+        Some(&stranger.user_token),
+    ))
+    .await;
+    assert!(refused.is_err(), "a stranger joined a call's room");
+
+    let metrics = support::metrics(&server.url).await;
+    assert_eq!(
+        support::metric(&metrics, "chorus_calls_relayed_total"),
+        Some(1.0)
+    );
+    assert!(
+        support::metric(&metrics, "chorus_sfu_packets_forwarded_total").unwrap_or(0.0) > 0.0,
+        "the SFU carried the call:\n{metrics}"
+    );
+
+    hang_up(&mut ada, &call.id).await;
+    assert_eq!(
+        ended(&mut bo, WAIT).await,
+        (call.id.clone(), CallEnd::HungUp)
+    );
+    for peer in &peers {
+        let left = peer.wait_for("left", WAIT, |v| v.left).await.unwrap();
+        assert_eq!(left, chorus_proto::signal::LeftReason::RoomClosed);
+    }
+    support::close_all(&mut peers).await;
+    let (_, calls) = contacts(&mut bo).await;
+    assert_eq!(
+        calls[0].path,
+        Some(chorus_proto::people::MediaPath::Relayed)
+    );
 }

@@ -101,7 +101,8 @@ impl RoomView {
             | ServerMessage::CallIncoming { .. }
             | ServerMessage::CallAccepted { .. }
             | ServerMessage::CallSignal { .. }
-            | ServerMessage::CallEnded { .. } => {}
+            | ServerMessage::CallEnded { .. }
+            | ServerMessage::CallRelayed { .. } => {}
         }
     }
 }

@@ -1,6 +1,7 @@
 //! 1:1 calls between accounts: ringing every device of the callee, one answer, relaying
 //! the two browsers' SDP and ICE candidates (the media goes straight between them), the
-//! end of a call however it comes, and its record. `docs/protocol.md`, "Calls".
+//! move into a two-seat SFU room when the direct path fails, the end of a call however it
+//! comes, and its record. `docs/protocol.md`, "Calls".
 //!
 //! A call lives in this process while it rings and runs; its record is written to the
 //! people store when it ends. Both sides must be connected to this signaling node (see
@@ -13,15 +14,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chorus_proto::CallId;
-use chorus_proto::UserId;
 use chorus_proto::fleet::unix_ms;
 use chorus_proto::people::{CallEnd, CallInfo, IceCandidate, MediaPath, SessionDescription};
 use chorus_proto::signal::{ErrorCode, ServerMessage};
+use chorus_proto::{CallId, RoomId, UserId};
 
 use crate::people::People;
 use crate::people::directory::{Device, DeviceId};
-use crate::rooms::service::Failure;
+use crate::rooms::group_chat::Actor;
+use crate::rooms::service::{Failure, RoomService};
 use crate::store::people::{Account, StoredCall};
 
 use self::ice::IceConfig;
@@ -56,6 +57,8 @@ pub struct CallMetrics {
     pub failed: AtomicU64,
     /// Calls whose media went browser to browser.
     pub direct: AtomicU64,
+    /// Calls moved into an SFU room.
+    pub relayed: AtomicU64,
     /// Ended calls, by how (in the order of `ENDS`).
     ended: [AtomicU64; 8],
 }
@@ -91,6 +94,11 @@ impl CallMetrics {
                 "chorus_calls_direct_total",
                 "1:1 calls whose media went browser to browser (the SFU carried none of it).",
                 load(&self.direct),
+            ),
+            (
+                "chorus_calls_relayed_total",
+                "1:1 calls moved into an SFU room (the direct path failed or was not wanted).",
+                load(&self.relayed),
             ),
         ] {
             let _ = writeln!(
@@ -139,6 +147,15 @@ struct Call {
     answered_ms: Option<u64>,
     path: Option<MediaPath>,
     no_answer: Option<tokio::task::AbortHandle>,
+    /// Through the SFU: not yet, being made, or this room.
+    relay: Relay,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Relay {
+    No,
+    Making,
+    Room(RoomId),
 }
 
 impl Call {
@@ -171,6 +188,7 @@ struct Calls {
 /// The calls of this node.
 pub struct CallService {
     people: Arc<People>,
+    rooms: Arc<RoomService>,
     ice: IceConfig,
     ring: Duration,
     state: Mutex<Calls>,
@@ -189,9 +207,15 @@ fn not_found() -> Failure {
 impl CallService {
     /// Calls between the accounts of `people`, with these ICE servers, ringing for `ring`
     /// before they end unanswered.
-    pub fn new(people: Arc<People>, ice: IceConfig, ring: Duration) -> Arc<Self> {
+    pub fn new(
+        people: Arc<People>,
+        rooms: Arc<RoomService>,
+        ice: IceConfig,
+        ring: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             people,
+            rooms,
             ice,
             ring,
             state: Mutex::default(),
@@ -311,6 +335,7 @@ impl CallService {
                         answered_ms: None,
                         path: None,
                         no_answer: Some(timer.abort_handle()),
+                        relay: Relay::No,
                     },
                 );
                 None
@@ -468,6 +493,86 @@ impl CallService {
         Ok(())
     }
 
+    /// A side of an answered call asks for the SFU: the call's room is made (once, however
+    /// many ask) and both sides are told to join it.
+    pub async fn relay(&self, device: &Device, id: &CallId) -> Result<(), Failure> {
+        let (caller, callee) = {
+            let mut state = self.lock();
+            let call = state.calls.get_mut(id).ok_or_else(not_found)?;
+            if call.other_side(device.id).is_none() {
+                return Err(match call.is_party(device.id) {
+                    true => (
+                        ErrorCode::InvalidInput,
+                        "the call is not answered yet: it moves to the SFU after call_accepted"
+                            .into(),
+                    ),
+                    false => not_found(),
+                });
+            }
+            match &call.relay {
+                Relay::Room(room) => {
+                    device.outbox.send(ServerMessage::CallRelayed {
+                        call: id.clone(),
+                        room: room.clone(),
+                    });
+                    return Ok(());
+                }
+                Relay::Making => return Ok(()), // told with the other side when it is made
+                Relay::No => call.relay = Relay::Making,
+            }
+            (call.info.caller.clone(), call.info.callee.clone())
+        };
+        let made = self
+            .rooms
+            .create_call_room(
+                format!("Call: {} and {}", caller.name, callee.name),
+                (&caller.user, &caller.name),
+                (&callee.user, &callee.name),
+            )
+            .await;
+        let room = match made {
+            Ok(room) => room,
+            Err(failure) => {
+                if let Some(call) = self.lock().calls.get_mut(id) {
+                    call.relay = Relay::No;
+                }
+                return Err(failure);
+            }
+        };
+        let told = {
+            let mut state = self.lock();
+            match state.calls.get_mut(id) {
+                Some(call) => {
+                    call.relay = Relay::Room(room.clone());
+                    call.path = Some(MediaPath::Relayed);
+                    for side in std::iter::once(&call.caller).chain(call.answered.iter()) {
+                        side.outbox.send(ServerMessage::CallRelayed {
+                            call: id.clone(),
+                            room: room.clone(),
+                        });
+                    }
+                    true
+                }
+                None => false,
+            }
+        };
+        if !told {
+            // The call ended while its room was made: the room goes too.
+            self.close_room(&room).await;
+            return Err(not_found());
+        }
+        self.metrics.relayed.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(call = %id, room = %room, "call moved to the SFU");
+        Ok(())
+    }
+
+    /// A call's room, ended with its call.
+    async fn close_room(&self, room: &RoomId) {
+        if let Err((code, message)) = self.rooms.end(room, &Actor::Service).await {
+            tracing::warn!(room = %room, ?code, message, "could not end a call's room");
+        }
+    }
+
     /// `device`'s session ended: its call ends with it (a ringing device just stops).
     pub async fn device_gone(&self, device: DeviceId) {
         let mut ends = Vec::new();
@@ -526,6 +631,9 @@ impl CallService {
         };
         if let Some(timer) = &call.no_answer {
             timer.abort();
+        }
+        if let Relay::Room(room) = &call.relay {
+            self.close_room(room).await;
         }
         if call.answered.is_some() {
             self.people

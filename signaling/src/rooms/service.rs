@@ -1003,6 +1003,41 @@ impl RoomService {
         Ok(group)
     }
 
+    /// The room a 1:1 call moves into when it cannot go browser to browser: active at
+    /// once, locked, two places and two seats, both users members on a seat (the caller
+    /// the owner).
+    pub async fn create_call_room(
+        &self,
+        title: String,
+        caller: (&UserId, &str),
+        callee: (&UserId, &str),
+    ) -> Result<RoomId, Failure> {
+        let mut group = GroupChat::new(
+            title,
+            caller.0.clone(),
+            caller.1.to_owned(),
+            2,
+            2,
+            SeatMode::Open,
+            now_secs(),
+        );
+        group.members.push(Member {
+            user: callee.0.clone(),
+            name: callee.1.to_owned(),
+            role: Role::Member,
+            seated: true,
+            hand_raised: false,
+            muted_by_moderator: false,
+        });
+        group.locked = true;
+        group.state = RoomState::Active;
+        self.store
+            .create_group(&group)
+            .await
+            .map_err(store_failure)?;
+        Ok(group.room)
+    }
+
     /// Every group chat, for the server API.
     pub async fn all(&self) -> Result<Vec<GroupChat>, Failure> {
         self.store.groups().await.map_err(store_failure)

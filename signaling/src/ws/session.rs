@@ -549,6 +549,10 @@ impl Session {
                 self.my_account()?;
                 self.state.calls.connected(&self.device, &call)?;
             }
+            ClientMessage::RelayCall { call } => {
+                self.my_account()?;
+                self.state.calls.relay(&self.device, &call).await?;
+            }
         }
         Ok(Flow::Continue)
     }
