@@ -59,7 +59,12 @@ const el = {
   mute: $('call-mute'),
   cancel: $('call-cancel'),
   hangup: $('call-hangup'),
+  settings: $('call-settings'),
+  relayAlways: $('relay-always'),
 };
+
+/** Where "always route my calls through the server" is kept (this browser). */
+export const RELAY_KEY = 'chorus.calls.relay';
 
 const MAX_NAME_CHARS = 40;
 const RECENT_SHOWN = 30;
@@ -77,7 +82,15 @@ const END_WORDS = {
   disconnected: 'cut off',
 };
 
-const client = new CallClient();
+function storedRelay() {
+  try {
+    return localStorage.getItem(RELAY_KEY) === 'always' ? 'always' : 'auto';
+  } catch {
+    return 'auto';
+  }
+}
+
+const client = new CallClient({ relay: storedRelay() });
 const ringer = new Ringer();
 let audioBlocked = false;
 const audio = new AudioOut($('call-audio-sink'), {
@@ -205,7 +218,7 @@ function renderCall() {
     ringing: ['Outgoing call · ringing', `Calling ${name}…`],
     incoming: ['Incoming call', `${name} is calling you.`],
     accepting: ['Call', 'Connecting…'],
-    connecting: ['Call', 'Connecting…'],
+    connecting: ['Call', call.relaying ? 'Connecting through the server…' : 'Connecting…'],
     connected: ['In call', call.muted ? 'Connected. You are muted.' : 'Connected.'],
     interrupted: ['In call', 'Connection lost: reconnecting…'],
   }[phase];
@@ -254,7 +267,7 @@ function renderQuality() {
     const parts = [QUALITY_WORDS[q.grade]];
     if (q.rttMs !== null) parts.push(`${q.rttMs} ms`);
     parts.push(`${q.lossPct}% loss`);
-    parts.push(q.path === 'relayed' ? 'through a relay' : 'direct');
+    parts.push({ sfu: 'through the server', turn: 'through a relay' }[q.via] || (q.path === 'relayed' ? 'through a relay' : 'direct'));
     text = parts.join(' · ');
   }
   setText(el.quality, text);
@@ -358,6 +371,10 @@ function followPhase(state, prev) {
   } else {
     ringer.stop(); // any end of the ring: answered, declined, cancelled, missed
   }
+  const relaying = Boolean(state.call && state.call.relaying);
+  if (relaying && !(prev.call && prev.call.relaying) && ACTIVE_PHASES.includes(phase)) {
+    announce(phase === 'connected' ? 'The call now goes through the server.' : 'Connecting through the server…');
+  }
   if (phase === before) {
     return;
   }
@@ -376,7 +393,8 @@ function followPhase(state, prev) {
   } else if (phase === 'incoming') {
     announce(`Incoming call from ${nameOf(state.call.peer)}.`);
   } else if (phase === 'connected' && before === 'connecting') {
-    announce(`Connected to ${nameOf(state.call.peer)}.`);
+    announce(state.call.path === 'relayed'
+      ? `Connected to ${nameOf(state.call.peer)} through the server.` : `Connected to ${nameOf(state.call.peer)}.`);
   }
   // Keep the keyboard where the user can act: the control that matters now.
   queueMicrotask(() => {
@@ -565,6 +583,18 @@ export function startCalls({
     if (call && call.peer && call.peer.handle) callHandle(call.peer.handle);
   });
   el.done.addEventListener('click', () => client.dismiss());
+  // The setting needs WebRTC (the SFU path) and somewhere to keep it; it applies from the next call.
+  setHidden(el.settings, typeof RTCPeerConnection !== 'function');
+  el.relayAlways.checked = client.relay === 'always';
+  el.relayAlways.addEventListener('change', () => {
+    client.relay = el.relayAlways.checked ? 'always' : 'auto';
+    try {
+      localStorage.setItem(RELAY_KEY, client.relay);
+    } catch {
+      // private mode: kept for this page only
+    }
+    announce(el.relayAlways.checked ? 'Your calls will go through the server.' : 'Your calls will go direct when they can.');
+  });
 
   client.addEventListener('statechange', (ev) => {
     const { account } = ev.detail.state;

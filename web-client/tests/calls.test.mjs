@@ -623,3 +623,217 @@ test('a one-time sign-in link from the app backend signs a phone in, once; the l
     assert.equal(await other.evaluate(() => window.chorusCalls.state.account), null);
   });
 });
+
+// ---------------------------------------------------------------- through the SFU
+
+/**
+ * The relayed call's room peer connection (`chorusCalls.client.room.pc`), as getStats
+ * tells it: the receive slot that carries the other side (most packets) and the selected
+ * pair with both ends' addresses.
+ */
+function relayStats(page) {
+  return page.evaluate(async () => {
+    const room = window.chorusCalls.client.room;
+    const pc = room && room.pc;
+    if (!pc) return null;
+    const all = new Map();
+    (await pc.getStats()).forEach((s) => all.set(s.id, s));
+    let inbound = null;
+    let pair = null;
+    for (const s of all.values()) {
+      if (s.type === 'inbound-rtp' && (s.kind || s.mediaType) === 'audio'
+        && (!inbound || (s.packetsReceived || 0) > (inbound.packetsReceived || 0))) inbound = s;
+      if (s.type === 'transport' && s.selectedCandidatePairId) pair = all.get(s.selectedCandidatePairId);
+    }
+    const cand = (id) => {
+      const c = id && all.get(id);
+      return c ? { type: c.candidateType, address: c.address || c.ip, port: c.port, protocol: c.protocol } : null;
+    };
+    const codec = inbound && inbound.codecId ? all.get(inbound.codecId) : null;
+    return {
+      connectionState: pc.connectionState,
+      packetsReceived: inbound ? inbound.packetsReceived || 0 : 0,
+      totalAudioEnergy: inbound ? inbound.totalAudioEnergy || 0 : 0,
+      audioLevel: inbound ? inbound.audioLevel || 0 : 0,
+      mimeType: codec ? codec.mimeType : null,
+      pair: pair ? { state: pair.state, local: cand(pair.localCandidateId), remote: cand(pair.remoteCandidateId) } : null,
+    };
+  });
+}
+
+/** Wait (bounded) until the relayed call's page decodes real sound from the other side. */
+async function waitRelayHeard(page, what, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last = null;
+  while (Date.now() < deadline) {
+    const first = await relayStats(page);
+    await sleep(1000);
+    const now = await relayStats(page);
+    if (first && now) {
+      last = {
+        gained: now.packetsReceived - first.packetsReceived,
+        energy: now.totalAudioEnergy - first.totalAudioEnergy,
+        maxLevel: Math.max(first.audioLevel, now.audioLevel),
+        mimeType: now.mimeType,
+        pair: now.pair,
+      };
+      if (heard(last)) return last;
+    }
+  }
+  return assert.fail(`${what}: no audible Opus through the SFU within ${timeoutMs / 1000} s; last: ${JSON.stringify(last)}`);
+}
+
+/** Both pages' room connections: each talks to the SFU (one address), never to the other page. */
+async function assertThroughSfu(a, b, what) {
+  const pairs = [];
+  for (const page of [a, b]) {
+    const s = await waitFor(async () => {
+      const st = await relayStats(page);
+      return st && st.pair && st.pair.state === 'succeeded' && st.pair.local && st.pair.remote ? st : null;
+    }, { timeoutMs: 10_000, what: `${what}: a selected ICE pair to the SFU` });
+    pairs.push(s.pair);
+  }
+  const [x, y] = pairs;
+  const ends = `${JSON.stringify(x)} / ${JSON.stringify(y)}`;
+  const addr = (c) => `${c.address}:${c.port}`;
+  assert.equal(addr(x.remote), addr(y.remote), `${what}: both sides talk to one address, the SFU's: ${ends}`);
+  assert.notEqual(addr(x.remote), addr(y.local), `${what}: not to the other page's own address: ${ends}`);
+  assert.notEqual(addr(y.remote), addr(x.local), `${what}: not to the other page's own address: ${ends}`);
+  return x.remote;
+}
+
+test('the direct path is blocked on one side: the call goes through the SFU, both hear, hang up ends both, recorded relayed',
+  { timeout: 180_000 }, async () => {
+    await withServer({}, async ({ server, browsers }) => {
+      browsers.push(...await Promise.all([openBrowser({ engine: 'chromium' }), openBrowser({ engine: 'chromium' })]));
+      const [ada, bo] = browsers.map((b) => b.page);
+      // Ada's network lets no direct path through, as a strict firewall would: her call's
+      // own peer connection (the one sdk/calls.js makes, told apart by its caller in the
+      // stack) may use TURN only, and there is no TURN server, so it gathers no candidate
+      // at all; Bo's candidates reach it but it has nothing to check them from, and Bo
+      // gets nothing to check. The room SDK's peer connection (sdk/media.js) is left as
+      // it is: the SFU path stays open.
+      await ada.addInitScript(() => {
+        const Native = window.RTCPeerConnection;
+        window.__directStates = [];
+        window.__directPcs = 0;
+        window.RTCPeerConnection = class extends Native {
+          constructor(config = {}) {
+            const caller = (new Error().stack || '').split('\n')[2] || '';
+            const direct = caller.includes('/sdk/calls.js');
+            super(direct ? { ...config, iceTransportPolicy: 'relay' } : config);
+            if (direct) {
+              window.__directPcs += 1;
+              this.addEventListener('iceconnectionstatechange', () => window.__directStates.push(this.iceConnectionState));
+            }
+          }
+        };
+      });
+      await openCalls(ada, server.url, false);
+      await signUp(ada, { handle: 'ada', name: 'Ada Lovelace' });
+      await openCalls(bo, server.url, false);
+      await signUp(bo, { handle: 'bo', name: 'Bo Ek' });
+      await callByHandle(ada, 'bo');
+      await waitPhase(bo, 'incoming', 'Bo rung');
+      await bo.click('#call-accept');
+
+      // Within the fallback time (5 s) plus the room's join, both are in the call again.
+      await waitFor(() => ada.evaluate(() => window.chorusCalls.state.call.relaying),
+        { timeoutMs: 10_000, what: 'Ada asks for the SFU' });
+      await waitPhase(ada, 'connected', 'Ada in the call through the SFU', 30_000);
+      await waitPhase(bo, 'connected', 'Bo in the call through the SFU', 30_000);
+      assert.equal(await ada.evaluate(() => window.__directPcs), 1, 'Ada made one direct peer connection');
+      const states = await ada.evaluate(() => window.__directStates);
+      assert.ok(!states.includes('connected') && !states.includes('completed'),
+        `Ada's direct path never connected: ${JSON.stringify(states)}`);
+      for (const page of [ada, bo]) {
+        const st = await page.evaluate(() => ({
+          path: window.chorusCalls.state.call.path,
+          direct: window.chorusCalls.client._pc,
+          room: window.chorusCalls.client.room && window.chorusCalls.client.room.state.phase,
+        }));
+        assert.deepEqual(st, { path: 'relayed', direct: null, room: 'live' }, 'the call is in its room, no direct pc');
+      }
+      const sfu = await assertThroughSfu(ada, bo, 'Ada ↔ SFU ↔ Bo');
+      assert.equal(sfu.protocol, 'udp', `the SFU over UDP: ${JSON.stringify(sfu)}`);
+      assert.notEqual(sfu.port, server.port, 'the SFU port is not the HTTP one');
+      await Promise.all([waitRelayHeard(ada, 'Ada hears Bo'), waitRelayHeard(bo, 'Bo hears Ada')]);
+      const quality = await waitFor(() => ada.textContent('#call-quality').then((t) => t.trim()),
+        { timeoutMs: 5_000, what: 'a connection quality line' });
+      assert.match(quality, /· through the server$/);
+      await waitFor(() => bo.getAttribute('#call-peer', 'data-speaking').then((v) => v === 'true'),
+        { timeoutMs: 8_000, intervalMs: 50, what: 'Bo sees Ada speaking' });
+      // Mute reaches the room client (and so the SFU).
+      await bo.click('#call-mute');
+      assert.equal(await bo.evaluate(() => window.chorusCalls.client.room.state.selfMuted), true, 'muted in the room');
+      await bo.click('#call-mute');
+      assert.equal(await bo.evaluate(() => window.chorusCalls.client.room.state.selfMuted), false, 'unmuted in the room');
+      await snap(ada, 'chromium', 'desktop-call-relayed');
+
+      await ada.click('#call-hangup');
+      await waitEnded(ada, 'hung_up', 'Ada hung up');
+      assert.match(await waitEnded(bo, 'hung_up', 'Bo told'), /^Ada Lovelace ended the call/);
+      for (const page of [ada, bo]) {
+        assert.equal(await page.evaluate(() => window.chorusCalls.client.room), null, 'the room client is closed');
+        assert.equal(await page.evaluate(() => window.chorusCalls.pc), null, 'no peer connection left');
+      }
+      const record = await waitFor(() => ada.evaluate(() => window.chorusCalls.client.calls[0] || null),
+        { timeoutMs: 5_000, what: "the call in Ada's list" });
+      assert.equal(record.path, 'relayed', `recorded relayed: ${JSON.stringify(record)}`);
+      assert.equal(record.end, 'hung_up');
+    });
+  });
+
+test('"always route my calls through the server": the callee never makes a direct peer connection',
+  { timeout: 180_000 }, async () => {
+    await withServer({}, async ({ server, browsers }) => {
+      browsers.push(...await Promise.all([openBrowser({ engine: 'chromium' }), openBrowser({ engine: 'chromium' })]));
+      const [ada, bo] = browsers.map((b) => b.page);
+      // Every peer connection Bo's page makes, whoever makes it.
+      await bo.addInitScript(() => {
+        const Native = window.RTCPeerConnection;
+        window.__pcs = [];
+        window.RTCPeerConnection = class extends Native {
+          constructor(config) {
+            super(config);
+            window.__pcs.push(this);
+          }
+        };
+      });
+      await openCalls(ada, server.url, false);
+      await signUp(ada, { handle: 'ada', name: 'Ada Lovelace' });
+      await openCalls(bo, server.url, false);
+      await signUp(bo, { handle: 'bo', name: 'Bo Ek' });
+      await bo.waitForSelector('#relay-always');
+      await bo.click('#relay-always');
+      assert.equal(await bo.evaluate(() => localStorage.getItem('chorus.calls.relay')), 'always', 'the setting is kept');
+      // Kept across a reload.
+      await bo.reload();
+      await waitOrAlert(bo, '#calls-home', 'Bo signed in after the reload');
+      assert.equal(await bo.evaluate(() => document.getElementById('relay-always').checked), true);
+      assert.equal(await bo.evaluate(() => window.chorusCalls.client.relay), 'always');
+
+      await callByHandle(ada, 'bo');
+      await waitPhase(bo, 'incoming', 'Bo rung');
+      await bo.click('#call-accept');
+      await waitPhase(bo, 'connected', 'Bo in the call', 20_000);
+      await waitPhase(ada, 'connected', 'Ada in the call', 20_000);
+      const bos = await bo.evaluate(() => ({
+        pcs: window.__pcs.length,
+        isRoom: window.__pcs[0] === window.chorusCalls.client.room.pc,
+        path: window.chorusCalls.state.call.path,
+      }));
+      assert.deepEqual(bos, { pcs: 1, isRoom: true, path: 'relayed' }, "Bo's only peer connection is the room's");
+      assert.equal(await ada.evaluate(() => window.chorusCalls.state.call.path), 'relayed');
+      await assertThroughSfu(ada, bo, 'Ada ↔ SFU ↔ Bo');
+      await Promise.all([waitRelayHeard(ada, 'Ada hears Bo'), waitRelayHeard(bo, 'Bo hears Ada')]);
+
+      await bo.click('#call-hangup');
+      await waitEnded(bo, 'hung_up', 'Bo hung up');
+      await waitEnded(ada, 'hung_up', 'Ada told');
+      assert.equal(await bo.evaluate(() => window.__pcs.length), 1, 'still no direct peer connection');
+      const record = await waitFor(() => bo.evaluate(() => window.chorusCalls.client.calls[0] || null),
+        { timeoutMs: 5_000, what: "the call in Bo's list" });
+      assert.equal(record.path, 'relayed', `recorded relayed: ${JSON.stringify(record)}`);
+    });
+  });

@@ -1,14 +1,15 @@
 // 1:1 calls SDK (no DOM): an account (sign up, sign in, sign out), the people it knows
 // with their presence and its recent calls, and one call at a time whose audio goes
-// straight from this browser to the other (an RTCPeerConnection with trickled ICE).
-// Signaling only rings and relays SDP and candidates: docs/protocol.md, "Calls".
+// straight from this browser to the other (an RTCPeerConnection with trickled ICE), or
+// through the SFU when that path does not connect (or the user hides their address): the
+// call's own two-seat room, joined with the room SDK. docs/protocol.md, "Calls".
 //
 // A call is a small state machine: `state.call.phase` changes only along CALL_PHASE_EDGES
 // and every change is a `statechange` event, so a page draws from one snapshot.
 
 import { Signal, ServerError, describeError, socketUrl } from './signal.js';
 import { openMic, stopStream } from './media.js';
-import { TOKEN_KEY, defaultStorage } from './chorus.js';
+import { ChorusClient, TOKEN_KEY, defaultStorage } from './chorus.js';
 
 export { ServerError };
 
@@ -51,6 +52,8 @@ const MEDIA_TIMEOUT_MS = 20_000;
  */
 const FOLLOW_MS = [2000, 4000, 8000, 15_000];
 const FOLLOW_MAX_MS = 3 * 3600_000;
+/** An answered call whose direct path has not connected by then goes through the SFU. */
+const DIRECT_TIMEOUT_MS = 5000;
 /** How often the peer connection's stats are read (speaking level, quality). */
 const STATS_EVERY_MS = 250;
 /** Quality is judged over this window. */
@@ -172,9 +175,19 @@ export class CallClient extends EventTarget {
    *   the user token and the account are kept (default: localStorage)
    * @param {HTMLAudioElement} [options.audioElement] plays the other side's audio
    * @param {boolean} [options.reconnect] reconnect the socket by itself (default true)
+   * @param {'auto'|'always'} [options.relay] `auto` (default): straight to the other
+   *   browser, through the SFU if that does not connect; `always`: through the SFU from
+   *   the start, no direct peer connection (the other side never learns our address)
+   * @param {number} [options.directTimeoutMs] how long the direct path may take to
+   *   connect before the call moves to the SFU (default 5000)
    */
-  constructor({ server, storage, audioElement = null, reconnect = true } = {}) {
+  constructor({
+    server, storage, audioElement = null, reconnect = true, relay = 'auto', directTimeoutMs = DIRECT_TIMEOUT_MS,
+  } = {}) {
     super();
+    /** `auto` or `always`; may change between calls (it is read when a call is answered). */
+    this.relay = relay;
+    this.directTimeoutMs = directTimeoutMs;
     this.server = server || globalThis.location.href;
     this.storage = storage || defaultStorage();
     this.audioElement = audioElement;
@@ -188,10 +201,18 @@ export class CallClient extends EventTarget {
     /** The other side's level (0..1) and whether it speaks now. */
     this.remoteLevel = 0;
     this.remoteSpeaking = false;
-    /** { grade: good|fair|poor, rttMs, lossPct, jitterMs, path: direct|relayed, local, remote } or null */
+    /**
+     * { grade: good|fair|poor, rttMs, lossPct, jitterMs, path: direct|relayed,
+     *   via: sfu|turn|null, local, remote } or null
+     */
     this.quality = null;
     this._signal = null;
     this._pc = null;
+    this._room = null; // the ChorusClient carrying a relayed call
+    this._directTimer = null;
+    this._directUp = false; // the direct peer connection reached ICE connected
+    this._relayAsked = false;
+    this._deviceId = undefined;
     this._mic = null;
     this._remoteStream = null;
     this._pendingCandidates = [];
@@ -226,8 +247,11 @@ export class CallClient extends EventTarget {
   /** A frozen snapshot: `{ net, account: {user, handle, name} | null, call }`. */
   get state() { return this._state; }
 
-  /** The call's RTCPeerConnection, or null (for stats). */
-  get pc() { return this._pc; }
+  /** The call's RTCPeerConnection (the direct one, or the room's when relayed), or null (for stats). */
+  get pc() { return this._pc || (this._room && this._room.pc) || null; }
+
+  /** The room SDK's client while the call goes through the SFU, else null. */
+  get room() { return this._room; }
 
   /** The other side's audio as a MediaStream while a call has it (also in `track` events). */
   get remoteStream() { return this._remoteStream; }
@@ -621,9 +645,11 @@ export class CallClient extends EventTarget {
     this._toCall('calling', {
       id: null, outgoing: true, peer: known || { user: null, handle: h, name: h, presence: 'online' },
       reason: null, byUs: false, local: false, muted: false, connectedAt: 0, endedAt: 0, durationSecs: 0, error: null,
+      path: null, relaying: false,
     }, 'call');
     try {
       this._mic = await openMic(deviceId);
+      this._deviceId = deviceId;
       if (attempt !== this._attempt || this.phase !== 'calling') {
         this._stopMic();
         return;
@@ -657,6 +683,7 @@ export class CallClient extends EventTarget {
       return;
     }
     this._mic = mic;
+    this._deviceId = deviceId;
     this._toCall('accepting', {}, 'accept');
     try {
       await this._request({ type: 'accept_call', call: call.id }, ['call_accepted', 'call_ended']);
@@ -704,6 +731,9 @@ export class CallClient extends EventTarget {
     }
     for (const t of this._mic ? this._mic.getAudioTracks() : []) {
       t.enabled = !muted;
+    }
+    if (this._room) {
+      this._room.setMuted(Boolean(muted)); // the SFU is told too: it stops forwarding us
     }
     this._patchCall({ muted: Boolean(muted) }, 'mute');
   }
@@ -783,14 +813,28 @@ export class CallClient extends EventTarget {
         if (!ACTIVE_PHASES.includes(this.phase)) {
           this._toCall('incoming', {
             id: msg.call.id, outgoing: false, peer: msg.call.caller, reason: null, byUs: false, local: false,
-            muted: false, connectedAt: 0, endedAt: 0, durationSecs: 0, error: null,
+            muted: false, connectedAt: 0, endedAt: 0, durationSecs: 0, error: null, path: null, relaying: false,
           }, 'incoming');
         }
         break;
       case 'call_accepted':
         if (mine(msg.call.id) && (call.phase === 'ringing' || call.phase === 'accepting')) {
           this._toCall('connecting', { peer: call.outgoing ? msg.call.callee : msg.call.caller }, 'accepted');
-          this._startPeer(msg.ice_servers || []);
+          this._relayAsked = false;
+          this._directUp = false;
+          if (this.relay === 'always') {
+            // No direct peer connection at all: no candidate of ours reaches the other side.
+            this._armMediaTimer();
+            this._askRelay();
+          } else {
+            this._startPeer(msg.ice_servers || []);
+            this._armDirectTimer();
+          }
+        }
+        break;
+      case 'call_relayed':
+        if (mine(msg.call) && ['connecting', 'connected', 'interrupted'].includes(call.phase) && !this._room) {
+          this._joinRoom(msg.room);
         }
         break;
       case 'call_signal':
@@ -851,6 +895,16 @@ export class CallClient extends EventTarget {
       this._emit('track', { track: ev.track, stream });
     });
     pc.addEventListener('connectionstatechange', () => this._onConnectionState(pc));
+    pc.addEventListener('iceconnectionstatechange', () => {
+      if (pc !== this._pc) return;
+      const s = pc.iceConnectionState;
+      if (s === 'connected' || s === 'completed') {
+        this._directUp = true;
+        this._clearDirectTimer();
+      } else if (s === 'failed' && !this._directUp) {
+        this._askRelay();
+      }
+    });
     this._armMediaTimer();
     this._startStats(pc);
     if (call.outgoing) {
@@ -910,10 +964,15 @@ export class CallClient extends EventTarget {
     if (pc !== this._pc) return;
     const s = pc.connectionState;
     const phase = this.phase;
+    if (s === 'failed' && !this._directUp) {
+      this._askRelay(); // the direct path never worked: through the SFU
+    }
     if (s === 'connected') {
+      this._directUp = true;
+      this._clearDirectTimer();
       this._clearMediaTimer();
       if (phase === 'connecting') {
-        this._toCall('connected', { connectedAt: Date.now() }, 'media_connected');
+        this._toCall('connected', { connectedAt: Date.now(), path: 'direct' }, 'media_connected');
         this._send({ type: 'call_connected', call: this._state.call.id });
       } else if (phase === 'interrupted') {
         this._toCall('connected', {}, 'media_reconnected');
@@ -951,11 +1010,17 @@ export class CallClient extends EventTarget {
 
   _closePeer() {
     this._clearMediaTimer();
+    this._clearDirectTimer();
     clearInterval(this._statsTimer);
     this._statsTimer = null;
     if (this._pc) {
       this._pc.close();
       this._pc = null;
+    }
+    if (this._room) {
+      const room = this._room;
+      this._room = null;
+      room.close(); // the call's end ends its room on the server
     }
     if (this.audioElement) {
       this.audioElement.srcObject = null;
@@ -980,12 +1045,105 @@ export class CallClient extends EventTarget {
     this._mic = null;
   }
 
+  // ------------------------------------------------------------------ through the SFU
+
+  _armDirectTimer() {
+    this._clearDirectTimer();
+    this._directTimer = setTimeout(() => {
+      this._directTimer = null;
+      if (!this._directUp && this.phase === 'connecting') {
+        this._askRelay();
+      }
+    }, this.directTimeoutMs);
+  }
+
+  _clearDirectTimer() {
+    clearTimeout(this._directTimer);
+    this._directTimer = null;
+  }
+
+  /** Ask the server to carry the call through the SFU (once a call; either side may). */
+  _askRelay() {
+    const call = this._state.call;
+    if (this._relayAsked || this._room || !call || !call.id || !ACTIVE_PHASES.includes(call.phase)) {
+      return;
+    }
+    this._relayAsked = true;
+    this._clearDirectTimer();
+    this._send({ type: 'relay_call', call: call.id });
+    this._patchCall({ relaying: true }, 'relay_asked');
+  }
+
+  /**
+   * `call_relayed`: the call goes on in `roomId`, joined as any room from a second socket
+   * of this account (the same stored token). The direct peer connection is dropped even
+   * if it came up meanwhile: the server counts the call as relayed, and the other side
+   * follows the same frame, so both end up on one path.
+   */
+  async _joinRoom(roomId) {
+    const call = this._state.call;
+    const account = this._state.account;
+    this._closePeer();
+    // The room SDK opens the microphone itself (the same device): ours would be a second capture.
+    this._stopMic();
+    this._armMediaTimer(); // a fresh allowance for the room's connection
+    const room = new ChorusClient({ server: this.server, storage: this.storage });
+    this._room = room;
+    this._patchCall({ relaying: true, path: 'relayed' }, 'relayed');
+    const tracks = [];
+    room.addEventListener('track', (ev) => {
+      if (room !== this._room) return;
+      tracks.push(ev.detail.track);
+      const stream = new MediaStream(tracks);
+      this._remoteStream = stream;
+      if (this.audioElement) {
+        this.audioElement.srcObject = stream;
+        Promise.resolve(this.audioElement.play()).catch(() => {});
+      }
+      this._emit('track', { track: ev.detail.track, stream });
+    });
+    const connected = () => {
+      if (room !== this._room || !room.pc || room.pc.connectionState !== 'connected') return;
+      this._clearMediaTimer();
+      if (this.phase === 'connecting') {
+        this._toCall('connected', { connectedAt: Date.now() }, 'media_connected');
+      } else if (this.phase === 'interrupted') {
+        this._toCall('connected', {}, 'media_reconnected');
+      }
+    };
+    room.addEventListener('media', connected);
+    room.addEventListener('peer', (ev) => {
+      if (room === this._room) this._startStats(ev.detail.pc);
+    });
+    room.addEventListener('statechange', (ev) => {
+      if (room !== this._room) return;
+      if (ev.detail.state.phase === 'reconnecting' && this.phase === 'connected') {
+        this._toCall('interrupted', {}, 'media_interrupted');
+        this._armMediaTimer();
+      }
+      // `ended` (room_closed): the call's end, which the calls socket tells as well.
+    });
+    try {
+      await room.join(roomId, { name: (account && account.name) || 'Guest', deviceId: this._deviceId });
+      if (room !== this._room) return;
+      if (this._state.call && this._state.call.muted) {
+        room.setMuted(true); // muted before the room was joined (a join starts unmuted)
+      }
+      connected();
+    } catch (e) {
+      if (room !== this._room || !call || !this._state.call || this._state.call.id !== call.id) return;
+      console.warn('chorus calls: could not join the call\'s room', e);
+      this.hangUp('media_failed');
+    }
+  }
+
   // ------------------------------------------------------------------ stats
 
   _startStats(pc) {
+    clearInterval(this._statsTimer);
     this._statsBusy = false;
     this._statsTimer = setInterval(async () => {
-      if (this._statsBusy || pc !== this._pc) return;
+      if (this._statsBusy || pc !== this.pc) return;
       this._statsBusy = true;
       try {
         await this._sample(pc);
@@ -999,14 +1157,17 @@ export class CallClient extends EventTarget {
 
   async _sample(pc) {
     const report = await pc.getStats();
-    if (pc !== this._pc) return;
+    if (pc !== this.pc) return;
     const all = new Map();
     report.forEach((s) => all.set(s.id, s));
     let inbound = null;
     let remoteInbound = null;
     let pair = null;
     for (const s of all.values()) {
-      if (s.type === 'inbound-rtp' && (s.kind || s.mediaType) === 'audio') inbound = s;
+      if (s.type === 'inbound-rtp' && (s.kind || s.mediaType) === 'audio') {
+        // The room's peer connection has several receive slots: the one that carries the other side.
+        if (!inbound || (s.packetsReceived || 0) > (inbound.packetsReceived || 0)) inbound = s;
+      }
       else if (s.type === 'remote-inbound-rtp' && (s.kind || s.mediaType) === 'audio') remoteInbound = s;
       else if (s.type === 'transport' && s.selectedCandidatePairId) pair = all.get(s.selectedCandidatePairId) || pair;
     }
@@ -1068,8 +1229,10 @@ export class CallClient extends EventTarget {
       const got = cur.received - prev.received;
       const lost = cur.lost - prev.lost;
       lossPct = got + lost > 0 ? (100 * Math.max(0, lost)) / (got + lost) : 0;
-      if (got <= 0 && this.phase === 'connected') {
-        lossPct = 100; // nothing arrived in a whole window
+      // Nothing in a whole window is loss on a direct path; through the SFU it may be
+      // silence (the SFU forwards only who speaks).
+      if (got <= 0 && this.phase === 'connected' && !this._room) {
+        lossPct = 100;
       }
     }
     const rttMs = rtt === null ? null : Math.round(rtt * 1000);
@@ -1087,7 +1250,8 @@ export class CallClient extends EventTarget {
       rttMs,
       lossPct: Math.round(lossPct * 10) / 10,
       jitterMs,
-      path: localType === 'relay' || remoteType === 'relay' ? 'relayed' : 'direct',
+      path: this._room || localType === 'relay' || remoteType === 'relay' ? 'relayed' : 'direct',
+      via: this._room ? 'sfu' : (localType === 'relay' || remoteType === 'relay' ? 'turn' : null),
       local: localType,
       remote: remoteType,
     });
