@@ -4,10 +4,15 @@
 //! caller makes its peer connection and offer, the callee answers, candidates go with the
 //! SDP, and each side decodes the other's tone. Prints each run and the median.
 //!
+//! `--relayed`: the call goes through the SFU instead, as when the direct path fails:
+//! right after the answer the caller sends `relay_call`, and both join the call's room
+//! (`call_relayed`) as room peers (this skips the web client's 5 s wait for the direct
+//! path: it measures the SFU path itself).
+//!
 //! ```sh
 //! cargo build --release -p chorus-signaling --bin chorus -p chorus-bench --example call_first_audio
 //! target/release/chorus --listen 127.0.0.1:8080 --data-dir /tmp/chorus-bench &
-//! target/release/examples/call_first_audio --server ws://127.0.0.1:8080/ws --runs 10
+//! target/release/examples/call_first_audio --server ws://127.0.0.1:8080/ws --runs 10 [--relayed]
 //! ```
 //!
 //! The figure has two parts: signaling (accept → the offer and answer across) and media
@@ -87,14 +92,16 @@ impl Client {
         }
     }
 
-    async fn register(&mut self, handle: &str) -> Result<(), String> {
+    /// Register `handle`; the account's user token.
+    async fn register(&mut self, handle: &str) -> Result<String, String> {
         self.send(&ClientMessage::Register {
             handle: handle.to_owned(),
             password: format!("{handle} bench password"),
         })
         .await?;
-        self.expect("account", |m| {
-            matches!(m, ServerMessage::Account { .. }).then_some(())
+        self.expect("account", |m| match m {
+            ServerMessage::Account { user_token, .. } => Some(user_token.clone()),
+            _ => None,
         })
         .await
     }
@@ -122,12 +129,17 @@ impl Client {
 
 /// One call: the time from accept to the offer and answer having crossed, and to both
 /// sides hearing the other.
-async fn one_call(url: &str, run: usize, tag: &str) -> Result<(Duration, Duration), String> {
+async fn one_call(
+    url: &str,
+    run: usize,
+    tag: &str,
+    relayed: bool,
+) -> Result<(Duration, Duration), String> {
     let (a, b) = (format!("b{tag}{run}a"), format!("b{tag}{run}b"));
     let mut caller = Client::hello(url, "Caller").await?;
-    caller.register(&a).await?;
+    let caller_token = caller.register(&a).await?;
     let mut callee = Client::hello(url, "Callee").await?;
-    callee.register(&b).await?;
+    let callee_token = callee.register(&b).await?;
     caller
         .send(&ClientMessage::Call { handle: b.clone() })
         .await?;
@@ -148,6 +160,22 @@ async fn one_call(url: &str, run: usize, tag: &str) -> Result<(Duration, Duratio
             matches!(m, ServerMessage::CallAccepted { .. }).then_some(())
         })
         .await?;
+    if relayed {
+        let heard = through_the_sfu(
+            url,
+            &mut caller,
+            &call,
+            [caller_token, callee_token],
+            accepted,
+        )
+        .await;
+        caller
+            .send(&ClientMessage::HangUp {
+                call: call.id.clone(),
+            })
+            .await?;
+        return Ok((Duration::ZERO, heard?));
+    }
     let peer = |hz| MediaConfig {
         tone_hz: Some(hz),
         slots: 0,
@@ -186,6 +214,60 @@ async fn one_call(url: &str, run: usize, tag: &str) -> Result<(Duration, Duratio
     Ok((signalled, heard))
 }
 
+/// Ask for the SFU, join the call's room as both users, and wait until each hears the
+/// other: the time since `since` (the answer).
+async fn through_the_sfu(
+    url: &str,
+    caller: &mut Client,
+    call: &CallInfo,
+    tokens: [String; 2],
+    since: Instant,
+) -> Result<Duration, String> {
+    use chorus_bench::webrtc_peer::{PeerConfig, WebrtcPeer};
+    caller
+        .send(&ClientMessage::RelayCall {
+            call: call.id.clone(),
+        })
+        .await?;
+    let room = caller
+        .expect("call_relayed", |m| match m {
+            ServerMessage::CallRelayed { room, .. } => Some(room.clone()),
+            _ => None,
+        })
+        .await?;
+    let [a, b] = tokens;
+    let config = |name: &str, hz: f32, token: String| PeerConfig {
+        tone_hz: Some(hz),
+        user_token: Some(token),
+        ..PeerConfig::new(url, room.clone(), name)
+    };
+    let (x, y) = tokio::join!(
+        WebrtcPeer::join(config("Caller", 440.0, a)),
+        WebrtcPeer::join(config("Callee", 660.0, b))
+    );
+    let (mut x, mut y) = match (x, y) {
+        (Ok(x), Ok(y)) => (x, y),
+        (x, y) => {
+            for mut peer in [x, y].into_iter().flatten() {
+                peer.close().await;
+            }
+            return Err("a room peer could not join the call's room".into());
+        }
+    };
+    let heard = loop {
+        if x.heard().windows_with(660.0) >= 1 && y.heard().windows_with(440.0) >= 1 {
+            break Ok(since.elapsed());
+        }
+        if since.elapsed() > WAIT {
+            break Err(format!("not both hearing through the SFU within {WAIT:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    x.close().await;
+    y.close().await;
+    heard
+}
+
 fn median(mut xs: Vec<Duration>) -> Duration {
     xs.sort();
     xs.get(xs.len() / 2).copied().unwrap_or_default()
@@ -195,8 +277,13 @@ fn median(mut xs: Vec<Duration>) -> Duration {
 async fn main() {
     let mut url = "ws://127.0.0.1:8080/ws".to_owned();
     let mut runs = 10usize;
+    let mut relayed = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        if arg == "--relayed" {
+            relayed = true;
+            continue;
+        }
         match (arg.as_str(), args.next()) {
             ("--server", Some(v)) => url = v,
             ("--runs", Some(v)) => match v.parse() {
@@ -207,7 +294,9 @@ async fn main() {
                 }
             },
             _ => {
-                eprintln!("usage: call_first_audio [--server ws://host:port/ws] [--runs N]");
+                eprintln!(
+                    "usage: call_first_audio [--server ws://host:port/ws] [--runs N] [--relayed]"
+                );
                 std::process::exit(2);
             }
         }
@@ -222,13 +311,17 @@ async fn main() {
     );
     let (mut signalled, mut heard) = (Vec::new(), Vec::new());
     for run in 0..runs {
-        match one_call(&url, run, &tag).await {
+        match one_call(&url, run, &tag, relayed).await {
             Ok((s, h)) => {
-                println!(
-                    "call {run}: accept → SDP across {:.0} ms, → both hearing {:.0} ms",
-                    s.as_secs_f64() * 1e3,
-                    h.as_secs_f64() * 1e3
-                );
+                let (s_ms, h_ms) = (s.as_secs_f64() * 1e3, h.as_secs_f64() * 1e3);
+                match relayed {
+                    true => {
+                        println!("call {run}: accept → both hearing through the SFU {h_ms:.0} ms")
+                    }
+                    false => println!(
+                        "call {run}: accept → SDP across {s_ms:.0} ms, → both hearing {h_ms:.0} ms"
+                    ),
+                }
                 signalled.push(s);
                 heard.push(h);
             }
@@ -239,11 +332,17 @@ async fn main() {
         }
     }
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let kind = if relayed { "relayed" } else { "direct" };
     println!(
-        "direct calls: {runs}; accept → both hearing: median {:.0} ms (min {:.0}, max {:.0}); accept → SDP across: median {:.0} ms",
+        "{kind} calls: {runs}; accept → both hearing: median {:.0} ms (min {:.0}, max {:.0})",
         ms(median(heard.clone())),
         ms(heard.iter().min().copied().unwrap_or_default()),
         ms(heard.iter().max().copied().unwrap_or_default()),
-        ms(median(signalled)),
     );
+    if !relayed {
+        println!(
+            "accept → SDP across: median {:.0} ms",
+            ms(median(signalled))
+        );
+    }
 }
