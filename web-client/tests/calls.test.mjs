@@ -50,6 +50,14 @@ async function signUp(page, { handle, name, password = PASSWORD, touch = false }
   assert.match(await page.textContent('#calls-me'), new RegExp(`@${handle}\\b`));
 }
 
+/** Ada and Bo, each on a calls page of their own, signed up. */
+async function adaAndBo(ada, bo, baseUrl) {
+  await openCalls(ada, baseUrl, false);
+  await signUp(ada, { handle: 'ada', name: 'Ada Lovelace' });
+  await openCalls(bo, baseUrl, false);
+  await signUp(bo, { handle: 'bo', name: 'Bo Ek' });
+}
+
 async function signIn(page, { handle, password = PASSWORD, touch = false }) {
   if (await page.isVisible('#show-signin')) {
     await press(page, '#show-signin', touch);
@@ -378,10 +386,7 @@ test('a callee with two tabs and a phone: all ring, the phone signs in and answe
         openBrowser({ engine: 'chromium', device: 'Pixel 7' }),
       ]));
       const [ada, boTab1, boPhone] = browsers.map((b) => b.page);
-      await openCalls(ada, server.url, false);
-      await signUp(ada, { handle: 'ada', name: 'Ada Lovelace' });
-      await openCalls(boTab1, server.url, false);
-      await signUp(boTab1, { handle: 'bo', name: 'Bo Ek' });
+      await adaAndBo(ada, boTab1, server.url);
       // A second tab of the same browser keeps the account: signed in already.
       const boTab2 = await browsers[1].newTab();
       await boTab2.goto(`${server.url}/#calls`);
@@ -548,10 +553,7 @@ test('Firefox calls Chromium: direct audio both ways, then Chromium hangs up', {
   await withServer({}, async ({ server, browsers }) => {
     browsers.push(...await Promise.all([openBrowser({ engine: 'firefox' }), openBrowser({ engine: 'chromium' })]));
     const [fx, cr] = browsers.map((b) => b.page);
-    await openCalls(fx, server.url, false);
-    await signUp(fx, { handle: 'ada', name: 'Ada Lovelace' });
-    await openCalls(cr, server.url, false);
-    await signUp(cr, { handle: 'bo', name: 'Bo Ek' });
+    await adaAndBo(fx, cr, server.url);
     await callByHandle(fx, 'bo');
     await waitPhase(cr, 'incoming', 'Chromium rung by Firefox');
     await cr.click('#call-accept');
@@ -571,10 +573,7 @@ test('after the server restarts, a signed-in page is reachable again by itself',
   await withServer({}, async ({ server, browsers }) => {
     browsers.push(...await Promise.all([openBrowser({ engine: 'chromium' }), openBrowser({ engine: 'chromium' })]));
     const [ada, bo] = browsers.map((b) => b.page);
-    await openCalls(ada, server.url, false);
-    await signUp(ada, { handle: 'ada', name: 'Ada Lovelace' });
-    await openCalls(bo, server.url, false);
-    await signUp(bo, { handle: 'bo', name: 'Bo Ek' });
+    await adaAndBo(ada, bo, server.url);
     await server.kill('SIGKILL');
     await bo.waitForFunction(() => /reconnecting/i.test(document.getElementById('net-status').textContent),
       null, { timeout: 10_000 });
@@ -729,10 +728,7 @@ test('the direct path is blocked on one side: the call goes through the SFU, bot
           }
         };
       });
-      await openCalls(ada, server.url, false);
-      await signUp(ada, { handle: 'ada', name: 'Ada Lovelace' });
-      await openCalls(bo, server.url, false);
-      await signUp(bo, { handle: 'bo', name: 'Bo Ek' });
+      await adaAndBo(ada, bo, server.url);
       await callByHandle(ada, 'bo');
       await waitPhase(bo, 'incoming', 'Bo rung');
       await bo.click('#call-accept');
@@ -800,10 +796,7 @@ test('"always route my calls through the server": the callee never makes a direc
           }
         };
       });
-      await openCalls(ada, server.url, false);
-      await signUp(ada, { handle: 'ada', name: 'Ada Lovelace' });
-      await openCalls(bo, server.url, false);
-      await signUp(bo, { handle: 'bo', name: 'Bo Ek' });
+      await adaAndBo(ada, bo, server.url);
       await bo.waitForSelector('#relay-always');
       await bo.click('#relay-always');
       assert.equal(await bo.evaluate(() => localStorage.getItem('chorus.calls.relay')), 'always', 'the setting is kept');
