@@ -319,6 +319,12 @@ pub enum ServerMessage {
         /// How.
         reason: CallEnd,
     },
+    /// A call of this account ended and is in its list now (sent to every session of
+    /// both users that takes calls, ringing or not): add it to the recent calls.
+    CallRecorded {
+        /// The call as this user sees it.
+        record: CallRecord,
+    },
     /// The call goes through the SFU now: `join` `room` (a locked two-seat room of the
     /// two of them, both seated) as any room, from any session of this user. It ends
     /// (`left room_closed`) when the call does.

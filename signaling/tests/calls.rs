@@ -331,6 +331,28 @@ async fn a_call_by_handle_goes_browser_to_browser() {
         ended(&mut bo_phone, WAIT).await,
         (call.id.clone(), CallEnd::HungUp)
     );
+    // The laptop, answered elsewhere long ago, is told the call's record when it ends;
+    // so is each side.
+    for (client, outgoing) in [(&mut bo_laptop, false), (&mut ada, true)] {
+        let record = client
+            .expect("call_recorded", WAIT, |m| match m {
+                ServerMessage::CallRecorded { record } if record.id == call.id => {
+                    Some(record.clone())
+                }
+                _ => None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (record.end, record.outgoing, record.missed, record.path),
+            (
+                CallEnd::HungUp,
+                outgoing,
+                false,
+                Some(chorus_proto::people::MediaPath::Direct)
+            )
+        );
+    }
     // Now they have called each other: Bo is Ada's contact, online; she follows his
     // presence, which is per user: one of his two devices leaving changes nothing, the
     // last one makes him offline.

@@ -433,14 +433,13 @@ test('a callee with two tabs and a phone: all ring, the phone signs in and answe
       await boPhone.tap('#call-hangup');
       assert.match(await waitEnded(ada, 'hung_up', 'Ada told'), /^Bo Ek ended the call/);
       assert.match(await waitEnded(boPhone, 'hung_up', 'the phone hung up'), /^Call with Ada Lovelace ended/);
-      // Every device of Bo's has the call in its list (answered, so not missed). The tabs
-      // that did not take it are not told when it ends: they look for its record (2, 4,
-      // 8 s after, then every 15 s).
+      // Every device of Bo's has the call in its list (answered, so not missed): the tabs
+      // that did not take it are told its record when it ends (call_recorded).
       for (const [page, where] of [[boPhone, 'phone'], [boTab1, 'tab 1'], [boTab2, 'tab 2']]) {
         const list = await waitFor(async () => {
           const l = await recentCalls(page);
           return l.length ? l : null;
-        }, { timeoutMs: 20_000, what: `the call in Bo's ${where} list` });
+        }, { timeoutMs: 5_000, what: `the call in Bo's ${where} list` });
         assert.equal(list[0].missed, false, `${where}: ${JSON.stringify(list)}`);
       }
     });

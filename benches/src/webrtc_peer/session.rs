@@ -102,7 +102,8 @@ impl RoomView {
             | ServerMessage::CallAccepted { .. }
             | ServerMessage::CallSignal { .. }
             | ServerMessage::CallEnded { .. }
-            | ServerMessage::CallRelayed { .. } => {}
+            | ServerMessage::CallRelayed { .. }
+            | ServerMessage::CallRecorded { .. } => {}
         }
     }
 }

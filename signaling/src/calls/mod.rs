@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chorus_proto::fleet::unix_ms;
-use chorus_proto::people::{CallEnd, CallInfo, IceCandidate, MediaPath, SessionDescription};
+use chorus_proto::people::{
+    CallEnd, CallInfo, IceCandidate, MediaPath, PersonInfo, SessionDescription,
+};
 use chorus_proto::signal::{ErrorCode, ServerMessage};
 use chorus_proto::{CallId, RoomId, UserId};
 
@@ -646,7 +648,7 @@ impl CallService {
                 self.metrics.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.finished(StoredCall {
+        let record = StoredCall {
             id: id.clone(),
             caller: call.info.caller.user.clone(),
             callee: call.info.callee.user.clone(),
@@ -655,8 +657,8 @@ impl CallService {
             ended_ms: unix_ms(),
             end,
             path: call.path,
-        })
-        .await;
+        };
+        self.finished(record.clone()).await;
         let told = std::iter::once(&call.caller)
             .chain(call.answered.iter())
             .chain(call.ringing.iter())
@@ -666,6 +668,22 @@ impl CallService {
                 call: id.clone(),
                 reason: end,
             });
+        }
+        // Every calls screen of both users, also those answered elsewhere, lists it now.
+        for (me, peer) in [
+            (&call.info.caller, &call.info.callee),
+            (&call.info.callee, &call.info.caller),
+        ] {
+            let peer = PersonInfo {
+                presence: self.people.directory.presence(&peer.user),
+                ..peer.clone()
+            };
+            let seen = crate::people::record_as(&me.user, &record, peer);
+            for device in self.people.directory.call_takers(&me.user) {
+                device.outbox.send(ServerMessage::CallRecorded {
+                    record: seen.clone(),
+                });
+            }
         }
     }
 

@@ -358,11 +358,20 @@ fn record_for(
     accounts: &HashMap<UserId, Account>,
     person: impl Fn(&Account) -> PersonInfo,
 ) -> Option<CallRecord> {
+    let peer = accounts.get(if &call.caller == me {
+        &call.callee
+    } else {
+        &call.caller
+    })?;
+    Some(record_as(me, call, person(peer)))
+}
+
+/// `call` as `me` sees it in its list, with `peer` the other side.
+pub fn record_as(me: &UserId, call: &StoredCall, peer: PersonInfo) -> CallRecord {
     let outgoing = &call.caller == me;
-    let peer = accounts.get(if outgoing { &call.callee } else { &call.caller })?;
-    Some(CallRecord {
+    CallRecord {
         id: call.id.clone(),
-        peer: person(peer),
+        peer,
         outgoing,
         started_at_ms: call.started_ms,
         duration_secs: call
@@ -371,7 +380,7 @@ fn record_for(
         end: call.end,
         missed: !outgoing && call.end.missed(),
         path: call.path,
-    })
+    }
 }
 
 /// An account as its own user sees it.

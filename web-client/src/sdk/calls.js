@@ -46,12 +46,6 @@ const REQUEST_TIMEOUT_MS = 10_000;
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10_000];
 /** An answered call whose audio does not (re)connect within this is given up. */
 const MEDIA_TIMEOUT_MS = 20_000;
-/**
- * A call answered on another device of ours ends without a word to this one: its record
- * is looked for after these delays (ms; the last repeats), for at most FOLLOW_MAX_MS.
- */
-const FOLLOW_MS = [2000, 4000, 8000, 15_000];
-const FOLLOW_MAX_MS = 3 * 3600_000;
 /** An answered call whose direct path has not connected by then goes through the SFU. */
 const DIRECT_TIMEOUT_MS = 5000;
 /** How often the peer connection's stats are read (speaking level, quality). */
@@ -228,7 +222,6 @@ export class CallClient extends EventTarget {
     this._cancelled = 0; // the attempt hung up before it rang
     this._wake = {};
     this._reconnecting = false;
-    this._following = null; // { id, peer, timer, until, step }: a call answered elsewhere
     this._found = new Map(); // handle -> PersonInfo from findPerson (names a call that ends at once)
     this._gone = []; // ids of calls ended here (their late frames are not a new call's)
     this._placing = null; // the `call` request in flight
@@ -532,7 +525,6 @@ export class CallClient extends EventTarget {
     this._dropSignal();
     this.storage.set(TOKEN_KEY, '');
     this.storage.set(ACCOUNT_KEY, '');
-    this._stopFollowing();
     this.people = new Map();
     this.calls = [];
     this.blocked = [];
@@ -577,40 +569,16 @@ export class CallClient extends EventTarget {
     this.people = new Map(msg.people.map((p) => [p.user, p]));
     this.calls = msg.calls;
     this.blocked = msg.blocked;
-    const f = this._following;
-    if (f && this.calls.some((c) => c.id === f.id)) {
-      this._stopFollowing();
-    }
     this._emit('contacts', {});
   }
 
-  /**
-   * Another device of ours answered `call`: nobody tells this one when it ends, so look
-   * for its record now and then (at once when the other side's presence leaves `in_call`).
-   */
-  _follow(call) {
-    this._stopFollowing();
-    const f = { id: call.id, peer: call.peer && call.peer.user, timer: null, until: Date.now() + FOLLOW_MAX_MS, step: 0 };
-    this._following = f;
-    const next = () => {
-      if (this._following !== f || Date.now() > f.until) {
-        return;
-      }
-      const delay = FOLLOW_MS[Math.min(f.step, FOLLOW_MS.length - 1)];
-      f.step += 1;
-      f.timer = setTimeout(() => {
-        if (this._following !== f) return;
-        this.refreshContacts().catch(() => {}).finally(next);
-      }, delay);
-    };
-    next();
-  }
-
-  _stopFollowing() {
-    if (this._following) {
-      clearTimeout(this._following.timer);
-      this._following = null;
+  /** A call of ours ended (on any device): it heads the recent calls. */
+  _takeRecord(record) {
+    this.calls = [record, ...this.calls.filter((c) => c.id !== record.id)];
+    if (!this.people.has(record.peer.user) && this._signal && this._signal.isOpen) {
+      this.refreshContacts().catch(() => {}); // a new contact: the list says it
     }
+    this._emit('contacts', {});
   }
 
   // ------------------------------------------------------------------ a call
@@ -771,11 +739,9 @@ export class CallClient extends EventTarget {
       durationSecs: call.connectedAt ? Math.round((endedAt - call.connectedAt) / 1000) : 0,
       ...patch,
     }, transition);
-    // Its record is in our list now (the server writes it before telling anyone), except
-    // for a call another device of ours took: that one is still on.
-    if (reason === 'answered_elsewhere') {
-      this._follow(call);
-    } else if (this._signal && this._signal.isOpen) {
+    // Its record follows (`call_recorded`, also for a call another device of ours took,
+    // once that one ends); contacts may have changed too (a first call makes a contact).
+    if (reason !== 'answered_elsewhere' && this._signal && this._signal.isOpen) {
       this.refreshContacts().catch(() => {});
     }
   }
@@ -794,9 +760,6 @@ export class CallClient extends EventTarget {
         }
         if (call && call.peer && call.peer.user === msg.user) {
           this._patchCall({ peer: { ...call.peer, presence: msg.presence } }, 'presence');
-        }
-        if (this._following && this._following.peer === msg.user && msg.presence !== 'in_call') {
-          this.refreshContacts().catch(() => {}); // the call answered elsewhere is over
         }
         break;
       }
@@ -831,6 +794,9 @@ export class CallClient extends EventTarget {
             this._armDirectTimer();
           }
         }
+        break;
+      case 'call_recorded':
+        this._takeRecord(msg.record);
         break;
       case 'call_relayed':
         if (mine(msg.call) && ['connecting', 'connected', 'interrupted'].includes(call.phase) && !this._room) {
