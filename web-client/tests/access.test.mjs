@@ -23,7 +23,9 @@ engineTest('the owner locks the room: newcomers are refused in words until it is
       await waitFor(async () => /locked/i.test(await page.textContent('#room-state')),
         { timeoutMs: 5_000, what: `the locked badge on ${who}'s page` });
     }
-    assert.equal(await owner.textContent('#lock-btn'), 'Unlock room');
+    // The controls are drawn with the people, at the next animation frame after the badge.
+    await waitFor(async () => (await owner.textContent('#lock-btn')) === 'Unlock room',
+      { timeoutMs: 5_000, what: "the owner's Unlock button" });
     assert.equal(await owner.getAttribute('#lock-btn', 'aria-pressed'), 'true');
 
     // A newcomer opening the link is told before trying; a join is refused in words.
