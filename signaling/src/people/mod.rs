@@ -17,6 +17,9 @@ use crate::rooms::service::{Failure, store_failure};
 use crate::store::SharedStore;
 use crate::store::people::{Account, SharedPeopleStore, StoredCall};
 
+/// Most people one account may block (the list lives in the account's record).
+pub const MAX_BLOCKED: usize = 1000;
+
 /// Accounts, presence and contacts of one node.
 pub struct People {
     /// Accounts and call records.
@@ -327,6 +330,12 @@ impl People {
             .unwrap_or_else(|| account.clone());
         account.blocked.retain(|u| u != user);
         if blocked {
+            if account.blocked.len() >= MAX_BLOCKED {
+                return Err((
+                    ErrorCode::InvalidInput,
+                    format!("at most {MAX_BLOCKED} people can be blocked; unblock someone first"),
+                ));
+            }
             if self.account_of(user).await?.is_none() {
                 return Err((ErrorCode::UserNotFound, "nobody has that account".into()));
             }
@@ -389,5 +398,59 @@ pub fn account_info(account: &Account) -> AccountInfo {
         user: account.user.clone(),
         handle: account.handle.clone(),
         name: account.name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::EmbeddedStore;
+    use crate::store::people::PeopleStore;
+
+    fn account(n: usize) -> Account {
+        Account {
+            user: UserId::random(),
+            handle: format!("p{n}"),
+            name: format!("P {n}"),
+            password_hash: String::new(),
+            created_ms: 0,
+            blocked: Vec::new(),
+        }
+    }
+
+    /// The block list lives in the account's record: it is bounded, and the limit is
+    /// said in words; unblocking makes room again.
+    #[tokio::test]
+    async fn a_block_list_is_bounded() {
+        let path = std::env::temp_dir().join(format!("chorus-people-{}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let store = Arc::new(EmbeddedStore::open(&path).unwrap());
+        let people = People::new(store.clone(), store.clone());
+        let mut me = account(0);
+        store.create_account(&me).await.unwrap();
+        let mut others = Vec::new();
+        for n in 1..=MAX_BLOCKED + 1 {
+            let other = account(n);
+            store.create_account(&other).await.unwrap();
+            others.push(other.user);
+        }
+        for user in &others[..MAX_BLOCKED] {
+            me = people.block(&me, user, true).await.unwrap();
+        }
+        assert_eq!(me.blocked.len(), MAX_BLOCKED);
+        let (code, message) = people
+            .block(&me, &others[MAX_BLOCKED], true)
+            .await
+            .unwrap_err();
+        assert_eq!(code, ErrorCode::InvalidInput);
+        assert!(message.contains("at most"), "{message}");
+        // Blocking someone blocked already, or unblocking, is not refused.
+        me = people.block(&me, &others[0], true).await.unwrap();
+        me = people.block(&me, &others[0], false).await.unwrap();
+        people.block(&me, &others[MAX_BLOCKED], true).await.unwrap();
+        let _ = std::fs::remove_file(&path);
     }
 }
