@@ -62,12 +62,58 @@ fn close_room_removes_everyone() {
     sim.join(&room, Grants::LISTENER);
     sim.join(&other, Grants::SPEAKER);
     sim.connect_all();
-    assert_eq!(sim.engine.close_room(&room, sim.now), 2);
-    assert_eq!(sim.engine.close_room(&room, sim.now), 0);
+    assert_eq!(sim.engine.close_room(&room, sim.now).participants, 2);
+    assert_eq!(sim.engine.close_room(&room, sim.now).participants, 0);
     sim.run_for(Duration::from_millis(10));
     let left = sim.left_events();
     assert_eq!(left.len(), 2);
     assert!(left.iter().all(|(_, r)| *r == LeaveReason::RoomClosed));
     let stats = sim.engine.stats();
     assert_eq!((stats.rooms, stats.participants), (1, 1));
+}
+
+/// Closing a room says what its media took: the bytes from and to its participants over
+/// the room's life, those who left before included, and nothing of another room's. A
+/// room whose last member left still answers with its count once.
+#[test]
+fn close_room_counts_the_rooms_bytes() {
+    let mut sim = Sim::new();
+    let room = RoomId::random();
+    let other = RoomId::random();
+    let a = sim.join(&room, Grants::SPEAKER);
+    let b = sim.join(&room, Grants::SPEAKER);
+    let c = sim.join(&other, Grants::SPEAKER);
+    sim.connect_all();
+    for talker in [a, b, c] {
+        sim.clients[talker].talking = Some(-20);
+    }
+    sim.run_for(Duration::from_millis(500));
+    let before = sim.engine.stats().metrics;
+    let early = sim.clients[a].id.clone();
+    assert!(sim.engine.remove(&room, &early, sim.now));
+    sim.run_for(Duration::from_millis(500));
+    let closed = sim.engine.close_room(&room, sim.now);
+    assert_eq!(closed.participants, 1);
+    let node = sim.engine.stats().metrics;
+    // 1 s of 20 ms frames from b, half a second from a, each forwarded to the other.
+    assert!(
+        closed.bytes > 50 * 60 && closed.bytes < node.bytes_in + node.bytes_out,
+        "room bytes {} (node in {} out {}; before the removal {} + {})",
+        closed.bytes,
+        node.bytes_in,
+        node.bytes_out,
+        before.bytes_in,
+        before.bytes_out
+    );
+    assert_eq!(
+        sim.engine.close_room(&room, sim.now).bytes,
+        0,
+        "counted once"
+    );
+
+    // The other room empties before it is closed: its count waits for the close.
+    let last = sim.clients[c].id.clone();
+    sim.run_for(Duration::from_millis(200));
+    assert!(sim.engine.remove(&other, &last, sim.now));
+    assert!(sim.engine.close_room(&other, sim.now).bytes > 0);
 }

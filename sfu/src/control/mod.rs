@@ -303,11 +303,12 @@ impl SfuControl for ControlService {
         request: Request<CloseRoomRequest>,
     ) -> Result<Response<CloseRoomResponse>, Status> {
         let room = parse_room(request.into_inner().room_id)?;
-        let participants_removed = self
+        let closed = self
             .call(|reply| Command::CloseRoom { room, reply })
             .await?;
         Ok(Response::new(CloseRoomResponse {
-            participants_removed,
+            participants_removed: closed.participants,
+            bytes_carried: closed.bytes,
         }))
     }
 

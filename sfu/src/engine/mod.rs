@@ -159,6 +159,16 @@ pub struct ParticipantState {
     pub connected: bool,
 }
 
+/// What closing a room ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClosedRoom {
+    /// Participants disconnected.
+    pub participants: u32,
+    /// Datagram bytes from and to the room's participants over its life (STUN, DTLS,
+    /// SRTP, SRTCP), those who left before included.
+    pub bytes: u64,
+}
+
 /// Load and counters.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EngineStats {
@@ -200,11 +210,44 @@ struct Participant {
     level_at: Option<Instant>,
     /// The `Rtc` returned an error: remove at the next tick.
     failed: bool,
+    /// Datagrams from and to it, in bytes (STUN, DTLS, SRTP, SRTCP).
+    bytes: u64,
 }
 
 struct Room {
     id: RoomId,
     members: Vec<u64>,
+    /// Bytes of the members that left (see [`Participant::bytes`]).
+    bytes_of_gone: u64,
+}
+
+/// Most emptied rooms whose byte count is kept for a [`Engine::close_room`] to come.
+const EMPTIED_KEPT: usize = 4096;
+
+/// Byte counts of rooms whose last member left, until the room is closed or comes back
+/// (the oldest forgotten beyond [`EMPTIED_KEPT`]).
+#[derive(Default)]
+struct Emptied {
+    bytes: HashMap<RoomId, u64>,
+    order: VecDeque<RoomId>,
+}
+
+impl Emptied {
+    fn keep(&mut self, room: RoomId, bytes: u64) {
+        if self.bytes.insert(room.clone(), bytes).is_none() {
+            self.order.push_back(room);
+        }
+        while self.order.len() > EMPTIED_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.bytes.remove(&old);
+            }
+        }
+    }
+
+    fn take(&mut self, room: &RoomId) -> u64 {
+        // Its place in `order` goes when it comes round (a missing entry is skipped).
+        self.bytes.remove(room).unwrap_or(0)
+    }
 }
 
 /// The SFU's state machine. See the module docs for the contract.
@@ -219,6 +262,7 @@ pub struct Engine {
     by_source: HashMap<SocketAddr, u64>,
     by_ufrag: HashMap<String, u64>,
     revoked: Revocations,
+    emptied: Emptied,
     outputs: VecDeque<Output>,
     /// Frames received and not yet forwarded; kept to reuse its allocation.
     media: Vec<(u64, Incoming)>,
@@ -270,6 +314,7 @@ impl Engine {
             by_source: HashMap::new(),
             by_ufrag: HashMap::new(),
             revoked: Revocations::default(),
+            emptied: Emptied::default(),
             outputs: VecDeque::new(),
             media: Vec::new(),
             timers: Timers::default(),
@@ -406,6 +451,7 @@ impl Engine {
                     Room {
                         id: claims.room.clone(),
                         members: Vec::new(),
+                        bytes_of_gone: self.emptied.take(&claims.room),
                     },
                 );
                 k
@@ -445,6 +491,7 @@ impl Engine {
                 level: 0.0,
                 level_at: None,
                 failed: false,
+                bytes: 0,
             },
         );
         Ok(answer.to_sdp_string())
@@ -504,6 +551,7 @@ impl Engine {
             return;
         };
         p.last_rx = now;
+        p.bytes += bytes.len() as u64;
         if let Err(e) = p.rtc.handle_input(input) {
             // A packet that fails SRTP or parsing is the client's problem, not a reason
             // to drop the participant.
@@ -608,21 +656,23 @@ impl Engine {
         }
     }
 
-    /// Disconnect everyone in a room; returns how many.
-    pub fn close_room(&mut self, room: &RoomId, now: Instant) -> u32 {
+    /// Disconnect everyone in a room: how many, and the bytes the room's media took over
+    /// its life (also of those who left before).
+    pub fn close_room(&mut self, room: &RoomId, now: Instant) -> ClosedRoom {
         self.relays.close(room);
-        let Some(members) = self
+        let members = self
             .room_keys
             .get(room)
             .and_then(|k| self.rooms.get(k))
             .map(|r| r.members.clone())
-        else {
-            return 0;
-        };
+            .unwrap_or_default();
         for key in &members {
             self.remove_key(*key, LeaveReason::RoomClosed, now);
         }
-        u32::try_from(members.len()).unwrap_or(u32::MAX)
+        ClosedRoom {
+            participants: u32::try_from(members.len()).unwrap_or(u32::MAX),
+            bytes: self.emptied.take(room),
+        }
     }
 
     /// Load and counters.
@@ -1041,9 +1091,12 @@ impl Engine {
         self.release_slots_of(p.room_key, key);
         if let Some(room) = self.rooms.get_mut(&p.room_key) {
             room.members.retain(|k| *k != key);
+            room.bytes_of_gone += p.bytes;
             if room.members.is_empty() {
+                let bytes = room.bytes_of_gone;
                 self.rooms.remove(&p.room_key);
                 self.room_keys.remove(&p.room);
+                self.emptied.keep(p.room.clone(), bytes);
             }
         }
         tracing::info!(room = %p.room, participant = %p.id, ?reason, "participant left");
@@ -1141,7 +1194,10 @@ fn poll_rtc(
         }
         match p.rtc.poll_output() {
             Ok(str0m::Output::Timeout(t)) => return t,
-            Ok(str0m::Output::Transmit(t)) => push_transmit(outputs, metrics, t),
+            Ok(str0m::Output::Transmit(t)) => {
+                p.bytes += t.contents.len() as u64;
+                push_transmit(outputs, metrics, t);
+            }
             Ok(str0m::Output::Event(e)) => match e {
                 Event::Connected if !p.connected => {
                     p.connected = true;

@@ -14,7 +14,7 @@ use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::engine::{Engine, EngineEvent, EngineStats, Output, ParticipantState};
+use crate::engine::{ClosedRoom, Engine, EngineEvent, EngineStats, Output, ParticipantState};
 use crate::error::SfuError;
 
 /// Largest datagram read; WebRTC keeps datagrams under ≈ 1200 bytes.
@@ -45,7 +45,7 @@ pub(crate) enum Command {
     },
     CloseRoom {
         room: RoomId,
-        reply: oneshot::Sender<u32>,
+        reply: oneshot::Sender<ClosedRoom>,
     },
     Stats {
         reply: oneshot::Sender<EngineStats>,
