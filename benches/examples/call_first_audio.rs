@@ -4,10 +4,13 @@
 //! caller makes its peer connection and offer, the callee answers, candidates go with the
 //! SDP, and each side decodes the other's tone. Prints each run and the median.
 //!
-//! `--relayed`: the call goes through the SFU instead, as when the direct path fails:
-//! right after the answer the caller sends `relay_call`, and both join the call's room
-//! (`call_relayed`) as room peers (this skips the web client's 5 s wait for the direct
-//! path: it measures the SFU path itself).
+//! The two are made contacts first (one answered call, not measured): calls between
+//! strangers never go direct.
+//!
+//! `--relayed`: the call goes through the SFU instead, as a call between strangers does:
+//! the server makes the call's room at the answer (`call_accepted` says `relay`, then
+//! `call_relayed`) and both join it as room peers. A direct path that fails moves the same
+//! way after the web client's 5 s wait; this measures the SFU path itself.
 //!
 //! ```sh
 //! cargo build --release -p chorus-signaling --bin chorus -p chorus-bench --example call_first_audio
@@ -127,6 +130,31 @@ impl Client {
     }
 }
 
+/// `caller` rings `handle`; the call as `callee` (that account) is rung.
+async fn ring(caller: &mut Client, callee: &mut Client, handle: &str) -> Result<CallInfo, String> {
+    caller
+        .send(&ClientMessage::Call {
+            handle: handle.to_owned(),
+        })
+        .await?;
+    callee
+        .expect("call_incoming", |m| match m {
+            ServerMessage::CallIncoming { call } => Some(call.clone()),
+            _ => None,
+        })
+        .await
+}
+
+/// `call_accepted`: whether the call goes through the SFU from the start.
+async fn accepted_call(caller: &mut Client) -> Result<bool, String> {
+    caller
+        .expect("call_accepted", |m| match m {
+            ServerMessage::CallAccepted { relay, .. } => Some(*relay),
+            _ => None,
+        })
+        .await
+}
+
 /// One call: the time from accept to the offer and answer having crossed, and to both
 /// sides hearing the other.
 async fn one_call(
@@ -140,26 +168,38 @@ async fn one_call(
     let caller_token = caller.register(&a).await?;
     let mut callee = Client::hello(url, "Callee").await?;
     let callee_token = callee.register(&b).await?;
-    caller
-        .send(&ClientMessage::Call { handle: b.clone() })
-        .await?;
-    let call = callee
-        .expect("call_incoming", |m| match m {
-            ServerMessage::CallIncoming { call } => Some(call.clone()),
-            _ => None,
-        })
-        .await?;
+    if !relayed {
+        // One answered call makes them contacts: the measured one may go direct.
+        let call = ring(&mut caller, &mut callee, &b).await?;
+        callee
+            .send(&ClientMessage::AcceptCall {
+                call: call.id.clone(),
+            })
+            .await?;
+        accepted_call(&mut caller).await?;
+        caller
+            .send(&ClientMessage::HangUp { call: call.id })
+            .await?;
+        callee
+            .expect("call_ended", |m| {
+                matches!(m, ServerMessage::CallEnded { .. }).then_some(())
+            })
+            .await?;
+    }
+    let call = ring(&mut caller, &mut callee, &b).await?;
     let accepted = Instant::now();
     callee
         .send(&ClientMessage::AcceptCall {
             call: call.id.clone(),
         })
         .await?;
-    caller
-        .expect("call_accepted", |m| {
-            matches!(m, ServerMessage::CallAccepted { .. }).then_some(())
-        })
-        .await?;
+    let relay = accepted_call(&mut caller).await?;
+    if relay != relayed {
+        return Err(format!(
+            "the server said relay: {relay} for a call that should {}go through the SFU",
+            if relayed { "" } else { "not " }
+        ));
+    }
     if relayed {
         let heard = through_the_sfu(
             url,
@@ -214,8 +254,8 @@ async fn one_call(
     Ok((signalled, heard))
 }
 
-/// Ask for the SFU, join the call's room as both users, and wait until each hears the
-/// other: the time since `since` (the answer).
+/// Join the call's room (the server made it at the answer) as both users, and wait until
+/// each hears the other: the time since `since` (the answer).
 async fn through_the_sfu(
     url: &str,
     caller: &mut Client,
@@ -224,14 +264,9 @@ async fn through_the_sfu(
     since: Instant,
 ) -> Result<Duration, String> {
     use chorus_bench::webrtc_peer::{PeerConfig, WebrtcPeer};
-    caller
-        .send(&ClientMessage::RelayCall {
-            call: call.id.clone(),
-        })
-        .await?;
     let room = caller
         .expect("call_relayed", |m| match m {
-            ServerMessage::CallRelayed { room, .. } => Some(room.clone()),
+            ServerMessage::CallRelayed { call: id, room } if *id == call.id => Some(room.clone()),
             _ => None,
         })
         .await?;

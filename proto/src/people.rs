@@ -84,6 +84,11 @@ pub struct AccountInfo {
     pub handle: String,
     /// Display name.
     pub name: String,
+    /// Calls of this account always go through the media server, also with contacts:
+    /// its address is never handed to the other side (`set_call_privacy`). Calls with
+    /// people who are not contacts go through it whatever this says.
+    #[serde(default)]
+    pub always_relay: bool,
 }
 
 /// Whether someone can be reached.
@@ -203,6 +208,8 @@ pub enum CallEnd {
     AnsweredElsewhere,
     /// One side's connection to the server ended.
     Disconnected,
+    /// A side turned the call into a voice room (`grow_call`): both went on there.
+    Grown,
 }
 
 impl CallEnd {

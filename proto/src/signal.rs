@@ -235,6 +235,21 @@ pub enum ClientMessage {
         /// The call.
         call: CallId,
     },
+    /// Either side of an answered call: "add someone" — the call becomes a voice room
+    /// with both on seats (the caller owns it, the callee moderates it) that anyone with
+    /// its link joins as any room. Both sides get [`ServerMessage::CallGrown`], then the
+    /// call ends (`grown`).
+    GrowCall {
+        /// The call.
+        call: CallId,
+    },
+    /// Whether this account's calls always go through the media server, also with
+    /// contacts (its address never reaches the other side). Answered by
+    /// [`ServerMessage::Account`].
+    SetCallPrivacy {
+        /// On: every call relayed. Off (the default): direct with contacts.
+        always_relay: bool,
+    },
 }
 
 /// Frames the server sends.
@@ -300,6 +315,11 @@ pub enum ServerMessage {
         call: CallInfo,
         /// STUN/TURN servers for the peer connection (may be empty on a LAN).
         ice_servers: Vec<IceServer>,
+        /// The call goes through the media server from the start (the two are not
+        /// contacts, or one side asked for it): make no direct peer connection —
+        /// `call_signal` is refused — and wait for [`ServerMessage::CallRelayed`].
+        #[serde(default)]
+        relay: bool,
     },
     /// The other side's SDP or ICE candidate.
     CallSignal {
@@ -332,6 +352,14 @@ pub enum ServerMessage {
         /// The call.
         call: CallId,
         /// Its room.
+        room: RoomId,
+    },
+    /// The call became this voice room (`grow_call`): open `/r/<room>` and join it as any
+    /// room (both sides are members on seats). `call_ended` (`grown`) follows.
+    CallGrown {
+        /// The call.
+        call: CallId,
+        /// The room.
         room: RoomId,
     },
     /// This session is in the room; apply `answer` to the peer connection.

@@ -179,6 +179,65 @@ async fn error(client: &mut RawClient, what: &str) -> ErrorCode {
     client.expect_error(what).await.unwrap().0
 }
 
+/// Whether `call_accepted` said the call goes through the SFU from the start.
+async fn accepted_relay(client: &mut RawClient) -> bool {
+    client
+        .expect("call_accepted", WAIT, |m| match m {
+            ServerMessage::CallAccepted { relay, .. } => Some(*relay),
+            _ => None,
+        })
+        .await
+        .unwrap()
+}
+
+/// The app backend puts the accounts of `a` and `b` in one group chat: they are
+/// contacts, whose calls go browser to browser.
+async fn make_contacts(server: &ChorusServer, a: &RawClient, b: &RawClient) {
+    let api = support::Api::of(server);
+    let made = api
+        .create_room(serde_json::json!({"name": "Friends", "owner_name": "A", "owner": a.user}))
+        .await;
+    let (status, body) = api
+        .call(
+            "PUT",
+            &format!("/api/v1/rooms/{}/members/{}", made.room.id, b.user),
+            Some(serde_json::json!({"name": "B"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        support::member(body["members"].as_array().unwrap(), &b.user).is_some(),
+        "{body}"
+    );
+}
+
+/// `client`'s account as the server says it now (after `set_call_privacy`).
+async fn account_info(client: &mut RawClient) -> chorus_proto::people::AccountInfo {
+    client
+        .expect("account", WAIT, |m| match m {
+            ServerMessage::Account { account, .. } => Some(account.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap()
+}
+
+/// Join `room` as the account whose token `client` holds, sending `tone`.
+async fn join_as(
+    server: &ChorusServer,
+    room: &chorus_proto::RoomId,
+    name: &str,
+    token: Option<&str>,
+    tone: Option<f32>,
+) -> chorus_bench::webrtc_peer::WebrtcPeer {
+    support::join_connected(
+        support::peer_config(&server.ws_url, room, name, tone, token),
+        WAIT,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{name} joins {room}: {e}\n{}", server.log()))
+}
+
 /// Ada calls Bo, who has two devices: both ring, the first accepts, the second hears
 /// "answered elsewhere". The two `webrtc` peers connect to each other (the server relays
 /// their SDP) and each hears the other's tone; the SFU forwards nothing.
@@ -189,6 +248,7 @@ async fn a_call_by_handle_goes_browser_to_browser() {
     let bo_phone = account(&server, "Bo", "bo").await;
     let mut bo_phone = bo_phone;
     let mut bo_laptop = device(&server, &bo_phone, "Bo").await;
+    make_contacts(&server, &ada, &bo_phone).await;
 
     let asked = Instant::now();
     send(
@@ -206,7 +266,10 @@ async fn a_call_by_handle_goes_browser_to_browser() {
     assert_eq!(incoming(&mut bo_phone).await, call);
     assert_eq!(incoming(&mut bo_laptop).await, call);
     accept(&mut bo_phone, &call.id).await;
-    assert_eq!(accepted(&mut ada).await.id, call.id);
+    assert!(
+        !accepted_relay(&mut ada).await,
+        "contacts: browser to browser"
+    );
     assert_eq!(accepted(&mut bo_phone).await.id, call.id);
     assert_eq!(
         ended(&mut bo_laptop, WAIT).await,
@@ -1008,6 +1071,7 @@ async fn a_call_whose_direct_path_fails_goes_on_through_the_sfu() {
     let server = ChorusServer::spawn();
     let mut ada = account(&server, "Ada", "ada").await;
     let mut bo = account(&server, "Bo", "bo").await;
+    make_contacts(&server, &ada, &bo).await;
     let call = ring(&mut ada, "bo", &mut bo).await;
     send(
         &mut ada,
@@ -1021,8 +1085,16 @@ async fn a_call_whose_direct_path_fails_goes_on_through_the_sfu() {
         ErrorCode::InvalidInput
     );
     accept(&mut bo, &call.id).await;
-    accepted(&mut ada).await;
+    assert!(!accepted_relay(&mut ada).await);
     accepted(&mut bo).await;
+    // Their direct path worked for a while (the caller said so), then failed.
+    send(
+        &mut ada,
+        ClientMessage::CallConnected {
+            call: call.id.clone(),
+        },
+    )
+    .await;
 
     // Both ask at once, as two browsers whose ICE failed would: one room.
     send(
@@ -1083,6 +1155,12 @@ async fn a_call_whose_direct_path_fails_goes_on_through_the_sfu() {
         "the SFU carried the call:\n{metrics}"
     );
 
+    assert_eq!(
+        support::metric(&metrics, "chorus_calls_sfu_bytes_total"),
+        Some(0.0),
+        "counted when the call ends"
+    );
+
     hang_up(&mut ada, &call.id).await;
     assert_eq!(
         ended(&mut bo, WAIT).await,
@@ -1097,5 +1175,202 @@ async fn a_call_whose_direct_path_fails_goes_on_through_the_sfu() {
     assert_eq!(
         calls[0].path,
         Some(chorus_proto::people::MediaPath::Relayed)
+    );
+    // What the SFU carried for the call: at least the tones both ways (5+ frames each
+    // were heard), and no more than the node's whole traffic.
+    let metrics = support::metrics(&server.url).await;
+    let carried = support::metric(&metrics, "chorus_calls_sfu_bytes_total").unwrap_or(0.0);
+    let node_total = support::metric(&metrics, "chorus_sfu_bytes_in_total").unwrap_or(0.0)
+        + support::metric(&metrics, "chorus_sfu_bytes_out_total").unwrap_or(0.0);
+    assert!(
+        carried > 20.0 * 60.0 && carried <= node_total,
+        "bytes carried for the call: {carried} (node in + out: {node_total})\n{metrics}"
+    );
+}
+
+/// Strangers (no group chat, no answered call between them) never learn each other's
+/// address: the call goes through the SFU from the start, made by the server without
+/// either side asking, and a signal between them is refused. Once answered, they are
+/// contacts: the next call goes browser to browser — unless one of them always relays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_with_strangers_or_by_choice_go_through_the_sfu() {
+    let server = ChorusServer::spawn();
+    let mut ada = account(&server, "Ada", "ada").await;
+    let mut bo = account(&server, "Bo", "bo").await;
+    let call = ring(&mut ada, "bo", &mut bo).await;
+    accept(&mut bo, &call.id).await;
+    assert!(accepted_relay(&mut ada).await, "strangers: through the SFU");
+    assert!(accepted_relay(&mut bo).await);
+    send(
+        &mut ada,
+        ClientMessage::CallSignal {
+            call: call.id.clone(),
+            description: None,
+            candidate: Some(chorus_proto::people::IceCandidate {
+                candidate: "candidate:1 1 udp 2122260223 192.0.2.7 50000 typ host".into(),
+                sdp_mid: Some("0".into()),
+                sdp_m_line_index: Some(0),
+                username_fragment: None,
+            }),
+        },
+    )
+    .await;
+    assert_eq!(
+        error(&mut ada, "a candidate between strangers").await,
+        ErrorCode::Forbidden
+    );
+    let room = relayed(&mut ada, &call.id).await;
+    assert_eq!(relayed(&mut bo, &call.id).await, room);
+    let mut peers = vec![
+        join_as(&server, &room, "Ada", Some(&ada.user_token), Some(440.0)).await,
+        join_as(&server, &room, "Bo", Some(&bo.user_token), Some(660.0)).await,
+    ];
+    let heard = async {
+        support::hears(&peers[0], 660.0, 5, WAIT).await?;
+        support::hears(&peers[1], 440.0, 5, WAIT).await
+    }
+    .await;
+    if let Err(e) = heard {
+        support::close_all(&mut peers).await;
+        panic!("{e}\n{}", server.log());
+    }
+    hang_up(&mut bo, &call.id).await;
+    assert_eq!(
+        ended(&mut ada, WAIT).await,
+        (call.id.clone(), CallEnd::HungUp)
+    );
+    support::close_all(&mut peers).await;
+    assert!(
+        !bo.seen
+            .iter()
+            .chain(ada.seen.iter())
+            .any(|m| matches!(m, ServerMessage::CallSignal { .. })),
+        "no signal passed between strangers"
+    );
+    let metrics = support::metrics(&server.url).await;
+    assert_eq!(
+        support::metric(&metrics, "chorus_calls_relayed_total"),
+        Some(1.0)
+    );
+    assert!(support::metric(&metrics, "chorus_calls_sfu_bytes_total").unwrap_or(0.0) > 0.0);
+
+    // Answered once: contacts now, the next call is direct.
+    let call = ring(&mut ada, "bo", &mut bo).await;
+    accept(&mut bo, &call.id).await;
+    assert!(
+        !accepted_relay(&mut ada).await,
+        "contacts after an answered call"
+    );
+    hang_up(&mut ada, &call.id).await;
+    ended(&mut bo, WAIT).await;
+
+    // Bo wants every call relayed: said back in his account, kept for his other devices.
+    send(
+        &mut bo,
+        ClientMessage::SetCallPrivacy { always_relay: true },
+    )
+    .await;
+    assert!(account_info(&mut bo).await.always_relay);
+    let mut bo_again = device(&server, &bo, "Bo").await;
+    let call = ring(&mut ada, "bo", &mut bo_again).await;
+    accept(&mut bo_again, &call.id).await;
+    assert!(accepted_relay(&mut ada).await, "the callee always relays");
+    relayed(&mut ada, &call.id).await;
+    hang_up(&mut ada, &call.id).await;
+    ended(&mut bo_again, WAIT).await;
+    send(
+        &mut bo,
+        ClientMessage::SetCallPrivacy {
+            always_relay: false,
+        },
+    )
+    .await;
+    assert!(!account_info(&mut bo).await.always_relay);
+}
+
+/// "Add someone": a call becomes an open voice room, both on seats (the caller owns it,
+/// the callee moderates it); both are told, the call ends `grown`, and a guest with the
+/// link joins and hears the caller. Before the answer it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_grows_into_a_room_others_join() {
+    let server = ChorusServer::spawn();
+    let mut ada = account(&server, "Ada", "ada").await;
+    let mut bo = account(&server, "Bo", "bo").await;
+    make_contacts(&server, &ada, &bo).await;
+    let call = ring(&mut ada, "bo", &mut bo).await;
+    send(
+        &mut ada,
+        ClientMessage::GrowCall {
+            call: call.id.clone(),
+        },
+    )
+    .await;
+    assert_eq!(
+        error(&mut ada, "add someone before the answer").await,
+        ErrorCode::InvalidInput
+    );
+    accept(&mut bo, &call.id).await;
+    accepted(&mut ada).await;
+    accepted(&mut bo).await;
+    send(
+        &mut bo,
+        ClientMessage::GrowCall {
+            call: call.id.clone(),
+        },
+    )
+    .await;
+    let grown = |m: &ServerMessage| match m {
+        ServerMessage::CallGrown { room, .. } => Some(room.clone()),
+        _ => None,
+    };
+    let room = ada.expect("call_grown", WAIT, grown).await.unwrap();
+    assert_eq!(bo.expect("call_grown", WAIT, grown).await.unwrap(), room);
+    assert_eq!(
+        ended(&mut ada, WAIT).await,
+        (call.id.clone(), CallEnd::Grown)
+    );
+    assert_eq!(
+        ended(&mut bo, WAIT).await,
+        (call.id.clone(), CallEnd::Grown)
+    );
+
+    let api = support::Api::of(&server);
+    let (status, view) = api.room(&room).await;
+    assert_eq!(status, 200, "{view}");
+    let members = view["members"].as_array().unwrap();
+    let role_seat = |user: &str| {
+        let m = support::member(members, user).unwrap_or_else(|| panic!("{user} in {view}"));
+        (
+            m["role"].as_str().unwrap().to_owned(),
+            m["seated"].as_bool(),
+        )
+    };
+    assert_eq!(role_seat(&ada.user), ("owner".into(), Some(true)));
+    assert_eq!(role_seat(&bo.user), ("moderator".into(), Some(true)));
+    assert_eq!(view["room"]["locked"].as_bool(), Some(false), "{view}");
+
+    let mut peers = vec![
+        join_as(&server, &room, "Ada", Some(&ada.user_token), Some(440.0)).await,
+        join_as(&server, &room, "Bo", Some(&bo.user_token), Some(660.0)).await,
+        join_as(&server, &room, "Cy", None, None).await,
+    ];
+    let heard = async {
+        support::hears(&peers[2], 440.0, 5, WAIT).await?;
+        support::hears(&peers[2], 660.0, 5, WAIT).await
+    }
+    .await;
+    support::close_all(&mut peers).await;
+    if let Err(e) = heard {
+        panic!("the guest hears both: {e}\n{}", server.log());
+    }
+    let (_, calls) = contacts(&mut ada).await;
+    assert_eq!(
+        (calls[0].id.clone(), calls[0].end),
+        (call.id, CallEnd::Grown)
+    );
+    let metrics = support::metrics(&server.url).await;
+    assert_eq!(
+        support::metric(&metrics, "chorus_calls_grown_total"),
+        Some(1.0)
     );
 }

@@ -487,3 +487,52 @@ async fn server_api_cannot_unseat_or_mute_the_owner() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// `PUT /api/v1/rooms/{room}/members/{user}`: the app backend puts its user in a group
+/// chat (a member, not seated; twice is once); an unknown room, a bad body or a full
+/// room is refused in words and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_api_puts_members_in_and_refuses_bad_ones() {
+    let server = ChorusServer::spawn();
+    let api = Api::of(&server);
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/api/v1/rooms/nosuchroom/members/u_nobody",
+            Some(json!({"name": "Nobody"})),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let created = api
+        .create_room(json!({"name": "Pair", "owner_name": "Host", "capacity": 2, "seats": 2}))
+        .await;
+    let room = created.room.id.clone();
+    let path = |user: &str| format!("/api/v1/rooms/{room}/members/{user}");
+    for bad in [json!({}), json!({"name": ""}), json!({"name": "Ada", "role": "owner"})] {
+        let (status, body) = api.call("PUT", &path("backend-ada"), Some(bad.clone())).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(
+            !body["message"].as_str().unwrap_or_default().is_empty(),
+            "{body}"
+        );
+    }
+    for _ in 0..2 {
+        let (status, body) = api
+            .call("PUT", &path("backend-ada"), Some(json!({"name": "Ada"})))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let members = api.members(&room).await;
+    assert_eq!(members.len(), 2, "{members:?}");
+    let ada = support::member(&members, "backend-ada").expect("Ada is a member");
+    assert_eq!((ada["role"].as_str(), ada["seated"].as_bool()), (Some("member"), Some(false)));
+    let (status, body) = api
+        .call("PUT", &path("backend-bo"), Some(json!({"name": "Bo"})))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("room_full")),
+        "{body}"
+    );
+    assert_eq!(api.members(&room).await.len(), 2);
+}

@@ -103,6 +103,7 @@ impl RoomView {
             | ServerMessage::CallSignal { .. }
             | ServerMessage::CallEnded { .. }
             | ServerMessage::CallRelayed { .. }
+            | ServerMessage::CallGrown { .. }
             | ServerMessage::CallRecorded { .. } => {}
         }
     }

@@ -24,7 +24,7 @@ use chorus_proto::{CallId, RoomId, UserId};
 use crate::people::People;
 use crate::people::directory::{Device, DeviceId};
 use crate::rooms::group_chat::Actor;
-use crate::rooms::service::{Failure, RoomService};
+use crate::rooms::service::{CallRoom, Failure, RoomService};
 use crate::store::people::{Account, StoredCall};
 
 use self::ice::IceConfig;
@@ -35,7 +35,7 @@ pub const MAX_INVITES: usize = 5;
 pub const INVITE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Every way a call ends, for counting.
-const ENDS: [CallEnd; 8] = [
+const ENDS: [CallEnd; 9] = [
     CallEnd::HungUp,
     CallEnd::Cancelled,
     CallEnd::Declined,
@@ -44,6 +44,7 @@ const ENDS: [CallEnd; 8] = [
     CallEnd::Unavailable,
     CallEnd::AnsweredElsewhere,
     CallEnd::Disconnected,
+    CallEnd::Grown,
 ];
 
 /// Counters for `/metrics`.
@@ -61,8 +62,13 @@ pub struct CallMetrics {
     pub direct: AtomicU64,
     /// Calls moved into an SFU room.
     pub relayed: AtomicU64,
+    /// Calls turned into voice rooms.
+    pub grown: AtomicU64,
+    /// Bytes the SFU carried for relayed calls (from and to both sides), counted when
+    /// each call's room closes.
+    pub sfu_bytes: AtomicU64,
     /// Ended calls, by how (in the order of `ENDS`).
-    ended: [AtomicU64; 8],
+    ended: [AtomicU64; 9],
 }
 
 impl CallMetrics {
@@ -101,6 +107,16 @@ impl CallMetrics {
                 "chorus_calls_relayed_total",
                 "1:1 calls moved into an SFU room (the direct path failed or was not wanted).",
                 load(&self.relayed),
+            ),
+            (
+                "chorus_calls_grown_total",
+                "1:1 calls turned into voice rooms (add someone).",
+                load(&self.grown),
+            ),
+            (
+                "chorus_calls_sfu_bytes_total",
+                "Bytes the SFU carried for 1:1 calls, from and to both sides (none for a direct call); counted as each call ends.",
+                load(&self.sfu_bytes),
             ),
         ] {
             let _ = writeln!(
@@ -151,6 +167,9 @@ struct Call {
     no_answer: Option<tokio::task::AbortHandle>,
     /// Through the SFU: not yet, being made, or this room.
     relay: Relay,
+    /// Only through the SFU: the two are not contacts, or one of them wants it. No
+    /// signal passes between them.
+    relay_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -338,6 +357,7 @@ impl CallService {
                         path: None,
                         no_answer: Some(timer.abort_handle()),
                         relay: Relay::No,
+                        relay_only: false,
                     },
                 );
                 None
@@ -363,54 +383,86 @@ impl CallService {
         Ok(())
     }
 
-    /// The callee takes the call on `device`.
-    pub fn accept(&self, me: &Account, device: &Device, id: &CallId) -> Result<(), Failure> {
-        let mut state = self.lock();
-        let call = state.calls.get_mut(id).ok_or_else(not_found)?;
-        if call.info.callee.user != me.user {
-            return Err(not_found());
-        }
-        if call.answered.is_some() {
-            // Another device was quicker: this one was told, or is told now.
-            if call.answered.as_ref().is_some_and(|d| d.id == device.id) {
+    /// The callee takes the call on `device`. Between strangers (no shared group chat,
+    /// no answered call before), or when either side always relays, the call goes
+    /// through the SFU from the start: both are told so and the room is made at once.
+    pub async fn accept(&self, me: &Account, device: &Device, id: &CallId) -> Result<(), Failure> {
+        let caller = {
+            let state = self.lock();
+            let call = state.calls.get(id).ok_or_else(not_found)?;
+            if call.info.callee.user != me.user {
+                return Err(not_found());
+            }
+            call.info.caller.user.clone()
+        };
+        let relay_only = self.relay_only(&caller, &me.user).await?;
+        let answering = {
+            let mut state = self.lock();
+            let call = state.calls.get_mut(id).ok_or_else(not_found)?;
+            if call.answered.is_some() {
+                // Another device was quicker: this one was told, or is told now.
+                if call.answered.as_ref().is_some_and(|d| d.id == device.id) {
+                    return Ok(());
+                }
+                device.outbox.send(ServerMessage::CallEnded {
+                    call: id.clone(),
+                    reason: CallEnd::AnsweredElsewhere,
+                });
                 return Ok(());
             }
-            device.outbox.send(ServerMessage::CallEnded {
-                call: id.clone(),
-                reason: CallEnd::AnsweredElsewhere,
+            let Some(at) = call.ringing.iter().position(|d| d.id == device.id) else {
+                return Err(not_found());
+            };
+            let answering = call.ringing.remove(at);
+            for other in call.ringing.drain(..) {
+                other.outbox.send(ServerMessage::CallEnded {
+                    call: id.clone(),
+                    reason: CallEnd::AnsweredElsewhere,
+                });
+            }
+            if let Some(timer) = call.no_answer.take() {
+                timer.abort();
+            }
+            call.answered_ms = Some(unix_ms());
+            call.relay_only = relay_only;
+            let now_secs = unix_ms() / 1000;
+            call.caller.outbox.send(ServerMessage::CallAccepted {
+                call: call.info.clone(),
+                ice_servers: self.ice.servers_for(&call.info.caller.user, now_secs),
+                relay: relay_only,
             });
-            return Ok(());
-        }
-        let Some(at) = call.ringing.iter().position(|d| d.id == device.id) else {
-            return Err(not_found());
+            answering.outbox.send(ServerMessage::CallAccepted {
+                call: call.info.clone(),
+                ice_servers: self.ice.servers_for(&call.info.callee.user, now_secs),
+                relay: relay_only,
+            });
+            call.answered = Some(answering.clone());
+            self.metrics.answered.fetch_add(1, Ordering::Relaxed);
+            answering
         };
-        let answering = call.ringing.remove(at);
-        for other in call.ringing.drain(..) {
-            other.outbox.send(ServerMessage::CallEnded {
-                call: id.clone(),
-                reason: CallEnd::AnsweredElsewhere,
-            });
-        }
-        if let Some(timer) = call.no_answer.take() {
-            timer.abort();
-        }
-        call.answered_ms = Some(unix_ms());
-        let now_secs = unix_ms() / 1000;
-        call.caller.outbox.send(ServerMessage::CallAccepted {
-            call: call.info.clone(),
-            ice_servers: self.ice.servers_for(&call.info.caller.user, now_secs),
-        });
-        answering.outbox.send(ServerMessage::CallAccepted {
-            call: call.info.clone(),
-            ice_servers: self.ice.servers_for(&call.info.callee.user, now_secs),
-        });
-        call.answered = Some(answering);
-        self.metrics.answered.fetch_add(1, Ordering::Relaxed);
-        let (caller, callee) = (call.info.caller.user.clone(), call.info.callee.user.clone());
-        drop(state);
         self.people.directory.set_in_call(&caller, true);
-        self.people.directory.set_in_call(&callee, true);
+        self.people.directory.set_in_call(&me.user, true);
+        if relay_only {
+            self.relay(&answering, id).await?;
+        }
         Ok(())
+    }
+
+    /// Whether a call between these two must go through the SFU: they are not contacts,
+    /// or one of them always relays (as their accounts say now, not as a session of
+    /// theirs read them).
+    async fn relay_only(&self, caller: &UserId, callee: &UserId) -> Result<bool, Failure> {
+        for user in [caller, callee] {
+            if self
+                .people
+                .account_of(user)
+                .await?
+                .is_some_and(|a| a.always_relay)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(!self.people.knows(caller, callee).await?)
     }
 
     /// The callee refuses the call from `device`.
@@ -473,6 +525,12 @@ impl CallService {
                 false => not_found(),
             });
         };
+        if call.relay_only {
+            return Err((
+                ErrorCode::Forbidden,
+                "this call goes through the server: addresses are not exchanged".into(),
+            ));
+        }
         other.outbox.send(ServerMessage::CallSignal {
             call: id.clone(),
             description,
@@ -527,6 +585,7 @@ impl CallService {
         let made = self
             .rooms
             .create_call_room(
+                CallRoom::Relay,
                 format!("Call: {} and {}", caller.name, callee.name),
                 (&caller.user, &caller.name),
                 (&callee.user, &callee.name),
@@ -568,10 +627,68 @@ impl CallService {
         Ok(())
     }
 
+    /// "Add someone": a side of an answered call turns it into a voice room, both on
+    /// seats; both are told the room, then the call ends `grown`.
+    pub async fn grow(&self, device: &Device, id: &CallId) -> Result<(), Failure> {
+        let (caller, callee) = {
+            let state = self.lock();
+            let call = state.calls.get(id).ok_or_else(not_found)?;
+            if call.other_side(device.id).is_none() {
+                return Err(match call.is_party(device.id) {
+                    true => (
+                        ErrorCode::InvalidInput,
+                        "the call is not answered yet: answer it before adding someone".into(),
+                    ),
+                    false => not_found(),
+                });
+            }
+            (call.info.caller.clone(), call.info.callee.clone())
+        };
+        let room = self
+            .rooms
+            .create_call_room(
+                CallRoom::Grown,
+                format!("{} and {}", caller.name, callee.name),
+                (&caller.user, &caller.name),
+                (&callee.user, &callee.name),
+            )
+            .await?;
+        let told = {
+            let state = self.lock();
+            match state.calls.get(id) {
+                Some(call) => {
+                    for side in std::iter::once(&call.caller).chain(call.answered.iter()) {
+                        side.outbox.send(ServerMessage::CallGrown {
+                            call: id.clone(),
+                            room: room.clone(),
+                        });
+                    }
+                    true
+                }
+                None => false,
+            }
+        };
+        if !told {
+            // The call ended meanwhile (hung up): nobody goes to the room.
+            self.close_room(&room).await;
+            return Err(not_found());
+        }
+        self.metrics.grown.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(call = %id, room = %room, "call grown into a room");
+        self.end(id, CallEnd::Grown, None).await;
+        Ok(())
+    }
+
     /// A call's room, ended with its call.
+    /// The bytes the SFU carried for it are counted.
     async fn close_room(&self, room: &RoomId) {
-        if let Err((code, message)) = self.rooms.end(room, &Actor::Service).await {
-            tracing::warn!(room = %room, ?code, message, "could not end a call's room");
+        match self.rooms.end(room, &Actor::Service).await {
+            Ok(bytes) => {
+                self.metrics.sfu_bytes.fetch_add(bytes, Ordering::Relaxed);
+            }
+            Err((code, message)) => {
+                tracing::warn!(room = %room, ?code, message, "could not end a call's room");
+            }
         }
     }
 

@@ -11,7 +11,7 @@ use axum::extract::{OriginalUri, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chorus_proto::signal::{self, EntryPolicy, ErrorCode, Role, RoomInfo, SeatMode};
 use chorus_proto::{GroupId, RoomId, UserId};
@@ -36,7 +36,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         )
         .route(
             "/rooms/{room}/members/{user}",
-            patch(change_member).delete(remove_member),
+            put(put_member).patch(change_member).delete(remove_member),
         )
         .route("/users", post(sign_in_user))
         .layer(axum::middleware::from_fn_with_state(
@@ -424,6 +424,31 @@ async fn change_room(
     let group = state
         .rooms
         .set_access(&room, &Actor::Service, change.locked, change.entry)
+        .await
+        .map_err(failure)?;
+    Ok(Json(view(&state, &group).await))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewMember {
+    /// Display name.
+    name: String,
+}
+
+/// `PUT /rooms/{room}/members/{user}`: the backend's user is a member of the group chat.
+async fn put_member(
+    State(state): State<Arc<AppState>>,
+    Path((room, user)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<RoomView>, ApiError> {
+    let (room, user) = (parse_room(&room)?, parse_user(&user)?);
+    let member: NewMember = parse_json(&body)?;
+    let name = signal::clean_name(&member.name)
+        .map_err(|(code, message)| ApiError::new(StatusCode::BAD_REQUEST, code, &message))?;
+    let group = state
+        .rooms
+        .put_member(&room, &user, &name)
         .await
         .map_err(failure)?;
     Ok(Json(view(&state, &group).await))

@@ -85,6 +85,7 @@ impl People {
             password_hash,
             created_ms: chorus_proto::fleet::unix_ms(),
             blocked: Vec::new(),
+            always_relay: false,
         };
         self.create(account).await
     }
@@ -165,6 +166,7 @@ impl People {
             password_hash: String::new(),
             created_ms: chorus_proto::fleet::unix_ms(),
             blocked: Vec::new(),
+            always_relay: false,
         };
         self.create(account).await
     }
@@ -348,10 +350,56 @@ impl People {
         Ok(account)
     }
 
+    /// Whether `a` and `b` are contacts for the purpose of a direct call: they share a
+    /// group chat, or one of them answered a call of the other before. Anyone else is a
+    /// stranger, whose calls go through the media server (neither learns the other's
+    /// address).
+    pub async fn knows(&self, a: &UserId, b: &UserId) -> Result<bool, Failure> {
+        let answered = self.store.calls_of(a).await.map_err(store_failure)?;
+        if answered.iter().any(|call| {
+            call.answered_ms.is_some()
+                && ((&call.caller == a && &call.callee == b)
+                    || (&call.caller == b && &call.callee == a))
+        }) {
+            return Ok(true);
+        }
+        let groups = self.groups.groups().await.map_err(store_failure)?;
+        Ok(groups.iter().any(|group| {
+            group.members.iter().any(|m| &m.user == a) && group.members.iter().any(|m| &m.user == b)
+        }))
+    }
+
+    /// Whether every call of `account` goes through the media server; the account as saved.
+    pub async fn set_call_privacy(
+        &self,
+        account: &Account,
+        always_relay: bool,
+    ) -> Result<Account, Failure> {
+        let mut account = self
+            .store
+            .account_by_user(&account.user)
+            .await
+            .map_err(store_failure)?
+            .unwrap_or_else(|| account.clone());
+        account.always_relay = always_relay;
+        self.store
+            .save_account(&account)
+            .await
+            .map_err(store_failure)?;
+        Ok(account)
+    }
+
     /// Keep the account's display name up to date with what its user calls itself now.
     pub async fn rename(&self, account: &mut Account, name: &str) {
         if account.name == name {
             return;
+        }
+        // The stored record, not this session's copy: another device may have changed
+        // the block list or the call privacy meanwhile.
+        match self.store.account_by_user(&account.user).await {
+            Ok(Some(stored)) => *account = stored,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not read an account to rename it"),
         }
         account.name = name.to_owned();
         if let Err(e) = self.store.save_account(account).await {
@@ -398,6 +446,7 @@ pub fn account_info(account: &Account) -> AccountInfo {
         user: account.user.clone(),
         handle: account.handle.clone(),
         name: account.name.clone(),
+        always_relay: account.always_relay,
     }
 }
 
@@ -418,6 +467,7 @@ mod tests {
             password_hash: String::new(),
             created_ms: 0,
             blocked: Vec::new(),
+            always_relay: false,
         }
     }
 

@@ -616,6 +616,30 @@ impl GroupChat {
         Ok(())
     }
 
+    /// The app backend (server API) puts `user` in its group chat: a member from now on,
+    /// not seated, whatever the room's entry or lock (the backend owns the group's
+    /// membership). A member already keeps its role and seat; a removed user is let back.
+    /// Refused only when the room is full.
+    pub fn put_member(&mut self, user: &UserId, name: &str) -> Result<(), GroupError> {
+        if self.member(user).is_some() {
+            return Ok(());
+        }
+        if self.members.len() >= self.capacity as usize {
+            return Err(GroupError::Full(self.capacity));
+        }
+        self.removed.retain(|u| u != user);
+        self.reservations.retain(|r| &r.user != user);
+        self.members.push(Member {
+            user: user.clone(),
+            name: name.to_owned(),
+            role: Role::Member,
+            seated: false,
+            hand_raised: false,
+            muted_by_moderator: false,
+        });
+        Ok(())
+    }
+
     /// Whether `user` must knock to come in (a room with entry `knock`, and neither a
     /// member nor let in yet).
     pub fn must_knock(&self, user: &UserId) -> bool {

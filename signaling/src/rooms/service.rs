@@ -100,6 +100,15 @@ pub struct Visitor<'a> {
     pub signed_in: bool,
 }
 
+/// Which room a call makes ([`RoomService::create_call_room`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallRoom {
+    /// The call goes on through the SFU, the two alone.
+    Relay,
+    /// The call became a voice room others join.
+    Grown,
+}
+
 /// Settings of a room being created.
 pub struct NewRoom {
     /// Title.
@@ -279,20 +288,27 @@ impl RoomService {
     }
 
     /// Close a room at every SFU node it is on and forget the binding.
-    async fn sfu_close(&self, room: &RoomId) {
+    /// Close a room on every SFU node it is on; the bytes its media took on them.
+    async fn sfu_close(&self, room: &RoomId) -> u64 {
         let Ok(Some(node)) = self.router.bound_node(room).await else {
-            return;
+            return 0;
         };
+        let mut bytes = 0;
         for record in self.router.room_nodes(room).await.unwrap_or_default() {
-            if let Ok(sfu) = self.sfu_client(&record)
-                && let Err((_, message)) = sfu.close_room(room).await
-            {
-                tracing::warn!(room = %room, node = %record.id, %message, "SFU room close failed");
+            let Ok(sfu) = self.sfu_client(&record) else {
+                continue;
+            };
+            match sfu.close_room(room).await {
+                Ok(carried) => bytes += carried,
+                Err((_, message)) => {
+                    tracing::warn!(room = %room, node = %record.id, %message, "SFU room close failed");
+                }
             }
         }
         if let Err(e) = self.router.unbind(room, &node).await {
             tracing::warn!(room = %room, error = %e, "cannot unbind a closed room");
         }
+        bytes
     }
 
     /// Everyone present in a room, on this node and on every other (only this node's
@@ -962,14 +978,30 @@ impl RoomService {
         Ok(group)
     }
 
-    /// `actor` (a moderator) ends the room for everyone.
-    pub async fn end(&self, room: &RoomId, actor: &Actor) -> Result<(), Failure> {
+    /// The app backend puts `user` (named `name`) in the room's group chat as a member.
+    pub async fn put_member(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        name: &str,
+    ) -> Result<GroupChat, Failure> {
+        let (who, name) = (user.clone(), name.to_owned());
+        let group = self
+            .change(room, Box::new(move |g| g.put_member(&who, &name)))
+            .await?;
+        tracing::info!(room = %room, "member put in over the server API");
+        Ok(group)
+    }
+
+    /// `actor` (a moderator) ends the room for everyone; the bytes its media took on the
+    /// SFU nodes over its life.
+    pub async fn end(&self, room: &RoomId, actor: &Actor) -> Result<u64, Failure> {
         let actor = actor.clone();
         self.change(room, Box::new(move |g| g.end(&actor))).await?;
-        self.sfu_close(room).await;
+        let bytes = self.sfu_close(room).await;
         self.registry.close(room, LeftReason::RoomClosed, true);
-        tracing::info!(room = %room, "room ended");
-        Ok(())
+        tracing::info!(room = %room, bytes, "room ended");
+        Ok(bytes)
     }
 
     /// Create an active room for an app backend (server API): the backend vouches for
@@ -1003,33 +1035,45 @@ impl RoomService {
         Ok(group)
     }
 
-    /// The room a 1:1 call moves into when it cannot go browser to browser: active at
-    /// once, locked, two places and two seats, both users members on a seat (the caller
-    /// the owner).
+    /// The room of a 1:1 call, active at once, both users members on a seat (the caller
+    /// the owner). [`CallRoom::Relay`]: where the call goes on when it cannot go browser to
+    /// browser — locked, two places, two seats. [`CallRoom::Grown`]: "add someone" — an
+    /// open room of the default size that anyone with its link joins, the callee a
+    /// moderator.
     pub async fn create_call_room(
         &self,
+        kind: CallRoom,
         title: String,
         caller: (&UserId, &str),
         callee: (&UserId, &str),
     ) -> Result<RoomId, Failure> {
+        let (capacity, seats, seat_mode, role) = match kind {
+            CallRoom::Relay => (2, 2, SeatMode::Open, Role::Member),
+            CallRoom::Grown => {
+                let (capacity, seats) =
+                    group_chat::validate_settings(DEFAULT_CAPACITY, DEFAULT_SEATS)
+                        .map_err(|e| group_failure(&e))?;
+                (capacity, seats, SeatMode::default(), Role::Moderator)
+            }
+        };
         let mut group = GroupChat::new(
             title,
             caller.0.clone(),
             caller.1.to_owned(),
-            2,
-            2,
-            SeatMode::Open,
+            capacity,
+            seats,
+            seat_mode,
             now_secs(),
         );
         group.members.push(Member {
             user: callee.0.clone(),
             name: callee.1.to_owned(),
-            role: Role::Member,
+            role,
             seated: true,
             hand_raised: false,
             muted_by_moderator: false,
         });
-        group.locked = true;
+        group.locked = kind == CallRoom::Relay;
         group.state = RoomState::Active;
         self.store
             .create_group(&group)

@@ -156,7 +156,7 @@ impl SfuControl for GrpcSfu {
         Ok(response.into_inner().removed)
     }
 
-    async fn close_room(&self, room: &RoomId) -> Result<u32, Failure> {
+    async fn close_room(&self, room: &RoomId) -> Result<u64, Failure> {
         let request = CloseRoomRequest {
             room_id: room.to_string(),
         };
@@ -165,7 +165,7 @@ impl SfuControl for GrpcSfu {
             .close_room(request)
             .await
             .map_err(user_error)?;
-        Ok(response.into_inner().participants_removed)
+        Ok(response.into_inner().bytes_carried)
     }
 
     async fn set_relays(&self, room: &RoomId, peers: &[RelayPeer]) -> Result<(), Failure> {

@@ -54,8 +54,9 @@ pub trait SfuControl: Send + Sync + 'static {
     ) -> Result<(), Failure>;
     /// Disconnect a participant from its room; `false` if it was not there.
     async fn remove(&self, room: &RoomId, participant: &ParticipantId) -> Result<bool, Failure>;
-    /// Disconnect everyone in a room; how many were removed.
-    async fn close_room(&self, room: &RoomId) -> Result<u32, Failure>;
+    /// Disconnect everyone in a room; the bytes its media took on that node over the
+    /// room's life (from and to its participants).
+    async fn close_room(&self, room: &RoomId) -> Result<u64, Failure>;
     /// The other nodes of a room that spans nodes (empty: it no longer does). The node
     /// sends its own speakers to each and plays theirs to its listeners.
     async fn set_relays(&self, room: &RoomId, peers: &[RelayPeer]) -> Result<(), Failure>;

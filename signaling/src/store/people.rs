@@ -31,6 +31,10 @@ pub struct Account {
     /// Users whose calls this account refuses.
     #[serde(default)]
     pub blocked: Vec<UserId>,
+    /// Every call of this account goes through the media server, also with contacts
+    /// (`set_call_privacy`).
+    #[serde(default)]
+    pub always_relay: bool,
 }
 
 /// What the store keeps of a call: one record, listed for both its people.
@@ -92,6 +96,7 @@ pub(crate) mod contract {
             password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
             created_ms: 1,
             blocked: Vec::new(),
+            always_relay: false,
         }
     }
 

@@ -525,7 +525,7 @@ impl Session {
             }
             ClientMessage::AcceptCall { call } => {
                 let me = self.my_account()?;
-                self.state.calls.accept(&me, &self.device, &call)?;
+                self.state.calls.accept(&me, &self.device, &call).await?;
             }
             ClientMessage::DeclineCall { call } => {
                 let me = self.my_account()?;
@@ -553,6 +553,20 @@ impl Session {
                 self.my_account()?;
                 self.state.calls.relay(&self.device, &call).await?;
             }
+            ClientMessage::GrowCall { call } => {
+                self.my_account()?;
+                self.state.calls.grow(&self.device, &call).await?;
+            }
+            ClientMessage::SetCallPrivacy { always_relay } => {
+                let me = self.my_account()?;
+                let saved = self
+                    .state
+                    .people
+                    .set_call_privacy(&me, always_relay)
+                    .await?;
+                self.tell_account(&saved)?;
+                self.account = Some(saved);
+            }
         }
         Ok(Flow::Continue)
     }
@@ -569,17 +583,23 @@ impl Session {
 
     /// This session is now `account`: it gets a token to keep, and is online.
     fn signed_in_as(&mut self, account: Account) -> Result<(), Failure> {
-        let user_token = self.state.user_token(&account.user, &account.name, true)?;
+        self.tell_account(&account)?;
         self.signed_in = true;
-        self.outbox.send(ServerMessage::Account {
-            account: crate::people::account_info(&account),
-            user_token,
-        });
         self.state
             .people
             .directory
             .connect(&account.user, self.device.clone());
         self.account = Some(account);
+        Ok(())
+    }
+
+    /// Send the session its account as it is now, with a token to keep.
+    fn tell_account(&self, account: &Account) -> Result<(), Failure> {
+        let user_token = self.state.user_token(&account.user, &account.name, true)?;
+        self.outbox.send(ServerMessage::Account {
+            account: crate::people::account_info(account),
+            user_token,
+        });
         Ok(())
     }
 
