@@ -1286,6 +1286,30 @@ async fn calls_with_strangers_or_by_choice_go_through_the_sfu() {
     )
     .await;
     assert!(!account_info(&mut bo).await.always_relay);
+
+    // A stranger hangs up right after the answer, while the server makes the room: the
+    // callee is told how it ended, and no error — unless the hang-up came first, which
+    // makes the answer one to a cancelled call (`call_not_found`).
+    let mut cy = account(&server, "Cy", "cy").await;
+    let call = ring(&mut cy, "ada", &mut ada).await;
+    tokio::join!(accept(&mut ada, &call.id), hang_up(&mut cy, &call.id));
+    let mut errors = Vec::new();
+    let reason = loop {
+        match ada.next(WAIT).await {
+            Some(ServerMessage::CallEnded { call: id, reason }) if id == call.id => break reason,
+            Some(ServerMessage::Error { code, .. }) => errors.push(code),
+            Some(_) => {}
+            None => panic!("the callee was never told the call ended"),
+        }
+    };
+    match reason {
+        CallEnd::HungUp => assert!(errors.is_empty(), "{errors:?}"),
+        CallEnd::Cancelled => assert!(
+            errors.iter().all(|c| *c == ErrorCode::CallNotFound),
+            "{errors:?}"
+        ),
+        other => panic!("ended {other:?}"),
+    }
 }
 
 /// "Add someone": a call becomes an open voice room, both on seats (the caller owns it,

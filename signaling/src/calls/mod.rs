@@ -443,7 +443,11 @@ impl CallService {
         self.people.directory.set_in_call(&caller, true);
         self.people.directory.set_in_call(&me.user, true);
         if relay_only {
-            self.relay(&answering, id).await?;
+            match self.relay(&answering, id).await {
+                // Hung up while its room was made: nothing left to tell the callee.
+                Err((ErrorCode::CallNotFound, _)) => {}
+                other => other?,
+            }
         }
         Ok(())
     }
