@@ -1201,6 +1201,9 @@ async fn calls_with_strangers_or_by_choice_go_through_the_sfu() {
     accept(&mut bo, &call.id).await;
     assert!(accepted_relay(&mut ada).await, "strangers: through the SFU");
     assert!(accepted_relay(&mut bo).await);
+    let room = relayed(&mut ada, &call.id).await;
+    assert_eq!(relayed(&mut bo, &call.id).await, room);
+    // Made by the server unasked; and no candidate passes between them.
     send(
         &mut ada,
         ClientMessage::CallSignal {
@@ -1219,8 +1222,6 @@ async fn calls_with_strangers_or_by_choice_go_through_the_sfu() {
         error(&mut ada, "a candidate between strangers").await,
         ErrorCode::Forbidden
     );
-    let room = relayed(&mut ada, &call.id).await;
-    assert_eq!(relayed(&mut bo, &call.id).await, room);
     let mut peers = vec![
         join_as(&server, &room, "Ada", Some(&ada.user_token), Some(440.0)).await,
         join_as(&server, &room, "Bo", Some(&bo.user_token), Some(660.0)).await,
