@@ -508,8 +508,14 @@ async fn the_server_api_puts_members_in_and_refuses_bad_ones() {
         .await;
     let room = created.room.id.clone();
     let path = |user: &str| format!("/api/v1/rooms/{room}/members/{user}");
-    for bad in [json!({}), json!({"name": ""}), json!({"name": "Ada", "role": "owner"})] {
-        let (status, body) = api.call("PUT", &path("backend-ada"), Some(bad.clone())).await;
+    for bad in [
+        json!({}),
+        json!({"name": ""}),
+        json!({"name": "Ada", "role": "owner"}),
+    ] {
+        let (status, body) = api
+            .call("PUT", &path("backend-ada"), Some(bad.clone()))
+            .await;
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(
             !body["message"].as_str().unwrap_or_default().is_empty(),
@@ -525,7 +531,10 @@ async fn the_server_api_puts_members_in_and_refuses_bad_ones() {
     let members = api.members(&room).await;
     assert_eq!(members.len(), 2, "{members:?}");
     let ada = support::member(&members, "backend-ada").expect("Ada is a member");
-    assert_eq!((ada["role"].as_str(), ada["seated"].as_bool()), (Some("member"), Some(false)));
+    assert_eq!(
+        (ada["role"].as_str(), ada["seated"].as_bool()),
+        (Some("member"), Some(false))
+    );
     let (status, body) = api
         .call("PUT", &path("backend-bo"), Some(json!({"name": "Bo"})))
         .await;
