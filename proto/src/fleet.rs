@@ -94,6 +94,37 @@ pub mod keys {
         format!("{PREFIX}:room-events:{room}")
     }
 
+    /// HASH: device id → `{node, takes_calls}` (JSON) of an account's connected devices
+    /// (sessions), on whichever signaling node; entries of a node whose record expired
+    /// are ignored by readers and pruned by whoever sees them.
+    pub fn user_devices(user: &UserId) -> String {
+        format!("{PREFIX}:user-devices:{user}")
+    }
+
+    /// SET: `<user> <device>` of every device a signaling node recorded in
+    /// [`user_devices`], so that a node starting again under the same id clears what
+    /// its previous run left.
+    pub fn node_devices(node: &NodeId) -> String {
+        format!("{PREFIX}:node-devices:{node}")
+    }
+
+    /// STRING with a TTL the call's node refreshes: the call a user is in (ringing or
+    /// answered), `SET NX` so that a user is in one call at a time across the fleet.
+    pub fn user_call(user: &UserId) -> String {
+        format!("{PREFIX}:user-call:{user}")
+    }
+
+    /// PUB/SUB: frames for one signaling node's devices and calls (people and calls
+    /// across nodes).
+    pub fn people_channel(node: &NodeId) -> String {
+        format!("{PREFIX}:people-events:{node}")
+    }
+
+    /// PUB/SUB: presence changes, for every signaling node's followers.
+    pub fn presence_channel() -> String {
+        format!("{PREFIX}:people-presence")
+    }
+
     /// The pattern every signaling node subscribes to: all rooms' channels.
     pub fn room_channel_pattern() -> String {
         format!("{PREFIX}:room-events:*")

@@ -100,10 +100,11 @@ pub async fn start(
         .unwrap_or_else(chorus_proto::NodeId::random);
     let users = tokens.verifier()?;
     let control = sfu::grpc::ControlTokens::new(tokens.clone());
-    let (seams, people_store, inbound) = match &config.redis_url {
+    let (seams, people_store, fleet, inbound) = match &config.redis_url {
         None => {
             let (seams, people) = local_seams(&config, node_id.clone(), control.clone()).await?;
-            (seams, people, None)
+            let fleet: Arc<dyn people::fleet::PeopleFleet> = Arc::new(people::fleet::LocalFleet);
+            (seams, people, fleet, None)
         }
         Some(url) => {
             let redis = redis_client::Redis::connect(url).await?;
@@ -117,11 +118,19 @@ pub async fn start(
                 bus: Arc::new(bus),
                 sfus: Arc::new(sfu::GrpcConnector(control.clone())),
             };
+            let (people_tx, people_rx) = tokio::sync::mpsc::unbounded_channel();
+            let fleet: Arc<dyn people::fleet::PeopleFleet> = Arc::new(
+                people::fleet::RedisFleet::start(redis.clone(), node_id.clone(), people_tx).await,
+            );
             tracing::info!(node = %node_id, redis = %redis_client::redact(url), "joined the fleet");
-            (seams, people, Some((rx, redis)))
+            (seams, people, fleet, Some((rx, people_rx, redis)))
         }
     };
-    let people = Arc::new(people::People::new(people_store, seams.store.clone()));
+    let people = Arc::new(people::People::new(
+        people_store,
+        seams.store.clone(),
+        fleet,
+    ));
     let rooms = rooms::service::RoomService::new(seams, tokens.clone(), config.timeouts);
     let calls = calls::CallService::new(
         people.clone(),
@@ -133,8 +142,9 @@ pub async fn start(
     rooms::sfu_events::spawn(rooms.clone(), subscribed_tx);
     tokio::spawn(rooms.clone().reconcile_after_start());
     let redis = match inbound {
-        Some((rx, redis)) => {
+        Some((rx, people_rx, redis)) => {
             tokio::spawn(rooms.clone().follow_bus(rx));
+            tokio::spawn(calls.clone().follow_fleet(people_rx));
             tokio::spawn(rooms.clone().sweep_orphans(Duration::from_secs(2)));
             Some(redis)
         }

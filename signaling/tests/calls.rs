@@ -8,219 +8,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use chorus_bench::webrtc_peer::{MediaConfig, MediaPeer};
 use chorus_proto::CallId;
-use chorus_proto::people::{
-    CallEnd, CallInfo, CallRecord, PersonInfo, Presence, SdpType, SessionDescription,
-};
+use chorus_proto::people::{CallEnd, Presence, SdpType, SessionDescription};
 use chorus_proto::signal::{ClientMessage, ErrorCode, ServerMessage};
 use common::ChorusServer;
 use support::RawClient;
-
-const WAIT: Duration = Duration::from_secs(10);
-
-/// A fresh session that registers `handle`; its `user_token` is the account's.
-async fn account(server: &ChorusServer, name: &str, handle: &str) -> RawClient {
-    let mut client = RawClient::hello_taking_calls(&server.ws_url, name, None).await;
-    client
-        .send(&ClientMessage::Register {
-            handle: handle.into(),
-            password: format!("{handle} secret words"),
-        })
-        .await;
-    let token = client
-        .expect("account", WAIT, |m| match m {
-            ServerMessage::Account {
-                user_token,
-                account,
-            } => {
-                assert_eq!(account.handle, handle);
-                Some(user_token.clone())
-            }
-            ServerMessage::Error { code, message } => {
-                panic!("register {handle}: {code:?} {message}")
-            }
-            _ => None,
-        })
-        .await
-        .unwrap();
-    client.user_token = token;
-    client
-}
-
-/// Another device of the account whose token `of` holds.
-async fn device(server: &ChorusServer, of: &RawClient, name: &str) -> RawClient {
-    RawClient::hello_taking_calls(&server.ws_url, name, Some(&of.user_token)).await
-}
-
-async fn send(client: &mut RawClient, message: ClientMessage) {
-    client.send(&message).await;
-}
-
-/// `caller` calls `handle`; it rings, and `callee` (one of that account's sessions) is
-/// rung.
-async fn ring(caller: &mut RawClient, handle: &str, callee: &mut RawClient) -> CallInfo {
-    send(
-        caller,
-        ClientMessage::Call {
-            handle: handle.into(),
-        },
-    )
-    .await;
-    let call = ringing(caller).await;
-    assert_eq!(incoming(callee).await.id, call.id);
-    call
-}
-
-async fn accept(client: &mut RawClient, call: &CallId) {
-    let call = call.clone();
-    send(client, ClientMessage::AcceptCall { call }).await;
-}
-
-async fn decline(client: &mut RawClient, call: &CallId) {
-    let call = call.clone();
-    send(client, ClientMessage::DeclineCall { call }).await;
-}
-
-async fn hang_up(client: &mut RawClient, call: &CallId) {
-    let call = call.clone();
-    send(client, ClientMessage::HangUp { call }).await;
-}
-
-/// The room `call` moved into.
-async fn relayed(client: &mut RawClient, call: &CallId) -> chorus_proto::RoomId {
-    client
-        .expect("call_relayed", WAIT, |m| match m {
-            ServerMessage::CallRelayed { call: id, room } if id == call => Some(room.clone()),
-            _ => None,
-        })
-        .await
-        .unwrap()
-}
-
-async fn ringing(client: &mut RawClient) -> CallInfo {
-    client
-        .expect("call_ringing", WAIT, |m| match m {
-            ServerMessage::CallRinging { call } => Some(call.clone()),
-            _ => None,
-        })
-        .await
-        .unwrap()
-}
-
-async fn incoming(client: &mut RawClient) -> CallInfo {
-    client
-        .expect("call_incoming", WAIT, |m| match m {
-            ServerMessage::CallIncoming { call } => Some(call.clone()),
-            _ => None,
-        })
-        .await
-        .unwrap()
-}
-
-async fn accepted(client: &mut RawClient) -> CallInfo {
-    client
-        .expect("call_accepted", WAIT, |m| match m {
-            ServerMessage::CallAccepted { call, .. } => Some(call.clone()),
-            _ => None,
-        })
-        .await
-        .unwrap()
-}
-
-async fn ended(client: &mut RawClient, within: Duration) -> (CallId, CallEnd) {
-    client
-        .expect("call_ended", within, |m| match m {
-            ServerMessage::CallEnded { call, reason } => Some((call.clone(), *reason)),
-            _ => None,
-        })
-        .await
-        .unwrap()
-}
-
-async fn sdp(client: &mut RawClient) -> SessionDescription {
-    client
-        .expect("call_signal with an SDP", WAIT, |m| match m {
-            ServerMessage::CallSignal {
-                description: Some(d),
-                ..
-            } => Some(d.clone()),
-            _ => None,
-        })
-        .await
-        .unwrap()
-}
-
-async fn contacts(client: &mut RawClient) -> (Vec<PersonInfo>, Vec<CallRecord>) {
-    send(client, ClientMessage::Contacts).await;
-    client
-        .expect("contacts", WAIT, |m| match m {
-            ServerMessage::Contacts { people, calls, .. } => Some((people.clone(), calls.clone())),
-            _ => None,
-        })
-        .await
-        .unwrap()
-}
-
-/// Nothing rang `client` so far: a ping's pong comes after every frame sent before it.
-async fn never_rang(client: &mut RawClient) {
-    send(client, ClientMessage::Ping).await;
-    client
-        .expect("pong", WAIT, |m| match m {
-            ServerMessage::CallIncoming { call } => panic!("{} rang a room page", call.caller.name),
-            ServerMessage::Pong => Some(()),
-            _ => None,
-        })
-        .await
-        .unwrap();
-}
-
-async fn error(client: &mut RawClient, what: &str) -> ErrorCode {
-    client.expect_error(what).await.unwrap().0
-}
-
-/// Whether `call_accepted` said the call goes through the SFU from the start.
-async fn accepted_relay(client: &mut RawClient) -> bool {
-    client
-        .expect("call_accepted", WAIT, |m| match m {
-            ServerMessage::CallAccepted { relay, .. } => Some(*relay),
-            _ => None,
-        })
-        .await
-        .unwrap()
-}
-
-/// The app backend puts the accounts of `a` and `b` in one group chat: they are
-/// contacts, whose calls go browser to browser.
-async fn make_contacts(server: &ChorusServer, a: &RawClient, b: &RawClient) {
-    let api = support::Api::of(server);
-    let made = api
-        .create_room(serde_json::json!({"name": "Friends", "owner_name": "A", "owner": a.user}))
-        .await;
-    let (status, body) = api
-        .call(
-            "PUT",
-            &format!("/api/v1/rooms/{}/members/{}", made.room.id, b.user),
-            Some(serde_json::json!({"name": "B"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert!(
-        support::member(body["members"].as_array().unwrap(), &b.user).is_some(),
-        "{body}"
-    );
-}
-
-/// `client`'s account as the server says it now (after `set_call_privacy`).
-async fn account_info(client: &mut RawClient) -> chorus_proto::people::AccountInfo {
-    client
-        .expect("account", WAIT, |m| match m {
-            ServerMessage::Account { account, .. } => Some(account.clone()),
-            _ => None,
-        })
-        .await
-        .unwrap()
-}
+use support::calls::*;
 
 /// Join `room` as the account whose token `client` holds, sending `tone`.
 async fn join_as(
@@ -244,11 +37,11 @@ async fn join_as(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_by_handle_goes_browser_to_browser() {
     let server = ChorusServer::spawn();
-    let mut ada = account(&server, "Ada", "ada").await;
-    let bo_phone = account(&server, "Bo", "bo").await;
+    let mut ada = account(&server.ws_url, "Ada", "ada").await;
+    let bo_phone = account(&server.ws_url, "Bo", "bo").await;
     let mut bo_phone = bo_phone;
-    let mut bo_laptop = device(&server, &bo_phone, "Bo").await;
-    make_contacts(&server, &ada, &bo_phone).await;
+    let mut bo_laptop = device(&server.ws_url, &bo_phone, "Bo").await;
+    make_contacts(&support::Api::of(&server), &ada, &bo_phone).await;
 
     let asked = Instant::now();
     send(
@@ -282,76 +75,10 @@ async fn a_call_by_handle_goes_browser_to_browser() {
         (call.id.clone(), CallEnd::AnsweredElsewhere)
     );
 
-    let mut caller = MediaPeer::new(&MediaConfig {
-        tone_hz: Some(440.0),
-        slots: 0,
-        ..MediaConfig::default()
-    })
-    .await
-    .unwrap();
-    let mut callee = MediaPeer::new(&MediaConfig {
-        tone_hz: Some(660.0),
-        slots: 0,
-        ..MediaConfig::default()
-    })
-    .await
-    .unwrap();
-    let outcome = async {
-        let offer = caller.create_offer(WAIT).await.map_err(|e| e.to_string())?;
-        send(
-            &mut ada,
-            ClientMessage::CallSignal {
-                call: call.id.clone(),
-                description: Some(SessionDescription { kind: SdpType::Offer, sdp: offer }),
-                candidate: None,
-            },
-        )
-        .await;
-        let offer = sdp(&mut bo_phone).await;
-        assert_eq!(offer.kind, SdpType::Offer);
-        let answer = callee.answer(offer.sdp, WAIT).await.map_err(|e| e.to_string())?;
-        send(
-            &mut bo_phone,
-            ClientMessage::CallSignal {
-                call: call.id.clone(),
-                description: Some(SessionDescription { kind: SdpType::Answer, sdp: answer }),
-                candidate: None,
-            },
-        )
-        .await;
-        let answer = sdp(&mut ada).await;
-        caller.apply_answer(answer.sdp).await.map_err(|e| e.to_string())?;
-        caller.start_publishing();
-        callee.start_publishing();
-        caller.wait_connected(WAIT).await.map_err(|e| e.to_string())?;
-        callee.wait_connected(WAIT).await.map_err(|e| e.to_string())?;
-        send(&mut ada, ClientMessage::CallConnected { call: call.id.clone() }).await;
-        send(&mut bo_phone, ClientMessage::CallConnected { call: call.id.clone() }).await;
-        // Each hears the other's tone (decoded), within a bound for "never".
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let (a, b) = (caller.heard(), callee.heard());
-            if a.windows_with(660.0) >= 10 && b.windows_with(440.0) >= 10 {
-                let first = a.first_packet_after.zip(b.first_packet_after);
-                println!(
-                    "call {}: ask → both hearing {:?}; Ada heard 660 Hz in {} windows, Bo 440 Hz in {} (first packets {:?} after the peers were made)",
-                    call.id,
-                    asked.elapsed(),
-                    a.windows_with(660.0),
-                    b.windows_with(440.0),
-                    first
-                );
-                assert_eq!(a.windows_with(440.0), 0, "Ada does not hear herself");
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(format!("not both hearing: Ada {a:?}, Bo {b:?}"));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok::<_, String>(())
+    let (outcome, mut caller, mut callee) = talk_directly(&mut ada, &mut bo_phone, &call.id).await;
+    if outcome.is_ok() {
+        println!("call {}: ask → both hearing {:?}", call.id, asked.elapsed());
     }
-    .await;
     let metrics = support::metrics(&server.url).await;
     caller.close().await;
     callee.close().await;
@@ -453,9 +180,9 @@ async fn a_call_by_handle_goes_browser_to_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_way_a_call_ends() {
     let server = ChorusServer::spawn_with(&["--call-ring-secs", "2"]);
-    let mut ada = account(&server, "Ada", "ada").await;
-    let mut bo = account(&server, "Bo", "bo").await;
-    let mut cy = account(&server, "Cy", "cy").await;
+    let mut ada = account(&server.ws_url, "Ada", "ada").await;
+    let mut bo = account(&server.ws_url, "Bo", "bo").await;
+    let mut cy = account(&server.ws_url, "Cy", "cy").await;
 
     // Declined.
     let call = ring(&mut ada, "bo", &mut bo).await;
@@ -606,8 +333,8 @@ async fn bad_call_requests_change_nothing() {
         ErrorCode::NotSignedIn
     );
 
-    let mut ada = account(&server, "Ada", "ada").await;
-    let mut bo = account(&server, "Bo", "bo").await;
+    let mut ada = account(&server.ws_url, "Ada", "ada").await;
+    let mut bo = account(&server.ws_url, "Bo", "bo").await;
     let mut other = RawClient::hello_taking_calls(&server.ws_url, "Ada again", None).await;
     send(
         &mut other,
@@ -880,8 +607,8 @@ async fn bad_call_requests_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_page_counts_for_presence_but_never_rings() {
     let server = ChorusServer::spawn();
-    let mut ada = account(&server, "Ada", "ada").await;
-    let bo = account(&server, "Bo", "bo").await;
+    let mut ada = account(&server.ws_url, "Ada", "ada").await;
+    let bo = account(&server.ws_url, "Bo", "bo").await;
     let bo_token = bo.user_token.clone();
     bo.close().await;
     let mut room_page = RawClient::hello(&server.ws_url, "Bo", Some(&bo_token)).await;
@@ -1050,7 +777,7 @@ async fn a_backend_signs_its_users_in_with_one_time_links() {
     );
 
     // Cy is callable by handle like anyone: Ada rings the phone the link signed in.
-    let mut ada = account(&server, "Ada", "ada").await;
+    let mut ada = account(&server.ws_url, "Ada", "ada").await;
     send(
         &mut ada,
         ClientMessage::Call {
@@ -1069,9 +796,9 @@ async fn a_backend_signs_its_users_in_with_one_time_links() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_whose_direct_path_fails_goes_on_through_the_sfu() {
     let server = ChorusServer::spawn();
-    let mut ada = account(&server, "Ada", "ada").await;
-    let mut bo = account(&server, "Bo", "bo").await;
-    make_contacts(&server, &ada, &bo).await;
+    let mut ada = account(&server.ws_url, "Ada", "ada").await;
+    let mut bo = account(&server.ws_url, "Bo", "bo").await;
+    make_contacts(&support::Api::of(&server), &ada, &bo).await;
     let call = ring(&mut ada, "bo", &mut bo).await;
     send(
         &mut ada,
@@ -1134,7 +861,7 @@ async fn a_call_whose_direct_path_fails_goes_on_through_the_sfu() {
         panic!("{e}\n{}", server.log());
     }
     // Nobody else comes into a call's room.
-    let stranger = account(&server, "Cy", "cy").await;
+    let stranger = account(&server.ws_url, "Cy", "cy").await;
     let refused = chorus_bench::webrtc_peer::WebrtcPeer::join(support::peer_config(
         &server.ws_url,
         &room,
@@ -1195,8 +922,8 @@ async fn a_call_whose_direct_path_fails_goes_on_through_the_sfu() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_with_strangers_or_by_choice_go_through_the_sfu() {
     let server = ChorusServer::spawn();
-    let mut ada = account(&server, "Ada", "ada").await;
-    let mut bo = account(&server, "Bo", "bo").await;
+    let mut ada = account(&server.ws_url, "Ada", "ada").await;
+    let mut bo = account(&server.ws_url, "Bo", "bo").await;
     let call = ring(&mut ada, "bo", &mut bo).await;
     accept(&mut bo, &call.id).await;
     assert!(accepted_relay(&mut ada).await, "strangers: through the SFU");
@@ -1272,7 +999,7 @@ async fn calls_with_strangers_or_by_choice_go_through_the_sfu() {
     )
     .await;
     assert!(account_info(&mut bo).await.always_relay);
-    let mut bo_again = device(&server, &bo, "Bo").await;
+    let mut bo_again = device(&server.ws_url, &bo, "Bo").await;
     let call = ring(&mut ada, "bo", &mut bo_again).await;
     accept(&mut bo_again, &call.id).await;
     assert!(accepted_relay(&mut ada).await, "the callee always relays");
@@ -1291,7 +1018,7 @@ async fn calls_with_strangers_or_by_choice_go_through_the_sfu() {
     // A stranger hangs up right after the answer, while the server makes the room: the
     // callee is told how it ended, and no error — unless the hang-up came first, which
     // makes the answer one to a cancelled call (`call_not_found`).
-    let mut cy = account(&server, "Cy", "cy").await;
+    let mut cy = account(&server.ws_url, "Cy", "cy").await;
     let call = ring(&mut cy, "ada", &mut ada).await;
     tokio::join!(accept(&mut ada, &call.id), hang_up(&mut cy, &call.id));
     let mut errors = Vec::new();
@@ -1319,9 +1046,9 @@ async fn calls_with_strangers_or_by_choice_go_through_the_sfu() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_grows_into_a_room_others_join() {
     let server = ChorusServer::spawn();
-    let mut ada = account(&server, "Ada", "ada").await;
-    let mut bo = account(&server, "Bo", "bo").await;
-    make_contacts(&server, &ada, &bo).await;
+    let mut ada = account(&server.ws_url, "Ada", "ada").await;
+    let mut bo = account(&server.ws_url, "Bo", "bo").await;
+    make_contacts(&support::Api::of(&server), &ada, &bo).await;
     let call = ring(&mut ada, "bo", &mut bo).await;
     send(
         &mut ada,

@@ -3,9 +3,10 @@
 //! move into a two-seat SFU room when the direct path fails, the end of a call however it
 //! comes, and its record. `docs/protocol.md`, "Calls".
 //!
-//! A call lives in this process while it rings and runs; its record is written to the
-//! people store when it ends. Both sides must be connected to this signaling node (see
-//! `people::directory`).
+//! A call lives in the process of the caller's signaling node while it rings and runs;
+//! its record is written to the people store when it ends. The callee's devices may be
+//! on any node of a fleet: they are rung, told and heard through `people::fleet`, and
+//! their requests about the call come back here (`follow_fleet`).
 
 pub mod ice;
 
@@ -19,10 +20,12 @@ use chorus_proto::people::{
     CallEnd, CallInfo, IceCandidate, MediaPath, PersonInfo, SessionDescription,
 };
 use chorus_proto::signal::{ErrorCode, ServerMessage};
-use chorus_proto::{CallId, RoomId, UserId};
+use chorus_proto::{CallId, NodeId, RoomId, UserId};
 
 use crate::people::People;
-use crate::people::directory::{Device, DeviceId};
+use crate::people::directory::{Device, DeviceId, Sink};
+use crate::people::fleet::{CallRequest, PeopleEnvelope, PeopleEvent};
+use crate::rooms::bus::BusError;
 use crate::rooms::group_chat::Actor;
 use crate::rooms::service::{CallRoom, Failure, RoomService};
 use crate::store::people::{Account, StoredCall};
@@ -206,6 +209,10 @@ struct Calls {
     of_user: HashMap<UserId, CallId>,
 }
 
+/// Calls of other nodes that this node's devices were told of: the call's node, and
+/// which devices here take part.
+type CallsElsewhere = HashMap<CallId, (NodeId, Vec<DeviceId>)>;
+
 /// The calls of this node.
 pub struct CallService {
     people: Arc<People>,
@@ -213,6 +220,7 @@ pub struct CallService {
     ice: IceConfig,
     ring: Duration,
     state: Mutex<Calls>,
+    elsewhere: Mutex<CallsElsewhere>,
     invites: Mutex<HashMap<UserId, VecDeque<Instant>>>,
     /// Counters.
     pub metrics: CallMetrics,
@@ -225,6 +233,27 @@ fn not_found() -> Failure {
     )
 }
 
+fn fleet_failure(e: BusError) -> Failure {
+    (
+        ErrorCode::TemporarilyUnavailable,
+        format!("calls are unavailable for a moment ({e}); try again"),
+    )
+}
+
+/// The call a frame for a device is about, if any.
+fn call_of(message: &ServerMessage) -> Option<&CallId> {
+    match message {
+        ServerMessage::CallIncoming { call }
+        | ServerMessage::CallRinging { call }
+        | ServerMessage::CallAccepted { call, .. } => Some(&call.id),
+        ServerMessage::CallSignal { call, .. }
+        | ServerMessage::CallRelayed { call, .. }
+        | ServerMessage::CallGrown { call, .. }
+        | ServerMessage::CallEnded { call, .. } => Some(call),
+        _ => None,
+    }
+}
+
 impl CallService {
     /// Calls between the accounts of `people`, with these ICE servers, ringing for `ring`
     /// before they end unanswered.
@@ -234,15 +263,20 @@ impl CallService {
         ice: IceConfig,
         ring: Duration,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        let service = Arc::new(Self {
             people,
             rooms,
             ice,
             ring,
             state: Mutex::default(),
+            elsewhere: Mutex::default(),
             invites: Mutex::default(),
             metrics: CallMetrics::default(),
-        })
+        });
+        if service.people.fleet.is_shared() {
+            tokio::spawn(Self::refresh_claims(Arc::downgrade(&service)));
+        }
+        service
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Calls> {
@@ -308,12 +342,32 @@ impl CallService {
         let id = CallId::random();
         let info = CallInfo {
             id: id.clone(),
-            caller: self.people.person(me),
-            callee: self.people.person(&callee),
+            caller: self.people.person(me).await,
+            callee: self.people.person(&callee).await,
         };
         let now = unix_ms();
+        let devices = self.people.call_takers(&callee.user).await;
+        // One call at a time for each, on every node of a fleet.
+        let fleet = &self.people.fleet;
+        if !fleet
+            .claim_call(&me.user, &id)
+            .await
+            .map_err(fleet_failure)?
+        {
+            return Err((
+                ErrorCode::AlreadyInCall,
+                "you are in a call already (on another device); hang up first".into(),
+            ));
+        }
+        let callee_free = devices.is_empty()
+            || fleet
+                .claim_call(&callee.user, &id)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot tell whether the callee is in a call elsewhere");
+                    true
+                });
         self.metrics.started.fetch_add(1, Ordering::Relaxed);
-        let devices = self.people.directory.call_takers(&callee.user);
         let at_once = {
             let mut state = self.lock();
             if state.of_user.contains_key(&me.user) {
@@ -324,16 +378,13 @@ impl CallService {
             }
             if devices.is_empty() {
                 Some(CallEnd::Unavailable)
-            } else if state.of_user.contains_key(&callee.user) {
+            } else if state.of_user.contains_key(&callee.user) || !callee_free {
                 Some(CallEnd::Busy)
             } else {
                 for d in &devices {
-                    d.outbox
-                        .send(ServerMessage::CallIncoming { call: info.clone() });
+                    d.send(ServerMessage::CallIncoming { call: info.clone() });
                 }
-                device
-                    .outbox
-                    .send(ServerMessage::CallRinging { call: info.clone() });
+                device.send(ServerMessage::CallRinging { call: info.clone() });
                 let service = Arc::downgrade(self);
                 let ringing = id.clone();
                 let ring = self.ring;
@@ -364,6 +415,11 @@ impl CallService {
             }
         };
         if let Some(end) = at_once {
+            for user in [&me.user, &callee.user] {
+                if let Err(e) = fleet.release_call(user, &id).await {
+                    tracing::warn!(error = %e, "could not free a user's call claim");
+                }
+            }
             self.finished(StoredCall {
                 id: id.clone(),
                 caller: me.user.clone(),
@@ -375,7 +431,7 @@ impl CallService {
                 path: None,
             })
             .await;
-            device.outbox.send(ServerMessage::CallEnded {
+            device.send(ServerMessage::CallEnded {
                 call: id,
                 reason: end,
             });
@@ -386,7 +442,7 @@ impl CallService {
     /// The callee takes the call on `device`. Between strangers (no shared group chat,
     /// no answered call before), or when either side always relays, the call goes
     /// through the SFU from the start: both are told so and the room is made at once.
-    pub async fn accept(&self, me: &Account, device: &Device, id: &CallId) -> Result<(), Failure> {
+    async fn accept_here(&self, me: &Account, device: &Device, id: &CallId) -> Result<(), Failure> {
         let caller = {
             let state = self.lock();
             let call = state.calls.get(id).ok_or_else(not_found)?;
@@ -404,7 +460,7 @@ impl CallService {
                 if call.answered.as_ref().is_some_and(|d| d.id == device.id) {
                     return Ok(());
                 }
-                device.outbox.send(ServerMessage::CallEnded {
+                device.send(ServerMessage::CallEnded {
                     call: id.clone(),
                     reason: CallEnd::AnsweredElsewhere,
                 });
@@ -415,7 +471,7 @@ impl CallService {
             };
             let answering = call.ringing.remove(at);
             for other in call.ringing.drain(..) {
-                other.outbox.send(ServerMessage::CallEnded {
+                other.send(ServerMessage::CallEnded {
                     call: id.clone(),
                     reason: CallEnd::AnsweredElsewhere,
                 });
@@ -426,12 +482,12 @@ impl CallService {
             call.answered_ms = Some(unix_ms());
             call.relay_only = relay_only;
             let now_secs = unix_ms() / 1000;
-            call.caller.outbox.send(ServerMessage::CallAccepted {
+            call.caller.send(ServerMessage::CallAccepted {
                 call: call.info.clone(),
                 ice_servers: self.ice.servers_for(&call.info.caller.user, now_secs),
                 relay: relay_only,
             });
-            answering.outbox.send(ServerMessage::CallAccepted {
+            answering.send(ServerMessage::CallAccepted {
                 call: call.info.clone(),
                 ice_servers: self.ice.servers_for(&call.info.callee.user, now_secs),
                 relay: relay_only,
@@ -440,16 +496,267 @@ impl CallService {
             self.metrics.answered.fetch_add(1, Ordering::Relaxed);
             answering
         };
-        self.people.directory.set_in_call(&caller, true);
-        self.people.directory.set_in_call(&me.user, true);
+        self.people.set_in_call(&caller, id, true).await;
+        self.people.set_in_call(&me.user, id, true).await;
         if relay_only {
-            match self.relay(&answering, id).await {
+            match self.relay_here(&answering, id).await {
                 // Hung up while its room was made: nothing left to tell the callee.
                 Err((ErrorCode::CallNotFound, _)) => {}
                 other => other?,
             }
         }
         Ok(())
+    }
+
+    /// `me`'s `device` takes the call.
+    pub async fn accept(&self, me: &Account, device: &Device, id: &CallId) -> Result<(), Failure> {
+        if self.forwarded(id, device, me, CallRequest::Accept) {
+            return Ok(());
+        }
+        self.accept_here(me, device, id).await
+    }
+
+    /// `me`'s `device` refuses the call.
+    pub async fn decline(&self, me: &Account, device: &Device, id: &CallId) -> Result<(), Failure> {
+        if self.forwarded(id, device, me, CallRequest::Decline) {
+            return Ok(());
+        }
+        self.decline_here(me, device, id).await
+    }
+
+    /// `me`'s `device` ends the call: cancelled, declined or hung up.
+    pub async fn hang_up(&self, me: &Account, device: &Device, id: &CallId) -> Result<(), Failure> {
+        if self.forwarded(id, device, me, CallRequest::HangUp) {
+            return Ok(());
+        }
+        self.hang_up_here(me, device, id).await
+    }
+
+    /// An SDP or ICE candidate from `device` for the other side.
+    pub async fn signal(
+        &self,
+        me: &Account,
+        device: &Device,
+        id: &CallId,
+        description: Option<SessionDescription>,
+        candidate: Option<IceCandidate>,
+    ) -> Result<(), Failure> {
+        if description.is_none() && candidate.is_none() {
+            return Err((
+                ErrorCode::InvalidInput,
+                "a call_signal carries a description or a candidate".into(),
+            ));
+        }
+        let request = CallRequest::Signal {
+            description,
+            candidate,
+        };
+        if self.forwarded(id, device, me, request.clone()) {
+            return Ok(());
+        }
+        let CallRequest::Signal {
+            description,
+            candidate,
+        } = request
+        else {
+            return Ok(());
+        };
+        self.signal_here(device, id, description, candidate)
+    }
+
+    /// `device`'s peer connection reached the other browser directly.
+    pub async fn connected(
+        &self,
+        me: &Account,
+        device: &Device,
+        id: &CallId,
+    ) -> Result<(), Failure> {
+        if self.forwarded(id, device, me, CallRequest::Connected) {
+            return Ok(());
+        }
+        self.connected_here(device, id)
+    }
+
+    /// `device` asks for the SFU.
+    pub async fn relay(&self, me: &Account, device: &Device, id: &CallId) -> Result<(), Failure> {
+        if self.forwarded(id, device, me, CallRequest::Relay) {
+            return Ok(());
+        }
+        self.relay_here(device, id).await
+    }
+
+    /// `device` turns the call into a room ("add someone").
+    pub async fn grow(&self, me: &Account, device: &Device, id: &CallId) -> Result<(), Failure> {
+        if self.forwarded(id, device, me, CallRequest::Grow) {
+            return Ok(());
+        }
+        self.grow_here(device, id).await
+    }
+
+    /// `device`'s session ended: its call ends with it (a ringing device just stops),
+    /// here or on the node of a call it was told of.
+    pub async fn device_gone(&self, device: DeviceId) {
+        self.device_gone_here(device).await;
+        let nodes: Vec<NodeId> = {
+            let mut elsewhere = self.elsewhere.lock().unwrap_or_else(|e| e.into_inner());
+            let mut nodes = Vec::new();
+            elsewhere.retain(|_, (node, devices)| {
+                if devices.contains(&device) {
+                    devices.retain(|d| *d != device);
+                    if !nodes.contains(node) {
+                        nodes.push(node.clone());
+                    }
+                }
+                !devices.is_empty()
+            });
+            nodes
+        };
+        for node in nodes {
+            self.people
+                .fleet
+                .send(&node, PeopleEvent::DeviceGone { device });
+        }
+    }
+
+    /// If `id` is a call of another node that `device` was told of, hand the request to
+    /// that node (which answers an error, if any, to the device): true.
+    fn forwarded(&self, id: &CallId, device: &Device, me: &Account, request: CallRequest) -> bool {
+        let node = {
+            let elsewhere = self.elsewhere.lock().unwrap_or_else(|e| e.into_inner());
+            match elsewhere.get(id) {
+                Some((node, devices)) if devices.contains(&device.id) => node.clone(),
+                _ => return false,
+            }
+        };
+        self.people.fleet.send(
+            &node,
+            PeopleEvent::Request {
+                call: id.clone(),
+                device: device.id,
+                user: me.user.clone(),
+                request,
+            },
+        );
+        true
+    }
+
+    /// Follow what the other nodes of the fleet send about people and calls, until the
+    /// node stops.
+    pub async fn follow_fleet(
+        self: Arc<Self>,
+        mut inbound: tokio::sync::mpsc::UnboundedReceiver<PeopleEnvelope>,
+    ) {
+        while let Some(PeopleEnvelope { origin, event }) = inbound.recv().await {
+            match event {
+                PeopleEvent::Deliver { device, message } => self.deliver(origin, device, message),
+                PeopleEvent::Request {
+                    call,
+                    device,
+                    user,
+                    request,
+                } => self.on_request(origin, call, device, user, request).await,
+                PeopleEvent::DeviceGone { device } => self.device_gone_here(device).await,
+                PeopleEvent::Presence { user, presence } => {
+                    self.people.directory.tell_followers(&user, presence);
+                }
+            }
+        }
+    }
+
+    /// A frame from the call's node for a device of this one.
+    fn deliver(&self, origin: NodeId, device: DeviceId, message: ServerMessage) {
+        let Some(local) = self.people.directory.device(device) else {
+            if call_of(&message).is_some() && !matches!(message, ServerMessage::CallEnded { .. }) {
+                // Gone meanwhile: the call's node must not wait for it.
+                self.people
+                    .fleet
+                    .send(&origin, PeopleEvent::DeviceGone { device });
+            }
+            return;
+        };
+        if let Some(call) = call_of(&message) {
+            let mut elsewhere = self.elsewhere.lock().unwrap_or_else(|e| e.into_inner());
+            if matches!(message, ServerMessage::CallEnded { .. }) {
+                if let Some((_, devices)) = elsewhere.get_mut(call) {
+                    devices.retain(|d| *d != device);
+                    if devices.is_empty() {
+                        elsewhere.remove(call);
+                    }
+                }
+            } else {
+                let (_, devices) = elsewhere
+                    .entry(call.clone())
+                    .or_insert_with(|| (origin, Vec::new()));
+                if !devices.contains(&device) {
+                    devices.push(device);
+                }
+            }
+        }
+        local.send(message);
+    }
+
+    /// A request of a device on `origin` about a call of this node.
+    async fn on_request(
+        &self,
+        origin: NodeId,
+        call: CallId,
+        device: DeviceId,
+        user: UserId,
+        request: CallRequest,
+    ) {
+        let device = Device {
+            id: device,
+            sink: Sink::Remote {
+                node: origin,
+                fleet: self.people.fleet.clone(),
+            },
+            takes_calls: true,
+        };
+        let result = match self.people.account_of(&user).await {
+            Ok(Some(account)) => match request {
+                CallRequest::Accept => self.accept_here(&account, &device, &call).await,
+                CallRequest::Decline => self.decline_here(&account, &device, &call).await,
+                CallRequest::HangUp => self.hang_up_here(&account, &device, &call).await,
+                CallRequest::Signal {
+                    description,
+                    candidate,
+                } => self.signal_here(&device, &call, description, candidate),
+                CallRequest::Connected => self.connected_here(&device, &call),
+                CallRequest::Relay => self.relay_here(&device, &call).await,
+                CallRequest::Grow => self.grow_here(&device, &call).await,
+            },
+            Ok(None) => Err(not_found()),
+            Err(failure) => Err(failure),
+        };
+        if let Err((code, message)) = result {
+            device.send(ServerMessage::Error { code, message });
+        }
+    }
+
+    /// Keep the fleet's claims of this node's calls alive, every third of their TTL,
+    /// until the service is gone.
+    async fn refresh_claims(service: std::sync::Weak<Self>) {
+        let every = Duration::from_millis(crate::people::fleet::CALL_CLAIM_TTL_MS / 3);
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(service) = service.upgrade() else {
+                return;
+            };
+            let claims: Vec<(UserId, CallId)> = service
+                .lock()
+                .calls
+                .iter()
+                .flat_map(|(id, call)| {
+                    [
+                        (call.info.caller.user.clone(), id.clone()),
+                        (call.info.callee.user.clone(), id.clone()),
+                    ]
+                })
+                .collect();
+            if let Err(e) = service.people.fleet.refresh_calls(&claims).await {
+                tracing::warn!(error = %e, "could not refresh this node's call claims");
+            }
+        }
     }
 
     /// Whether a call between these two must go through the SFU: they are not contacts,
@@ -470,7 +777,12 @@ impl CallService {
     }
 
     /// The callee refuses the call from `device`.
-    pub async fn decline(&self, me: &Account, device: &Device, id: &CallId) -> Result<(), Failure> {
+    async fn decline_here(
+        &self,
+        me: &Account,
+        device: &Device,
+        id: &CallId,
+    ) -> Result<(), Failure> {
         {
             let state = self.lock();
             let call = state.calls.get(id).ok_or_else(not_found)?;
@@ -486,7 +798,12 @@ impl CallService {
     }
 
     /// Either side ends the call from `device`: cancelled, declined or hung up.
-    pub async fn hang_up(&self, me: &Account, device: &Device, id: &CallId) -> Result<(), Failure> {
+    async fn hang_up_here(
+        &self,
+        me: &Account,
+        device: &Device,
+        id: &CallId,
+    ) -> Result<(), Failure> {
         let end = {
             let state = self.lock();
             let call = state.calls.get(id).ok_or_else(not_found)?;
@@ -505,7 +822,7 @@ impl CallService {
     }
 
     /// Pass an SDP or ICE candidate from `device` to the other side of an answered call.
-    pub fn signal(
+    fn signal_here(
         &self,
         device: &Device,
         id: &CallId,
@@ -535,7 +852,7 @@ impl CallService {
                 "this call goes through the server: addresses are not exchanged".into(),
             ));
         }
-        other.outbox.send(ServerMessage::CallSignal {
+        other.send(ServerMessage::CallSignal {
             call: id.clone(),
             description,
             candidate,
@@ -544,7 +861,7 @@ impl CallService {
     }
 
     /// `device`'s peer connection reached the other browser directly.
-    pub fn connected(&self, device: &Device, id: &CallId) -> Result<(), Failure> {
+    fn connected_here(&self, device: &Device, id: &CallId) -> Result<(), Failure> {
         let mut state = self.lock();
         let call = state.calls.get_mut(id).ok_or_else(not_found)?;
         if call.other_side(device.id).is_none() {
@@ -559,7 +876,7 @@ impl CallService {
 
     /// A side of an answered call asks for the SFU: the call's room is made (once, however
     /// many ask) and both sides are told to join it.
-    pub async fn relay(&self, device: &Device, id: &CallId) -> Result<(), Failure> {
+    async fn relay_here(&self, device: &Device, id: &CallId) -> Result<(), Failure> {
         let (caller, callee) = {
             let mut state = self.lock();
             let call = state.calls.get_mut(id).ok_or_else(not_found)?;
@@ -575,7 +892,7 @@ impl CallService {
             }
             match &call.relay {
                 Relay::Room(room) => {
-                    device.outbox.send(ServerMessage::CallRelayed {
+                    device.send(ServerMessage::CallRelayed {
                         call: id.clone(),
                         room: room.clone(),
                     });
@@ -611,7 +928,7 @@ impl CallService {
                     call.relay = Relay::Room(room.clone());
                     call.path = Some(MediaPath::Relayed);
                     for side in std::iter::once(&call.caller).chain(call.answered.iter()) {
-                        side.outbox.send(ServerMessage::CallRelayed {
+                        side.send(ServerMessage::CallRelayed {
                             call: id.clone(),
                             room: room.clone(),
                         });
@@ -633,7 +950,7 @@ impl CallService {
 
     /// "Add someone": a side of an answered call turns it into a voice room, both on
     /// seats; both are told the room, then the call ends `grown`.
-    pub async fn grow(&self, device: &Device, id: &CallId) -> Result<(), Failure> {
+    async fn grow_here(&self, device: &Device, id: &CallId) -> Result<(), Failure> {
         let (caller, callee) = {
             let state = self.lock();
             let call = state.calls.get(id).ok_or_else(not_found)?;
@@ -662,7 +979,7 @@ impl CallService {
             match state.calls.get(id) {
                 Some(call) => {
                     for side in std::iter::once(&call.caller).chain(call.answered.iter()) {
-                        side.outbox.send(ServerMessage::CallGrown {
+                        side.send(ServerMessage::CallGrown {
                             call: id.clone(),
                             room: room.clone(),
                         });
@@ -697,7 +1014,7 @@ impl CallService {
     }
 
     /// `device`'s session ended: its call ends with it (a ringing device just stops).
-    pub async fn device_gone(&self, device: DeviceId) {
+    async fn device_gone_here(&self, device: DeviceId) {
         let mut ends = Vec::new();
         {
             let mut state = self.lock();
@@ -758,16 +1075,11 @@ impl CallService {
         if let Relay::Room(room) = &call.relay {
             self.close_room(room).await;
         }
-        if call.answered.is_some() {
-            self.people
-                .directory
-                .set_in_call(&call.info.caller.user, false);
-            self.people
-                .directory
-                .set_in_call(&call.info.callee.user, false);
-            if call.path.is_none() {
-                self.metrics.failed.fetch_add(1, Ordering::Relaxed);
-            }
+        for user in [&call.info.caller.user, &call.info.callee.user] {
+            self.people.set_in_call(user, id, false).await;
+        }
+        if call.answered.is_some() && call.path.is_none() {
+            self.metrics.failed.fetch_add(1, Ordering::Relaxed);
         }
         let record = StoredCall {
             id: id.clone(),
@@ -785,7 +1097,7 @@ impl CallService {
             .chain(call.ringing.iter())
             .filter(|d| Some(d.id) != gone);
         for device in told {
-            device.outbox.send(ServerMessage::CallEnded {
+            device.send(ServerMessage::CallEnded {
                 call: id.clone(),
                 reason: end,
             });
@@ -796,12 +1108,12 @@ impl CallService {
             (&call.info.callee, &call.info.caller),
         ] {
             let peer = PersonInfo {
-                presence: self.people.directory.presence(&peer.user),
+                presence: self.people.presence(&peer.user).await,
                 ..peer.clone()
             };
             let seen = crate::people::record_as(&me.user, &record, peer);
-            for device in self.people.directory.call_takers(&me.user) {
-                device.outbox.send(ServerMessage::CallRecorded {
+            for device in self.people.call_takers(&me.user).await {
+                device.send(ServerMessage::CallRecorded {
                     record: seen.clone(),
                 });
             }

@@ -2,29 +2,61 @@
 //! in a call, and which sessions follow whose presence. A user is `online` while any of
 //! their sessions is connected, `in_call` while one of them is in a call.
 //!
-//! One node's view: accounts on other signaling nodes of a fleet are not seen yet (a
-//! presence hash and user channels in Redis, as rooms have, are the way there).
+//! One node's view. In a fleet (`shared`), a user's presence spans every node's devices:
+//! this directory then tells its followers only what it is told (`tell_followers`), and
+//! `People` works the presence out over the fleet (`people::fleet`).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use chorus_proto::UserId;
 use chorus_proto::people::Presence;
 use chorus_proto::signal::ServerMessage;
+use chorus_proto::{NodeId, UserId};
 
+use super::fleet::{PeopleEvent, PeopleFleet};
 use crate::ws::outbox::Outbox;
 
-/// One session of a user: a tab, an app, a device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// One session of a user: a tab, an app, a device. Random, so that the devices of every
+/// node of a fleet can be told apart.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct DeviceId(u64);
 
 impl DeviceId {
-    /// A new one, unique in this process.
+    /// A new one.
     pub fn next() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        DeviceId(NEXT.fetch_add(1, Ordering::Relaxed))
+        DeviceId(rand::random())
     }
+}
+
+impl std::fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl std::str::FromStr for DeviceId {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        u64::from_str_radix(s, 16).map(DeviceId)
+    }
+}
+
+/// Where a device's frames go: its session's queue on this node, or through the
+/// signaling node it is connected to.
+#[derive(Clone)]
+pub enum Sink {
+    /// A session of this node.
+    Local(Outbox),
+    /// A session of another node of the fleet.
+    Remote {
+        /// Its node.
+        node: NodeId,
+        /// The way there.
+        fleet: Arc<dyn PeopleFleet>,
+    },
 }
 
 /// A connected device: where to send its frames.
@@ -32,10 +64,43 @@ impl DeviceId {
 pub struct Device {
     /// Which.
     pub id: DeviceId,
-    /// Its session's frames.
-    pub outbox: Outbox,
+    /// Where its frames go.
+    pub sink: Sink,
     /// Whether it rings when its user is called (a calls screen, not a room page).
     pub takes_calls: bool,
+}
+
+impl Device {
+    /// A session of this node.
+    pub fn local(id: DeviceId, outbox: Outbox, takes_calls: bool) -> Self {
+        Self {
+            id,
+            sink: Sink::Local(outbox),
+            takes_calls,
+        }
+    }
+
+    /// Send the device a frame.
+    pub fn send(&self, message: ServerMessage) {
+        match &self.sink {
+            Sink::Local(outbox) => outbox.send(message),
+            Sink::Remote { node, fleet } => fleet.send(
+                node,
+                PeopleEvent::Deliver {
+                    device: self.id,
+                    message,
+                },
+            ),
+        }
+    }
+
+    /// Its session's queue, if it is on this node.
+    fn outbox(&self) -> Option<&Outbox> {
+        match &self.sink {
+            Sink::Local(outbox) => Some(outbox),
+            Sink::Remote { .. } => None,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -46,6 +111,8 @@ struct Inner {
     watchers: HashMap<UserId, HashMap<DeviceId, Outbox>>,
     /// Whom a device follows (to stop following).
     watching: HashMap<DeviceId, Vec<UserId>>,
+    /// Part of a fleet: presence is told from outside.
+    shared: bool,
 }
 
 impl Inner {
@@ -62,9 +129,13 @@ impl Inner {
     /// Tell `user`'s followers if its presence is no longer `before`.
     fn tell(&self, user: &UserId, before: Presence) {
         let now = self.presence(user);
-        if now == before {
+        if now == before || self.shared {
             return;
         }
+        self.tell_followers(user, now);
+    }
+
+    fn tell_followers(&self, user: &UserId, now: Presence) {
         for outbox in self
             .watchers
             .get(user)
@@ -86,6 +157,32 @@ pub struct Directory {
 }
 
 impl Directory {
+    /// The directory of a node alone (`shared: false`) or of a fleet's node.
+    pub fn new(shared: bool) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                shared,
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// Tell the sessions of this node that follow `user` its presence (in a fleet: as
+    /// worked out over every node).
+    pub fn tell_followers(&self, user: &UserId, presence: Presence) {
+        self.lock().tell_followers(user, presence);
+    }
+
+    /// A connected device of this node.
+    pub fn device(&self, id: DeviceId) -> Option<Device> {
+        self.lock()
+            .devices
+            .values()
+            .flatten()
+            .find(|d| d.id == id)
+            .cloned()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -142,12 +239,15 @@ impl Directory {
     pub fn watch(&self, device: &Device, users: Vec<UserId>) {
         let mut inner = self.lock();
         Self::unwatch_in(&mut inner, device.id);
+        let Some(outbox) = device.outbox().cloned() else {
+            return; // a device of another node follows there
+        };
         for user in &users {
             inner
                 .watchers
                 .entry(user.clone())
                 .or_default()
-                .insert(device.id, device.outbox.clone());
+                .insert(device.id, outbox.clone());
         }
         inner.watching.insert(device.id, users);
     }
@@ -182,14 +282,7 @@ mod tests {
         tokio::sync::mpsc::Receiver<crate::ws::outbox::Outgoing>,
     ) {
         let (outbox, rx, _) = Outbox::new();
-        (
-            Device {
-                id: DeviceId::next(),
-                outbox,
-                takes_calls: true,
-            },
-            rx,
-        )
+        (Device::local(DeviceId::next(), outbox, true), rx)
     }
 
     fn presences(

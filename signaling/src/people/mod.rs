@@ -4,15 +4,19 @@
 //! exact handle.
 
 pub mod directory;
+pub mod fleet;
 pub mod passwords;
 
 use std::collections::{BTreeSet, HashMap};
 
-use chorus_proto::UserId;
-use chorus_proto::people::{self, AccountInfo, CallRecord, PersonInfo};
-use chorus_proto::signal::{ErrorCode, ServerMessage};
+use std::sync::Arc;
 
-use self::directory::{Device, Directory};
+use chorus_proto::people::{self, AccountInfo, CallRecord, PersonInfo, Presence};
+use chorus_proto::signal::{ErrorCode, ServerMessage};
+use chorus_proto::{CallId, UserId};
+
+use self::directory::{Device, DeviceId, Directory, Sink};
+use self::fleet::PeopleFleet;
 use crate::rooms::service::{Failure, store_failure};
 use crate::store::SharedStore;
 use crate::store::people::{Account, SharedPeopleStore, StoredCall};
@@ -28,6 +32,8 @@ pub struct People {
     groups: SharedStore,
     /// Who is online here.
     pub directory: Directory,
+    /// The other signaling nodes' devices and calls.
+    pub fleet: Arc<dyn PeopleFleet>,
     failures: passwords::FailedSignIns,
 }
 
@@ -41,14 +47,107 @@ pub fn handle_failure(handle: &str) -> Result<String, Failure> {
 }
 
 impl People {
-    /// People on these stores.
-    pub fn new(store: SharedPeopleStore, groups: SharedStore) -> Self {
+    /// People on these stores, with the devices of other nodes reached through `fleet`.
+    pub fn new(store: SharedPeopleStore, groups: SharedStore, fleet: Arc<dyn PeopleFleet>) -> Self {
         Self {
             store,
             groups,
-            directory: Directory::default(),
+            directory: Directory::new(fleet.is_shared()),
+            fleet,
             failures: passwords::FailedSignIns::default(),
         }
+    }
+
+    /// A session of `user` on this node is signed in (its presence counts).
+    pub async fn device_connected(&self, user: &UserId, device: Device) {
+        let (id, takes_calls) = (device.id, device.takes_calls);
+        self.directory.connect(user, device);
+        if self.fleet.is_shared() {
+            if let Err(e) = self.fleet.device_up(user, id, takes_calls).await {
+                tracing::warn!(error = %e, "could not record a device for the fleet; other nodes do not see it");
+            }
+            self.announce(user).await;
+        }
+    }
+
+    /// That session ended.
+    pub async fn device_disconnected(&self, user: &UserId, device: DeviceId) {
+        self.directory.disconnect(user, device);
+        if self.fleet.is_shared() {
+            if let Err(e) = self.fleet.device_down(user, device).await {
+                tracing::warn!(error = %e, "could not take a device out of the fleet's record");
+            }
+            self.announce(user).await;
+        }
+    }
+
+    /// `user`'s `call` (of this node) was answered, or has ended.
+    pub async fn set_in_call(&self, user: &UserId, call: &CallId, in_call: bool) {
+        self.directory.set_in_call(user, in_call);
+        if self.fleet.is_shared() {
+            let marked = match in_call {
+                true => self.fleet.call_answered(user, call).await,
+                false => self.fleet.release_call(user, call).await,
+            };
+            if let Err(e) = marked {
+                tracing::warn!(error = %e, "could not record a call for the fleet");
+            }
+            self.announce(user).await;
+        }
+    }
+
+    /// Tell everyone following `user`, on every node, its presence now.
+    async fn announce(&self, user: &UserId) {
+        let presence = self.presence(user).await;
+        self.directory.tell_followers(user, presence);
+        self.fleet.announce_presence(user, presence);
+    }
+
+    /// Whether `user` is online, in a call or offline, over every node of the fleet
+    /// (this node's view alone when the others cannot be read).
+    pub async fn presence(&self, user: &UserId) -> Presence {
+        let here = self.directory.presence(user);
+        if !self.fleet.is_shared() || here == Presence::InCall {
+            return here;
+        }
+        match self.fleet.in_answered_call(user).await {
+            Ok(true) => return Presence::InCall,
+            Ok(false) => {}
+            Err(_) => return here,
+        }
+        if here == Presence::Online {
+            return here;
+        }
+        match self.fleet.devices_elsewhere(user).await {
+            Ok(devices) if !devices.is_empty() => Presence::Online,
+            _ => here,
+        }
+    }
+
+    /// The devices of `user` that ring when it is called, on every node.
+    pub async fn call_takers(&self, user: &UserId) -> Vec<Device> {
+        let mut takers = self.directory.call_takers(user);
+        if self.fleet.is_shared() {
+            match self.fleet.devices_elsewhere(user).await {
+                Ok(devices) => takers.extend(
+                    devices
+                        .into_iter()
+                        .filter(|(_, record)| record.takes_calls)
+                        .map(|(id, record)| Device {
+                            id,
+                            sink: Sink::Remote {
+                                node: record.node,
+                                fleet: self.fleet.clone(),
+                            },
+                            takes_calls: true,
+                        }),
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "devices on other nodes unknown; ringing this node's only");
+                }
+            }
+        }
+        takers
     }
 
     /// Make `user` an account named `name` with this handle and password.
@@ -243,12 +342,12 @@ impl People {
     }
 
     /// An account as others see it now.
-    pub fn person(&self, account: &Account) -> PersonInfo {
+    pub async fn person(&self, account: &Account) -> PersonInfo {
         PersonInfo {
             user: account.user.clone(),
             handle: account.handle.clone(),
             name: account.name.clone(),
-            presence: self.directory.presence(&account.user),
+            presence: self.presence(&account.user).await,
         }
     }
 
@@ -289,21 +388,24 @@ impl People {
                 accounts.insert(user.clone(), found);
             }
         }
-        let mut people: Vec<PersonInfo> = accounts
+        let mut seen: HashMap<UserId, PersonInfo> = HashMap::new();
+        for (user, found) in &accounts {
+            seen.insert(user.clone(), self.person(found).await);
+        }
+        let mut people: Vec<PersonInfo> = seen
             .values()
-            .filter(|a| !account.blocked.contains(&a.user))
-            .map(|a| self.person(a))
+            .filter(|p| !account.blocked.contains(&p.user))
+            .cloned()
             .collect();
         people.sort_by_key(|p| p.name.to_lowercase());
         let blocked = account
             .blocked
             .iter()
-            .filter_map(|u| accounts.get(u))
-            .map(|a| self.person(a))
+            .filter_map(|u| seen.get(u).cloned())
             .collect();
         let calls = calls
             .iter()
-            .filter_map(|call| record_for(me, call, &accounts, |a| self.person(a)))
+            .filter_map(|call| record_for(me, call, &seen))
             .collect();
         self.directory
             .watch(device, people.iter().map(|p| p.user.clone()).collect());
@@ -412,15 +514,14 @@ impl People {
 fn record_for(
     me: &UserId,
     call: &StoredCall,
-    accounts: &HashMap<UserId, Account>,
-    person: impl Fn(&Account) -> PersonInfo,
+    people: &HashMap<UserId, PersonInfo>,
 ) -> Option<CallRecord> {
-    let peer = accounts.get(if &call.caller == me {
+    let peer = people.get(if &call.caller == me {
         &call.callee
     } else {
         &call.caller
     })?;
-    Some(record_as(me, call, person(peer)))
+    Some(record_as(me, call, peer.clone()))
 }
 
 /// `call` as `me` sees it in its list, with `peer` the other side.
@@ -478,7 +579,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("chorus-people-{}.redb", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let store = Arc::new(EmbeddedStore::open(&path).unwrap());
-        let people = People::new(store.clone(), store.clone());
+        let people = People::new(store.clone(), store.clone(), Arc::new(fleet::LocalFleet));
         let mut me = account(0);
         store.create_account(&me).await.unwrap();
         let mut others = Vec::new();

@@ -76,11 +76,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, origin: Option<String>
     let (sink, mut stream) = socket.split();
     let (outbox, rx, behind) = Outbox::new();
     let mut writer = tokio::spawn(write_frames(sink, rx));
-    let device = Device {
-        id: DeviceId::next(),
-        outbox: outbox.clone(),
-        takes_calls: false,
-    };
+    let device = Device::local(DeviceId::next(), outbox.clone(), false);
     let mut session = Session {
         state,
         outbox,
@@ -478,7 +474,7 @@ impl Session {
                     .people
                     .register(&user, &name, &handle, &password)
                     .await?;
-                self.signed_in_as(account)?;
+                self.signed_in_as(account).await?;
             }
             ClientMessage::SignIn { handle, password } => {
                 self.may_sign_in()?;
@@ -489,7 +485,7 @@ impl Session {
                     .sign_in(&origin, &handle, &password)
                     .await?;
                 self.user = Some((account.user.clone(), account.name.clone()));
-                self.signed_in_as(account)?;
+                self.signed_in_as(account).await?;
             }
             ClientMessage::SignInWithLink { code } => {
                 self.may_sign_in()?;
@@ -499,12 +495,12 @@ impl Session {
                     .redeem_link(&self.state.users, &code)
                     .await?;
                 self.user = Some((account.user.clone(), account.name.clone()));
-                self.signed_in_as(account)?;
+                self.signed_in_as(account).await?;
             }
             ClientMessage::FindPerson { handle } => {
                 self.my_account()?;
                 let found = self.state.people.account_by_handle(&handle).await?;
-                let person = self.state.people.person(&found);
+                let person = self.state.people.person(&found).await;
                 self.outbox.send(ServerMessage::Person { person });
             }
             ClientMessage::Contacts => {
@@ -540,22 +536,23 @@ impl Session {
                 description,
                 candidate,
             } => {
-                self.my_account()?;
+                let me = self.my_account()?;
                 self.state
                     .calls
-                    .signal(&self.device, &call, description, candidate)?;
+                    .signal(&me, &self.device, &call, description, candidate)
+                    .await?;
             }
             ClientMessage::CallConnected { call } => {
-                self.my_account()?;
-                self.state.calls.connected(&self.device, &call)?;
+                let me = self.my_account()?;
+                self.state.calls.connected(&me, &self.device, &call).await?;
             }
             ClientMessage::RelayCall { call } => {
-                self.my_account()?;
-                self.state.calls.relay(&self.device, &call).await?;
+                let me = self.my_account()?;
+                self.state.calls.relay(&me, &self.device, &call).await?;
             }
             ClientMessage::GrowCall { call } => {
-                self.my_account()?;
-                self.state.calls.grow(&self.device, &call).await?;
+                let me = self.my_account()?;
+                self.state.calls.grow(&me, &self.device, &call).await?;
             }
             ClientMessage::SetCallPrivacy { always_relay } => {
                 let me = self.my_account()?;
@@ -582,13 +579,13 @@ impl Session {
     }
 
     /// This session is now `account`: it gets a token to keep, and is online.
-    fn signed_in_as(&mut self, account: Account) -> Result<(), Failure> {
+    async fn signed_in_as(&mut self, account: Account) -> Result<(), Failure> {
         self.tell_account(&account)?;
         self.signed_in = true;
         self.state
             .people
-            .directory
-            .connect(&account.user, self.device.clone());
+            .device_connected(&account.user, self.device.clone())
+            .await;
         self.account = Some(account);
         Ok(())
     }
@@ -630,8 +627,8 @@ impl Session {
             self.state.calls.device_gone(self.device.id).await;
             self.state
                 .people
-                .directory
-                .disconnect(&account.user, self.device.id);
+                .device_disconnected(&account.user, self.device.id)
+                .await;
         }
     }
 
@@ -676,8 +673,8 @@ impl Session {
         if let Some(account) = account {
             self.state
                 .people
-                .directory
-                .connect(&account.user, self.device.clone());
+                .device_connected(&account.user, self.device.clone())
+                .await;
             self.account = Some(account);
         }
         self.user = Some((user, name));

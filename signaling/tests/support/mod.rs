@@ -4,6 +4,8 @@
 //! peers before it panics.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod calls;
+
 use std::time::{Duration, Instant};
 
 use chorus_bench::webrtc_peer::{HearReport, PeerConfig, WebrtcPeer};
