@@ -125,6 +125,21 @@ pub mod keys {
         format!("{PREFIX}:people-presence")
     }
 
+    /// STRING (counter): the newest message `seq` of a group chat.
+    pub fn chat_seq(group: &GroupId) -> String {
+        format!("{PREFIX}:chat-seq:{group}")
+    }
+
+    /// HASH: `seq` → message (JSON, `chorus_proto::chat::ChatMessage`) of a group chat.
+    pub fn chat_messages(group: &GroupId) -> String {
+        format!("{PREFIX}:chat:{group}")
+    }
+
+    /// HASH: user → the `seq` it read up to, in a group chat.
+    pub fn chat_read(group: &GroupId) -> String {
+        format!("{PREFIX}:chat-read:{group}")
+    }
+
     /// The pattern every signaling node subscribes to: all rooms' channels.
     pub fn room_channel_pattern() -> String {
         format!("{PREFIX}:room-events:*")

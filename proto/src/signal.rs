@@ -250,6 +250,67 @@ pub enum ClientMessage {
         /// On: every call relayed. Off (the default): direct with contacts.
         always_relay: bool,
     },
+    /// Members: read a room's group chat (live or not) and follow it from now on (one
+    /// chat per session; opening another stops following this one). Answered by
+    /// [`ServerMessage::ChatHistory`] with the newest page; then
+    /// [`ServerMessage::ChatMessage`] as messages come and change.
+    ChatOpen {
+        /// The room whose group chat.
+        room: RoomId,
+    },
+    /// Members: an older page of the chat, before `before` (a `seq`).
+    ChatHistory {
+        /// The room.
+        room: RoomId,
+        /// Messages before this `seq` (absent: the newest).
+        #[serde(default)]
+        before: Option<u64>,
+        /// How many (1 to `chat::MAX_PAGE`; `chat::PAGE` when absent).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// Members not muted in the chat: write a message.
+    ChatSend {
+        /// The room.
+        room: RoomId,
+        /// Plain text (`chat::clean_text`).
+        text: String,
+    },
+    /// The author: change the text of a message.
+    ChatEdit {
+        /// The room.
+        room: RoomId,
+        /// The message.
+        seq: u64,
+        /// Its new text.
+        text: String,
+    },
+    /// The author, or a moderator: delete a message (its place stays, its text goes).
+    ChatDelete {
+        /// The room.
+        room: RoomId,
+        /// The message.
+        seq: u64,
+    },
+    /// Moderators: stop a member writing in the chat, or let them again.
+    ChatMute {
+        /// The room.
+        room: RoomId,
+        /// The member.
+        user: UserId,
+        /// Muted or not.
+        muted: bool,
+    },
+    /// This account has read the chat up to this message (unread counts start after).
+    ChatRead {
+        /// The room.
+        room: RoomId,
+        /// The newest message seen.
+        seq: u64,
+    },
+    /// How many unread messages each of this user's group chats has. Answered by
+    /// [`ServerMessage::ChatUnread`].
+    ChatUnread,
 }
 
 /// Frames the server sends.
@@ -361,6 +422,40 @@ pub enum ServerMessage {
         call: CallId,
         /// The room.
         room: RoomId,
+    },
+    /// A page of a group chat, oldest first (after `chat_open` or `chat_history`).
+    ChatHistory {
+        /// The room.
+        room: RoomId,
+        /// The messages, oldest first.
+        messages: Vec<crate::chat::ChatMessage>,
+        /// Older messages exist (ask with `before` = the first one's `seq`).
+        more: bool,
+        /// This account read up to here (`chat_read`); later ones are unread.
+        read_up_to: u64,
+        /// Members a moderator muted in the chat.
+        muted: Vec<UserId>,
+    },
+    /// A message was written, edited or deleted (to every session following the chat).
+    ChatMessage {
+        /// The room.
+        room: RoomId,
+        /// The message as it is now.
+        message: crate::chat::ChatMessage,
+    },
+    /// A moderator muted a member in the chat, or let them write again.
+    ChatMuted {
+        /// The room.
+        room: RoomId,
+        /// The member.
+        user: UserId,
+        /// Muted or not.
+        muted: bool,
+    },
+    /// Unread messages per group chat of this user (after `chat_unread`).
+    ChatUnread {
+        /// Each group chat the user is a member of.
+        groups: Vec<crate::chat::UnreadCount>,
     },
     /// This session is in the room; apply `answer` to the peer connection.
     Joined {

@@ -29,6 +29,8 @@ pub struct AppState {
     pub people: Arc<crate::people::People>,
     /// 1:1 calls.
     pub calls: Arc<crate::calls::CallService>,
+    /// The group chats beside the rooms.
+    pub chat: Arc<crate::chat::ChatService>,
 }
 
 /// How long a user token lets a client come back as the same user.

@@ -10,6 +10,7 @@
 mod app;
 mod auth;
 mod calls;
+mod chat;
 pub mod cli;
 mod client_addr;
 mod config;
@@ -100,17 +101,20 @@ pub async fn start(
         .unwrap_or_else(chorus_proto::NodeId::random);
     let users = tokens.verifier()?;
     let control = sfu::grpc::ControlTokens::new(tokens.clone());
-    let (seams, people_store, fleet, inbound) = match &config.redis_url {
+    let (seams, people_store, chat_store, fleet, inbound) = match &config.redis_url {
         None => {
-            let (seams, people) = local_seams(&config, node_id.clone(), control.clone()).await?;
+            let (seams, people, chat) =
+                local_seams(&config, node_id.clone(), control.clone()).await?;
             let fleet: Arc<dyn people::fleet::PeopleFleet> = Arc::new(people::fleet::LocalFleet);
-            (seams, people, fleet, None)
+            (seams, people, chat, fleet, None)
         }
         Some(url) => {
             let redis = redis_client::Redis::connect(url).await?;
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             let bus = rooms::bus::RedisBus::start(redis.clone(), node_id.clone(), None, tx);
             let people: store::people::SharedPeopleStore =
+                Arc::new(store::RedisStore::new(redis.clone()));
+            let chat: store::chat::SharedChatStore =
                 Arc::new(store::RedisStore::new(redis.clone()));
             let seams = rooms::service::Seams {
                 store: Arc::new(store::RedisStore::new(redis.clone())),
@@ -123,7 +127,7 @@ pub async fn start(
                 people::fleet::RedisFleet::start(redis.clone(), node_id.clone(), people_tx).await,
             );
             tracing::info!(node = %node_id, redis = %redis_client::redact(url), "joined the fleet");
-            (seams, people, fleet, Some((rx, people_rx, redis)))
+            (seams, people, chat, fleet, Some((rx, people_rx, redis)))
         }
     };
     let people = Arc::new(people::People::new(
@@ -138,6 +142,7 @@ pub async fn start(
         config.ice.clone(),
         config.ring_timeout,
     );
+    let chat = chat::ChatService::new(chat_store, rooms.clone());
     let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
     rooms::sfu_events::spawn(rooms.clone(), subscribed_tx);
     tokio::spawn(rooms.clone().reconcile_after_start());
@@ -178,6 +183,7 @@ pub async fn start(
         sessions: sessions.clone(),
         people,
         calls,
+        chat,
     });
     let app = http::router(state, &config.web_dir);
 
@@ -238,9 +244,17 @@ async fn local_seams(
     config: &SignalingConfig,
     node: chorus_proto::NodeId,
     control: sfu::grpc::ControlTokens,
-) -> Result<(rooms::service::Seams, store::people::SharedPeopleStore), SignalingError> {
+) -> Result<
+    (
+        rooms::service::Seams,
+        store::people::SharedPeopleStore,
+        store::chat::SharedChatStore,
+    ),
+    SignalingError,
+> {
     let embedded = store::EmbeddedStore::open(&config.data_dir.join("chorus.redb"))?;
     let people: store::people::SharedPeopleStore = Arc::new(embedded.clone());
+    let chat: store::chat::SharedChatStore = Arc::new(embedded.clone());
     let store: store::SharedStore = Arc::new(embedded);
     let sfu = sfu::grpc::GrpcSfu::connect_lazy(&config.sfu_url, control.clone())?;
     use sfu::SfuControl as _;
@@ -266,7 +280,7 @@ async fn local_seams(
         bus: Arc::new(rooms::bus::LocalBus::new(node)),
         sfus: Arc::new(sfu::GrpcConnector(control)),
     };
-    Ok((seams, people))
+    Ok((seams, people, chat))
 }
 
 /// Read the room-token signing key from `path`, or make one there (mode 0600) if the

@@ -104,6 +104,10 @@ impl RoomView {
             | ServerMessage::CallEnded { .. }
             | ServerMessage::CallRelayed { .. }
             | ServerMessage::CallGrown { .. }
+            | ServerMessage::ChatHistory { .. }
+            | ServerMessage::ChatMessage { .. }
+            | ServerMessage::ChatMuted { .. }
+            | ServerMessage::ChatUnread { .. }
             | ServerMessage::CallRecorded { .. } => {}
         }
     }

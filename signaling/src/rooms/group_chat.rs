@@ -115,6 +115,9 @@ pub struct GroupChat {
     /// Newcomers a moderator let in, until they are members.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub admitted: Vec<UserId>,
+    /// Members a moderator muted in the group chat (they read, but do not write).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chat_muted: Vec<UserId>,
     /// Unix seconds.
     pub created_at: u64,
     /// Bumped by every saved change.
@@ -275,6 +278,7 @@ impl GroupChat {
             locked: false,
             knocks: Vec::new(),
             admitted: Vec::new(),
+            chat_muted: Vec::new(),
             created_at: now,
             version: 0,
         }
@@ -637,6 +641,28 @@ impl GroupChat {
             hand_raised: false,
             muted_by_moderator: false,
         });
+        Ok(())
+    }
+
+    /// `actor` (a moderator, or the server API) stops `user` writing in the group chat,
+    /// or lets them again. The owner and other moderators cannot be muted.
+    pub fn set_chat_muted(
+        &mut self,
+        actor: &Actor,
+        user: &UserId,
+        muted: bool,
+    ) -> Result<(), GroupError> {
+        self.require_moderator(actor)?;
+        let member = self.member(user).ok_or(GroupError::NotMember)?;
+        if muted && member.role.moderates() {
+            return Err(GroupError::Forbidden(
+                "the owner and moderators cannot be muted in the chat",
+            ));
+        }
+        self.chat_muted.retain(|u| u != user);
+        if muted {
+            self.chat_muted.push(user.clone());
+        }
         Ok(())
     }
 

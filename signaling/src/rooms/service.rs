@@ -135,8 +135,13 @@ pub struct RoomService {
     timeouts: RoomTimeouts,
     /// Sessions of this node waiting at a room's door.
     knockers: knock::Knockers,
+    /// Where chat news from other nodes goes (the chat service, once it is made).
+    chat_tap: std::sync::OnceLock<ChatTap>,
     me: Weak<RoomService>,
 }
+
+/// What the chat service is handed of the chat news other nodes publish.
+pub type ChatTap = Box<dyn Fn(&RoomId, crate::rooms::bus::ChatNews) + Send + Sync>;
 
 /// The seams a [`RoomService`] is built on, chosen at start-up.
 pub struct Seams {
@@ -243,6 +248,7 @@ impl RoomService {
             tokens,
             timeouts,
             knockers: knock::Knockers::default(),
+            chat_tap: std::sync::OnceLock::new(),
             me: me.clone(),
         })
     }
@@ -978,6 +984,33 @@ impl RoomService {
         Ok(group)
     }
 
+    /// Hand chat news from other nodes to `tap` from now on (once; later taps are ignored).
+    pub fn on_chat(&self, tap: ChatTap) {
+        let _ = self.chat_tap.set(tap);
+    }
+
+    /// Publish chat news to the other nodes of the fleet (every node: a member may follow
+    /// the chat of a room that is not live anywhere).
+    pub fn publish_chat(&self, room: &RoomId, news: crate::rooms::bus::ChatNews) {
+        self.registry.publish(room, BusEvent::Chat { news });
+    }
+
+    /// `actor` mutes `user` in the room's group chat, or lets them write again.
+    pub async fn set_chat_muted(
+        &self,
+        room: &RoomId,
+        actor: &Actor,
+        user: &UserId,
+        muted: bool,
+    ) -> Result<GroupChat, Failure> {
+        let (actor, who) = (actor.clone(), user.clone());
+        self.change(
+            room,
+            Box::new(move |g| g.set_chat_muted(&actor, &who, muted)),
+        )
+        .await
+    }
+
     /// The app backend puts `user` (named `name`) in the room's group chat as a member.
     pub async fn put_member(
         &self,
@@ -1207,6 +1240,11 @@ impl RoomService {
                 self.registry.remove(&room, &participant, reason, tell_self);
             }
             BusEvent::Close { reason } => self.registry.close(&room, reason, false),
+            BusEvent::Chat { news } => {
+                if let Some(tap) = self.chat_tap.get() {
+                    tap(&room, news);
+                }
+            }
         }
     }
 

@@ -554,6 +554,44 @@ impl Session {
                 let me = self.my_account()?;
                 self.state.calls.grow(&me, &self.device, &call).await?;
             }
+            ClientMessage::ChatOpen { room } => {
+                let chat = &self.state.chat;
+                let page = chat
+                    .open(&room, &user, self.device.id, &self.outbox)
+                    .await?;
+                self.outbox.send(page);
+            }
+            ClientMessage::ChatHistory {
+                room,
+                before,
+                limit,
+            } => {
+                let page = self.state.chat.history(&room, &user, before, limit).await?;
+                self.outbox.send(page);
+            }
+            ClientMessage::ChatSend { room, text } => {
+                self.state.chat.send(&room, &user, &name, &text).await?;
+            }
+            ClientMessage::ChatEdit { room, seq, text } => {
+                self.state.chat.edit(&room, &user, seq, &text).await?;
+            }
+            ClientMessage::ChatDelete { room, seq } => {
+                self.state.chat.delete(&room, &user, seq).await?;
+            }
+            ClientMessage::ChatMute {
+                room,
+                user: who,
+                muted,
+            } => {
+                self.state.chat.mute(&room, &user, &who, muted).await?;
+            }
+            ClientMessage::ChatRead { room, seq } => {
+                self.state.chat.read(&room, &user, seq).await?;
+            }
+            ClientMessage::ChatUnread => {
+                let groups = self.state.chat.unread(&user).await?;
+                self.outbox.send(ServerMessage::ChatUnread { groups });
+            }
             ClientMessage::SetCallPrivacy { always_relay } => {
                 let me = self.my_account()?;
                 let saved = self
@@ -623,6 +661,7 @@ impl Session {
 
     /// The session is ending: its call ends, and its account has one device less.
     async fn offline(&mut self) {
+        self.state.chat.close(self.device.id);
         if let Some(account) = self.account.take() {
             self.state.calls.device_gone(self.device.id).await;
             self.state

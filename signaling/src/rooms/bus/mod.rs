@@ -49,6 +49,47 @@ pub enum BusEvent {
         /// Why.
         reason: LeftReason,
     },
+    /// The room's group chat changed: every node tells the sessions following it.
+    Chat {
+        /// What changed.
+        news: ChatNews,
+    },
+}
+
+/// A change in a group chat, for the sessions that follow it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChatNews {
+    /// A message was written, edited or deleted: as it is now.
+    Message {
+        /// The message.
+        message: chorus_proto::chat::ChatMessage,
+    },
+    /// A member was muted in the chat, or may write again.
+    Muted {
+        /// The member.
+        user: chorus_proto::UserId,
+        /// Muted or not.
+        muted: bool,
+    },
+}
+
+impl ChatNews {
+    /// The protocol frame for a session following `room`'s chat.
+    pub fn frame(self, room: &RoomId) -> chorus_proto::signal::ServerMessage {
+        use chorus_proto::signal::ServerMessage;
+        match self {
+            ChatNews::Message { message } => ServerMessage::ChatMessage {
+                room: room.clone(),
+                message,
+            },
+            ChatNews::Muted { user, muted } => ServerMessage::ChatMuted {
+                room: room.clone(),
+                user,
+                muted,
+            },
+        }
+    }
 }
 
 /// Room news for sessions: domain events, turned into protocol messages only at the

@@ -1,6 +1,7 @@
 //! The embedded store: one redb file in the data folder. redb serialises write
 //! transactions, which is what makes `update_group` atomic here.
 
+mod chat;
 mod people;
 
 use std::path::Path;
@@ -52,6 +53,9 @@ impl EmbeddedStore {
         txn.open_table(people::ACCOUNTS).map_err(backend)?;
         txn.open_table(people::ACCOUNT_USERS).map_err(backend)?;
         txn.open_table(people::CALLS).map_err(backend)?;
+        txn.open_table(chat::MESSAGES).map_err(backend)?;
+        txn.open_table(chat::SEQS).map_err(backend)?;
+        txn.open_table(chat::READ).map_err(backend)?;
         txn.commit().map_err(backend)?;
         Ok(Self {
             db: Arc::new(db),
@@ -240,6 +244,17 @@ mod tests {
         people::call_records(&store).await;
         let shared: Arc<dyn PeopleStore> = Arc::new(store);
         people::one_handle_one_winner(&[shared]).await;
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn chat_contract() {
+        use crate::store::chat::{SharedChatStore, contract as chat};
+        let (store, path) = temp_store("chat");
+        chat::messages(&store).await;
+        chat::reading(&store).await;
+        let shared: SharedChatStore = Arc::new(store);
+        chat::racing_posts(&[shared]).await;
         let _ = std::fs::remove_file(path);
     }
 

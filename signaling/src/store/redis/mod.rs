@@ -7,6 +7,7 @@
 //! record. Reads that need two keys (room → group → record) are one script, so they
 //! are one consistent read.
 
+mod chat;
 mod people;
 
 use std::time::Duration;
@@ -262,6 +263,21 @@ mod tests {
         );
         let stores: [Arc<dyn PeopleStore>; 2] = [Arc::new(a), Arc::new(b)];
         people::one_handle_one_winner(&stores).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn chat_contract() {
+        use crate::store::chat::{SharedChatStore, contract as chat};
+        let (a, redis) = store().await;
+        chat::messages(&a).await;
+        chat::reading(&a).await;
+        let b = RedisStore::new(
+            Redis::connect(&redis.url())
+                .await
+                .expect("second connection"),
+        );
+        let stores: [SharedChatStore; 2] = [Arc::new(a), Arc::new(b)];
+        chat::racing_posts(&stores).await;
     }
 
     #[tokio::test]
