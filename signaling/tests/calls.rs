@@ -1064,14 +1064,23 @@ async fn a_call_grows_into_a_room_others_join() {
     accept(&mut bo, &call.id).await;
     accepted(&mut ada).await;
     accepted(&mut bo).await;
-    send(
-        &mut bo,
-        ClientMessage::GrowCall {
-            call: call.id.clone(),
-        },
-    )
-    .await;
+    // Both ask at once: one room, no error for either.
+    tokio::join!(
+        send(
+            &mut bo,
+            ClientMessage::GrowCall {
+                call: call.id.clone(),
+            },
+        ),
+        send(
+            &mut ada,
+            ClientMessage::GrowCall {
+                call: call.id.clone(),
+            },
+        )
+    );
     let grown = |m: &ServerMessage| match m {
+        ServerMessage::Error { code, message } => panic!("add someone: {code:?} {message}"),
         ServerMessage::CallGrown { room, .. } => Some(room.clone()),
         _ => None,
     };

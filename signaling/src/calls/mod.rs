@@ -173,6 +173,8 @@ struct Call {
     /// Only through the SFU: the two are not contacts, or one of them wants it. No
     /// signal passes between them.
     relay_only: bool,
+    /// Its room is being made ("add someone"): a second ask waits for the first.
+    growing: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -409,6 +411,7 @@ impl CallService {
                         no_answer: Some(timer.abort_handle()),
                         relay: Relay::No,
                         relay_only: false,
+                        growing: false,
                     },
                 );
                 None
@@ -952,8 +955,8 @@ impl CallService {
     /// seats; both are told the room, then the call ends `grown`.
     async fn grow_here(&self, device: &Device, id: &CallId) -> Result<(), Failure> {
         let (caller, callee) = {
-            let state = self.lock();
-            let call = state.calls.get(id).ok_or_else(not_found)?;
+            let mut state = self.lock();
+            let call = state.calls.get_mut(id).ok_or_else(not_found)?;
             if call.other_side(device.id).is_none() {
                 return Err(match call.is_party(device.id) {
                     true => (
@@ -963,6 +966,10 @@ impl CallService {
                     false => not_found(),
                 });
             }
+            if call.growing {
+                return Ok(()); // both sides are told when the first ask's room is made
+            }
+            call.growing = true;
             (call.info.caller.clone(), call.info.callee.clone())
         };
         let room = self
@@ -973,7 +980,16 @@ impl CallService {
                 (&caller.user, &caller.name),
                 (&callee.user, &callee.name),
             )
-            .await?;
+            .await;
+        let room = match room {
+            Ok(room) => room,
+            Err(failure) => {
+                if let Some(call) = self.lock().calls.get_mut(id) {
+                    call.growing = false;
+                }
+                return Err(failure);
+            }
+        };
         let told = {
             let state = self.lock();
             match state.calls.get(id) {
