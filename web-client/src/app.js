@@ -2,7 +2,8 @@
 // SDK's (sdk/chorus.js, the same module other apps embed); this file keeps the page's
 // one store (which screen, what the room lookup said, the session's last snapshot),
 // derives what to show from it, and turns taps into SDK calls. 1:1 calls (/#calls) are
-// drawn by calls-ui.js; the store knows only their snapshot (screen, title, net).
+// drawn by calls-ui.js; the store knows only their snapshot (screen, title, net), and a
+// call that becomes a voice room ("Add someone") is opened here as that room's page.
 
 import { ChorusClient, describeError, fetchRoom } from './sdk/chorus.js';
 import { AudioOut } from './sdk/playback.js';
@@ -530,6 +531,8 @@ function start() {
       el.createName.value = account.name;
       el.joinName.value = account.name;
     },
+    onGrown: (roomId, account) => enterGrownRoom(roomId, account),
+    onGesture: () => audio.unlock(),
   });
   page.dispatch('calls', callClient.state);
   callClient.addEventListener('statechange', (ev) => page.dispatch('calls', ev.detail.state));
@@ -700,6 +703,31 @@ async function onJoin(ev) {
   ui.setBusy(el.joinBtn, true, 'Joining…');
   try {
     await client.join(page.state.roomId, { name: who.name });
+  } catch (e) {
+    failEntering(e);
+  } finally {
+    ui.setBusy(el.joinBtn, false);
+    ui.renderPage(viewOf(page.state));
+  }
+}
+
+/**
+ * The call became the voice room `id` (either side's "Add someone"): this page becomes the
+ * room's page and joins it as the account, a member on a seat, as if the user had opened
+ * its link and pressed Join. The address is the room's link, without a reload (which
+ * would drop the microphone and the audio the user's taps unlocked).
+ */
+async function enterGrownRoom(id, account) {
+  if (['joining', 'live', 'reconnecting'].includes(client.state.phase)) {
+    await client.leave().catch(() => {}); // one room at a time: the one the call became
+  }
+  window.history.replaceState(null, '', `/r/${id}`);
+  openRoomPage(id);
+  const name = (account && account.name) || stored(NAME_KEY) || 'Guest';
+  el.joinName.value = name;
+  ui.setBusy(el.joinBtn, true, 'Joining…');
+  try {
+    await client.join(id, { name });
   } catch (e) {
     failEntering(e);
   } finally {

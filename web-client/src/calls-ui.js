@@ -1,7 +1,8 @@
 // The Calls screen (/#calls): sign up or sign in; then the people (find by handle,
 // contacts with presence, recent calls with the missed ones marked) and the call itself
-// (outgoing, incoming with a ring tone, in call), drawn from the CallClient's state
-// (sdk/calls.js). app.js decides when the screen shows; this file draws what is in it.
+// (outgoing, incoming with a ring tone, in call, "Add someone"), drawn from the
+// CallClient's state (sdk/calls.js). app.js decides when the screen shows, and opens the
+// room a call becomes; this file draws what is in it.
 
 import {
   CallClient, ACTIVE_PHASES, ACCOUNT_KEY, describeCallError, handleProblem, passwordProblem, normalHandle,
@@ -13,6 +14,22 @@ import {
 } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
+
+/**
+ * "Add someone", shown with the in-call controls: a secondary action, on its own line
+ * above the ones every call has (three big buttons in a row would not fit a phone).
+ */
+function growButton(screen) {
+  const b = document.createElement('button');
+  b.id = 'call-grow';
+  b.type = 'button';
+  b.className = 'btn call-grow';
+  b.hidden = true;
+  b.textContent = 'Add someone';
+  b.title = 'Turn this call into a voice room others can join by link';
+  screen.querySelector('.call-actions').before(b);
+  return b;
+}
 
 const el = {
   auth: $('calls-auth'),
@@ -59,12 +76,16 @@ const el = {
   mute: $('call-mute'),
   cancel: $('call-cancel'),
   hangup: $('call-hangup'),
+  grow: growButton($('call-screen')),
   settings: $('call-settings'),
   relayAlways: $('relay-always'),
 };
 
-/** Where "always route my calls through the server" is kept (this browser). */
-export const RELAY_KEY = 'chorus.calls.relay';
+/**
+ * Where this browser once kept "always route my calls through the server"; the account
+ * keeps it on the server now (`account.always_relay`), so an old value is dropped.
+ */
+const OLD_RELAY_KEY = 'chorus.calls.relay';
 
 const MAX_NAME_CHARS = 40;
 const RECENT_SHOWN = 30;
@@ -80,17 +101,10 @@ const END_WORDS = {
   unavailable: 'not available',
   answered_elsewhere: 'answered on another device',
   disconnected: 'cut off',
+  grown: 'moved to a voice room',
 };
 
-function storedRelay() {
-  try {
-    return localStorage.getItem(RELAY_KEY) === 'always' ? 'always' : 'auto';
-  } catch {
-    return 'auto';
-  }
-}
-
-const client = new CallClient({ relay: storedRelay() });
+const client = new CallClient();
 const ringer = new Ringer();
 let audioBlocked = false;
 const audio = new AudioOut($('call-audio-sink'), {
@@ -103,6 +117,8 @@ let found = null; // the PersonInfo the last search found
 let timer = null;
 let onRing = () => {};
 let onAccount = () => {};
+let onGesture = () => {};
+let relaySaving = false; // set_call_privacy in flight
 
 // For tests and debugging: the call's peer connection (getStats) and the SDK state.
 window.chorusCalls = {
@@ -152,6 +168,8 @@ export function endedSentence(call) {
         : `The call was cut off: ${name} lost their connection.`;
     case 'media_failed':
       return `The call with ${name} could not connect: the audio could not get through. A firewall may block it; try another network.`;
+    case 'grown':
+      return `The call with ${name} moved to a voice room${took}.`;
     default:
       return 'The call ended.';
   }
@@ -184,6 +202,16 @@ export function render() {
   }
   renderEnded(call);
   renderCall();
+  renderSettings();
+}
+
+/** "Always route my calls through the server": the account's setting, kept by the server. */
+function renderSettings() {
+  const { account, net } = client.state;
+  if (!relaySaving) {
+    el.relayAlways.checked = Boolean(account && account.always_relay);
+  }
+  el.relayAlways.disabled = relaySaving || !account || net !== 'online';
 }
 
 function renderEnded(call) {
@@ -192,8 +220,8 @@ function renderEnded(call) {
   setData(el.ended, 'reason', ended ? call.reason : '');
   setText(el.endedText, ended ? endedSentence(call) : '');
   if (ended) {
-    const again = call.reason !== 'answered_elsewhere' && call.reason !== 'hung_up' && Boolean(call.peer && call.peer.handle)
-      && !(call.reason === 'declined' && !call.outgoing);
+    const again = !['answered_elsewhere', 'hung_up', 'grown'].includes(call.reason)
+      && Boolean(call.peer && call.peer.handle) && !(call.reason === 'declined' && !call.outgoing);
     setHidden(el.again, !again);
     setText(el.again, call.outgoing ? 'Call again' : 'Call back');
     setAttr(el.again, 'aria-label', `${call.outgoing ? 'Call again' : 'Call back'}: ${nameOf(call.peer)}`);
@@ -238,6 +266,10 @@ function renderCall() {
   const answered = ['accepting', 'connecting', 'connected', 'interrupted'].includes(phase);
   setHidden(el.mute, !answered);
   setHidden(el.hangup, !answered);
+  setHidden(el.grow, !answered || phase === 'accepting');
+  if (el.grow.getAttribute('aria-busy') !== String(Boolean(call.growing))) {
+    setBusy(el.grow, Boolean(call.growing), 'Making a room…');
+  }
   setText(el.mute, call.muted ? 'Unmute' : 'Mute');
   setAttr(el.mute, 'aria-pressed', String(Boolean(call.muted)));
   el.mute.classList.toggle('is-muted', Boolean(call.muted));
@@ -335,10 +367,12 @@ function fillRecent(li, r) {
   setText(li.querySelector('.label'), r.peer.name);
   setAttr(li.querySelector('.label'), 'title', r.peer.name);
   setHidden(li.querySelector('.missed-tag'), !r.missed);
-  // A missed call says so in its tag; the others say how long, or how they ended.
+  // A missed call says so in its tag; the others say how long, or how they ended (a call
+  // that became a room says both).
   const how = r.duration_secs ? clock(r.duration_secs) : (r.missed ? '' : END_WORDS[r.end] || r.end);
+  const moved = r.end === 'grown' && r.duration_secs ? END_WORDS.grown : '';
   setText(li.querySelector('.sub-text'),
-    [r.outgoing ? '↗ Outgoing' : '↙ Incoming', when(r.started_at_ms), how].filter(Boolean).join(' · '));
+    [r.outgoing ? '↗ Outgoing' : '↙ Incoming', when(r.started_at_ms), how, moved].filter(Boolean).join(' · '));
   const b = li.querySelector('.call-btn');
   setData(b, 'handle', r.peer.handle);
   setText(b, r.missed ? 'Call back' : 'Call');
@@ -411,10 +445,14 @@ function followPhase(state, prev) {
 
 // ---------------------------------------------------------------- taps
 
-/** In a tap, before any await: let the call's audio and the ring tone play later. */
+/**
+ * In a tap, before any await: let the call's audio and the ring tone play later (and the
+ * page's room audio: a call may become a room).
+ */
 function unlockAudio() {
   audio.unlock();
   ringer.prime();
+  onGesture();
 }
 
 function fail(e) {
@@ -542,19 +580,51 @@ async function onAccept() {
   }
 }
 
+/** "Add someone": the call becomes a voice room (the `grown` event opens it). */
+async function onGrow() {
+  unlockAudio();
+  hideToast();
+  announce('Making a voice room for this call…');
+  try {
+    await client.growCall();
+  } catch (e) {
+    fail(e);
+  }
+}
+
+async function onRelayAlways() {
+  const on = el.relayAlways.checked;
+  relaySaving = true;
+  renderSettings();
+  try {
+    await client.setAlwaysRelay(on);
+    announce(on ? 'Your calls will go through the server, on all your devices.'
+      : 'Your calls with people you know will go direct when they can.');
+  } catch (e) {
+    fail(e);
+  } finally {
+    relaySaving = false;
+    renderSettings(); // the account's value, whether or not it changed
+  }
+}
+
 // ---------------------------------------------------------------- start
 
 /**
  * Bind the screen. `onRing()` is called when a call starts ringing here (incoming, or
  * placed), so the page can bring the calls screen forward; `onAccount(account)` when
- * this browser signs in (the page uses the account's name in rooms too). `connect`: be
- * reachable now (when this browser keeps an account).
+ * this browser signs in (the page uses the account's name in rooms too); `onGrown(room,
+ * account)` when the call became the voice room `room` (the page opens and joins it);
+ * `onGesture()` inside each of the user's taps here, before any await (the page unlocks
+ * its room audio). `connect`: be reachable now (when this browser keeps an account).
  */
 export function startCalls({
-  onRing: ring = () => {}, onAccount: signedIn = () => {}, connect = true, signInLink = '',
+  onRing: ring = () => {}, onAccount: signedIn = () => {}, onGrown = () => {}, onGesture: gesture = () => {},
+  connect = true, signInLink = '',
 } = {}) {
   onRing = ring;
   onAccount = signedIn;
+  onGesture = gesture;
   el.signupForm.addEventListener('submit', onSignup);
   el.signinForm.addEventListener('submit', onSignin);
   el.showSignin.addEventListener('click', () => { authMode = 'signin'; render(); el.signinHandle.focus(); });
@@ -573,6 +643,7 @@ export function startCalls({
   el.decline.addEventListener('click', () => client.decline());
   el.cancel.addEventListener('click', () => client.hangUp());
   el.hangup.addEventListener('click', () => client.hangUp());
+  el.grow.addEventListener('click', onGrow);
   el.mute.addEventListener('click', () => {
     const call = client.state.call;
     if (call) client.setMuted(!call.muted);
@@ -583,18 +654,14 @@ export function startCalls({
     if (call && call.peer && call.peer.handle) callHandle(call.peer.handle);
   });
   el.done.addEventListener('click', () => client.dismiss());
-  // The setting needs WebRTC (the SFU path) and somewhere to keep it; it applies from the next call.
+  // The setting is the account's (the server keeps it); it applies from the next call.
   setHidden(el.settings, typeof RTCPeerConnection !== 'function');
-  el.relayAlways.checked = client.relay === 'always';
-  el.relayAlways.addEventListener('change', () => {
-    client.relay = el.relayAlways.checked ? 'always' : 'auto';
-    try {
-      localStorage.setItem(RELAY_KEY, client.relay);
-    } catch {
-      // private mode: kept for this page only
-    }
-    announce(el.relayAlways.checked ? 'Your calls will go through the server.' : 'Your calls will go direct when they can.');
-  });
+  el.relayAlways.addEventListener('change', onRelayAlways);
+  try {
+    localStorage.removeItem(OLD_RELAY_KEY);
+  } catch {
+    // private mode: nothing was kept
+  }
 
   client.addEventListener('statechange', (ev) => {
     const { account } = ev.detail.state;
@@ -612,6 +679,7 @@ export function startCalls({
   client.addEventListener('level', renderLevel);
   client.addEventListener('quality', renderQuality);
   client.addEventListener('servererror', (ev) => fail(ev.detail.error));
+  client.addEventListener('grown', (ev) => onGrown(ev.detail.room, client.state.account));
   window.addEventListener('pagehide', (ev) => { if (!ev.persisted) client.close(); });
   // Another tab of this browser signed in or out: one account per browser, so follow it.
   window.addEventListener('storage', (ev) => {

@@ -108,6 +108,11 @@ async function openFirefox({ device, colorScheme, strictAutoplay }) {
   const { default: puppeteer } = await import('puppeteer-core');
   const profile = await mkdtemp(path.join(tmpdir(), 'chorus-firefox-'));
   const prefs = { ...FIREFOX_PREFS };
+  const d = deviceProfile(device);
+  if (d && d.userAgent) {
+    // Set at launch: Firefox ESR 140 over BiDi lacks emulation.setUserAgentOverride.
+    prefs['general.useragent.override'] = d.userAgent;
+  }
   if (colorScheme) {
     prefs['layout.css.prefers-color-scheme.content-override'] = colorScheme === 'dark' ? 0 : 1;
   }
@@ -123,13 +128,22 @@ async function openFirefox({ device, colorScheme, strictAutoplay }) {
     extraPrefsFirefox: prefs,
     protocolTimeout: 60_000,
   });
-  const raw = (await browser.pages())[0] || (await browser.newPage());
-  const d = deviceProfile(device);
-  await raw.setViewport(d
-    ? { ...d.viewport, deviceScaleFactor: d.deviceScaleFactor, isMobile: d.isMobile, hasTouch: d.hasTouch }
-    : DESKTOP);
-  if (d && d.userAgent) {
-    await raw.setUserAgent(d.userAgent);
+  let raw;
+  try {
+    raw = (await browser.pages())[0] || (await browser.newPage());
+    await raw.setViewport(d
+      ? { ...d.viewport, deviceScaleFactor: d.deviceScaleFactor, isMobile: d.isMobile, hasTouch: d.hasTouch }
+      : DESKTOP).catch((e) => {
+      // puppeteer sends emulation.setScreenOrientationOverride beside the viewport; Firefox
+      // ESR 140 does not know it. The viewport itself is set.
+      if (!/setScreenOrientationOverride/.test(e.message)) throw e;
+    });
+  } catch (e) {
+    // Not handed to the test yet, so nobody else would close it (and a live Firefox keeps
+    // the test process from exiting).
+    await browser.close().catch(() => {});
+    await rm(profile, { recursive: true, force: true }).catch(() => {});
+    throw e;
   }
   const logs = [];
   raw.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
@@ -175,15 +189,22 @@ class BasePage {
     this.raw = raw;
   }
 
-  url() { return this.raw.url(); }
+  /**
+   * The page's address as the page itself has it (`location.href`): Firefox over
+   * WebDriver BiDi does not report `history.pushState`/`replaceState` to puppeteer's
+   * `page.url()`, and the app moves between screens that way.
+   */
+  href() { return this.evaluate(() => window.location.href); }
 
   async waitForURL(re, { timeout = 15_000 } = {}) {
     const deadline = Date.now() + timeout;
-    while (!re.test(this.raw.url())) {
+    let href = await this.href();
+    while (!re.test(href)) {
       if (Date.now() > deadline) {
-        throw new Error(`timed out after ${timeout} ms waiting for the URL to match ${re}; it is ${this.raw.url()}`);
+        throw new Error(`timed out after ${timeout} ms waiting for the URL to match ${re}; it is ${href}`);
       }
       await new Promise((r) => setTimeout(r, 50));
+      href = await this.href();
     }
   }
 

@@ -1,8 +1,10 @@
 // 1:1 calls, driven through the page as people use it: sign up and sign in, find someone
-// by handle, ring them, answer on one of several devices, talk (audio straight from one
-// browser to the other: the selected ICE pair is host to host, and each side decodes the
-// other's fake microphone), mute, hang up; every other way a call ends, in words, and the
-// records in the recent calls. Chromium (Debian's) for the flows, then Firefox ↔ Chromium.
+// by handle, ring them, answer on one of several devices, talk (between contacts audio
+// goes straight from one browser to the other: the selected ICE pair is host to host, and
+// each side decodes the other's fake microphone), mute, hang up; every other way a call
+// ends, in words, and the records in the recent calls. Strangers, and accounts that hide
+// their address, talk through the SFU; a call can become a voice room ("Add someone").
+// Chromium (Debian's) for the flows, then Firefox ↔ Chromium.
 
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -12,10 +14,25 @@ import { ENGINES, openBrowser, sleep } from './browser.mjs';
 import { contrastFailures } from './contrast.mjs';
 import { signedRequest } from './fleet-server.mjs';
 import {
-  HEARD_ENERGY, assertNoOverflow, press, snap, waitFor, withServer,
+  HEARD_ENERGY, assertNoOverflow, joinByLink, press, recordSocket, snap, stageAndAudience, waitFor, waitHearing,
+  waitInRoom, withServer,
 } from './util.mjs';
 
 const PASSWORD = 'correct horse battery';
+
+/**
+ * Open browsers at once, each pushed onto `browsers` (the test's to close) as soon as it is
+ * open: if one fails to start, the others are still closed (a live browser would keep the
+ * test process from ever exiting).
+ */
+async function openBrowsers(browsers, ...options) {
+  const opened = await Promise.allSettled(options.map((o) => openBrowser(o)));
+  browsers.push(...opened.filter((r) => r.status === 'fulfilled').map((r) => r.value));
+  const failed = opened.find((r) => r.status === 'rejected');
+  if (failed) {
+    throw failed.reason;
+  }
+}
 
 // ---------------------------------------------------------------- the user's steps
 
@@ -56,6 +73,62 @@ async function adaAndBo(ada, bo, baseUrl) {
   await signUp(ada, { handle: 'ada', name: 'Ada Lovelace' });
   await openCalls(bo, baseUrl, false);
   await signUp(bo, { handle: 'bo', name: 'Bo Ek' });
+}
+
+/** The account a signed-up calls page holds: `{user, handle, name, always_relay}`. */
+function accountOf(page) {
+  return page.evaluate(() => window.chorusCalls.state.account);
+}
+
+/**
+ * Make two signed-up pages' accounts contacts, as a group chat they share does: through
+ * the server API, a room owned by the first with the second added as a member. (Strangers
+ * talk through the SFU from the start; contacts go browser to browser.) Resolves once each
+ * lists the other among their people.
+ */
+async function makeContacts(server, a, b) {
+  const apiKey = JSON.parse(await readFile(path.join(server.dataDir, 'api-key.json'), 'utf8'));
+  const [x, y] = [await accountOf(a), await accountOf(b)];
+  assert.ok(x && y, `both signed up: ${JSON.stringify([x, y])}`);
+  const made = await signedRequest(server.url, apiKey, 'POST', '/api/v1/rooms',
+    { name: `${x.name} and ${y.name}`, owner_name: x.name, owner: x.user });
+  assert.equal(made.status, 201, `a group chat of @${x.handle}: ${JSON.stringify(made.body)}`);
+  const room = made.body.room.id;
+  const added = await signedRequest(server.url, apiKey, 'PUT', `/api/v1/rooms/${room}/members/${y.user}`,
+    { name: y.name });
+  assert.equal(added.status, 200, `@${y.handle} in the group chat: ${JSON.stringify(added.body)}`);
+  for (const [page, other] of [[a, y], [b, x]]) {
+    await waitFor(() => page.evaluate(async (user) => {
+      await window.chorusCalls.client.refreshContacts();
+      return window.chorusCalls.client.people.has(user);
+    }, other.user), { timeoutMs: 5_000, what: `@${other.handle} among the contacts` });
+  }
+}
+
+/**
+ * Count the peer connections a page makes (before its code runs): `window.__directPcs`,
+ * the call's own ones (made by sdk/calls.js, told apart by their caller in the stack;
+ * Chromium's stack format), and `window.__pcs`, all of them.
+ */
+function countPeerConnections(page) {
+  return page.addInitScript(() => {
+    const Native = window.RTCPeerConnection;
+    window.__directPcs = 0;
+    window.__pcs = [];
+    window.RTCPeerConnection = class extends Native {
+      constructor(config) {
+        const caller = (new Error().stack || '').split('\n')[2] || '';
+        super(config);
+        window.__pcs.push(this);
+        if (caller.includes('/sdk/calls.js')) window.__directPcs += 1;
+      }
+    };
+  });
+}
+
+/** The frames of `type` a page received (recordSocket). */
+function framesOf(page, type) {
+  return page.evaluate((t) => window.__frames.filter((f) => f.type === t), type);
 }
 
 async function signIn(page, { handle, password = PASSWORD, touch = false }) {
@@ -186,16 +259,43 @@ function assertHostToHost(pair, what) {
 /**
  * Media straight between two pages, whatever the candidate types say: each side's remote
  * endpoint is the other side's local host candidate (a peer-reflexive remote is the other
- * side's host address learnt from its connectivity check before its trickled candidate).
+ * side's host address learnt from its connectivity check before its trickled candidate;
+ * Chromium's stats leave such an address out, so then its port must be the other's).
  */
 function assertDirectBetween(a, b, what) {
   const ends = `${JSON.stringify(a)} / ${JSON.stringify(b)}`;
   for (const [p, q] of [[a, b], [b, a]]) {
     assert.equal(p.local.type, 'host', `${what}: local host candidates: ${ends}`);
     assert.ok(['host', 'prflx'].includes(p.remote.type), `${what}: no relay: ${ends}`);
-    assert.equal(`${p.remote.address}:${p.remote.port}`, `${q.local.address}:${q.local.port}`,
+    const hidden = p.remote.type === 'prflx' && !p.remote.address;
+    assert.equal(`${hidden ? q.local.address : p.remote.address}:${p.remote.port}`, `${q.local.address}:${q.local.port}`,
       `${what}: each side talks to the other's own address: ${ends}`);
   }
+}
+
+/**
+ * The two pages' selected pairs, read until both name the same path: on a host with
+ * several addresses (IPv4 and IPv6) ICE may still switch pairs between the two reads,
+ * each a direct one. Then asserted as `assertDirectBetween`.
+ */
+async function directBetween(pageA, pageB, whatA, whatB) {
+  const same = (a, b) => {
+    try {
+      assertDirectBetween(a, b, '');
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  let a = await selectedPair(pageA, whatA);
+  let b = await selectedPair(pageB, whatB);
+  const deadline = Date.now() + 10_000;
+  while (!same(a, b) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 250));
+    [a, b] = [await selectedPair(pageA, whatA), await selectedPair(pageB, whatB)];
+  }
+  assertDirectBetween(a, b, `${whatA} ↔ ${whatB}`);
+  return [a, b];
 }
 
 /** The recent calls as the page lists them. */
@@ -229,10 +329,8 @@ test('the calls SDK uses no DOM', async () => {
 test('a desktop calls a phone by handle: ring, answer, direct audio both ways, mute, hang up, recent calls',
   { timeout: 180_000 }, async () => {
     await withServer({}, async ({ server, browsers }) => {
-      browsers.push(...await Promise.all([
-        openBrowser({ engine: 'chromium' }),
-        openBrowser({ engine: 'chromium', device: 'Pixel 7', colorScheme: 'dark' }),
-      ]));
+      await openBrowsers(browsers,
+        { engine: 'chromium' }, { engine: 'chromium', device: 'Pixel 7', colorScheme: 'dark' });
       const [adaPage, boPage] = browsers.map((b) => b.page);
 
       // The phone's vibrations, as the page asks for them.
@@ -253,6 +351,7 @@ test('a desktop calls a phone by handle: ring, answer, direct audio both ways, m
       await signUp(boPage, { handle: 'bo', name: 'Bo Ek', touch: true });
       contrast.peopleDark = await boPage.evaluate(contrastFailures, '#main');
       assert.equal(await adaPage.evaluate(() => document.title), 'Calls · Chorus');
+      await makeContacts(server, adaPage, boPage); // they share a group chat: the call goes direct
 
       // Ada finds Bo by his exact handle: name and presence, then calls.
       await callByHandle(adaPage, '@Bo', { name: 'Bo Ek' });
@@ -293,10 +392,9 @@ test('a desktop calls a phone by handle: ring, answer, direct audio both ways, m
       assert.equal((await adaPage.textContent('#call-name')).trim(), 'Bo Ek');
 
       // Media straight between the two browsers: host candidate to host candidate.
-      const [adaPair, boPair] = [await selectedPair(adaPage, 'Ada'), await selectedPair(boPage, 'Bo')];
+      const [adaPair, boPair] = await directBetween(adaPage, boPage, 'Ada', 'Bo');
       assertHostToHost(adaPair, 'Ada');
       assertHostToHost(boPair, 'Bo');
-      assertDirectBetween(adaPair, boPair, 'Ada ↔ Bo');
       // Each decodes the other's (fake, beeping) microphone.
       await Promise.all([waitHeard(adaPage, 'Ada hears Bo'), waitHeard(boPage, 'Bo hears Ada')]);
 
@@ -380,13 +478,11 @@ test('a desktop calls a phone by handle: ring, answer, direct audio both ways, m
 test('a callee with two tabs and a phone: all ring, the phone signs in and answers, the tabs say answered elsewhere',
   { timeout: 180_000 }, async () => {
     await withServer({}, async ({ server, browsers }) => {
-      browsers.push(...await Promise.all([
-        openBrowser({ engine: 'chromium' }),
-        openBrowser({ engine: 'chromium' }),
-        openBrowser({ engine: 'chromium', device: 'Pixel 7' }),
-      ]));
+      await openBrowsers(browsers,
+        { engine: 'chromium' }, { engine: 'chromium' }, { engine: 'chromium', device: 'Pixel 7' });
       const [ada, boTab1, boPhone] = browsers.map((b) => b.page);
       await adaAndBo(ada, boTab1, server.url);
+      await makeContacts(server, ada, boTab1);
       // A second tab of the same browser keeps the account: signed in already.
       const boTab2 = await browsers[1].newTab();
       await boTab2.goto(`${server.url}/#calls`);
@@ -448,11 +544,8 @@ test('a callee with two tabs and a phone: all ring, the phone signs in and answe
 test('declined, busy, cancelled (missed), no answer (missed), not available; errors in words',
   { timeout: 180_000 }, async () => {
     await withServer({ extraArgs: ['--call-ring-secs', '8'] }, async ({ server, browsers }) => {
-      browsers.push(...await Promise.all([
-        openBrowser({ engine: 'chromium' }),
-        openBrowser({ engine: 'chromium', device: 'Pixel 7' }),
-        openBrowser({ engine: 'chromium' }),
-      ]));
+      await openBrowsers(browsers,
+        { engine: 'chromium' }, { engine: 'chromium', device: 'Pixel 7' }, { engine: 'chromium' });
       const [ada, bo, cy] = browsers.map((b) => b.page);
       await openCalls(ada, server.url, false);
       await openCalls(bo, server.url, true);
@@ -550,16 +643,17 @@ test('Firefox calls Chromium: direct audio both ways, then Chromium hangs up', {
   skip: ENGINES.includes('firefox') ? false : 'CHORUS_ENGINES leaves Firefox out',
 }, async () => {
   await withServer({}, async ({ server, browsers }) => {
-    browsers.push(...await Promise.all([openBrowser({ engine: 'firefox' }), openBrowser({ engine: 'chromium' })]));
+    await openBrowsers(browsers, { engine: 'firefox' }, { engine: 'chromium' });
     const [fx, cr] = browsers.map((b) => b.page);
     await adaAndBo(fx, cr, server.url);
+    await makeContacts(server, fx, cr);
     await callByHandle(fx, 'bo');
     await waitPhase(cr, 'incoming', 'Chromium rung by Firefox');
     await cr.click('#call-accept');
     await waitPhase(fx, 'connected', 'Firefox in the call', 20_000);
     await waitPhase(cr, 'connected', 'Chromium in the call', 20_000);
     assertHostToHost(await selectedPair(cr, 'Chromium'), 'Chromium');
-    assertDirectBetween(await selectedPair(cr, 'Chromium'), await selectedPair(fx, 'Firefox'), 'Firefox ↔ Chromium');
+    await directBetween(cr, fx, 'Chromium', 'Firefox');
     await Promise.all([waitHeard(cr, 'Chromium hears Firefox'), waitHeard(fx, 'Firefox hears Chromium')]);
     await snap(fx, 'firefox', 'desktop-call-connected');
     await cr.click('#call-hangup');
@@ -570,7 +664,7 @@ test('Firefox calls Chromium: direct audio both ways, then Chromium hangs up', {
 
 test('after the server restarts, a signed-in page is reachable again by itself', { timeout: 120_000 }, async () => {
   await withServer({}, async ({ server, browsers }) => {
-    browsers.push(...await Promise.all([openBrowser({ engine: 'chromium' }), openBrowser({ engine: 'chromium' })]));
+    await openBrowsers(browsers, { engine: 'chromium' }, { engine: 'chromium' });
     const [ada, bo] = browsers.map((b) => b.page);
     await adaAndBo(ada, bo, server.url);
     await server.kill('SIGKILL');
@@ -600,15 +694,13 @@ test('a one-time sign-in link from the app backend signs a phone in, once; the l
       { name: 'Cy Twain', user: 'shop-cy', handle: 'cy', link: true });
     assert.equal(made.status, 200, JSON.stringify(made.body));
     const link = `${server.url}${made.body.sign_in_link.path}`;
-    browsers.push(...await Promise.all([
-      openBrowser({ engine: 'chromium', device: 'Pixel 7' }), openBrowser({ engine: 'chromium' }),
-    ]));
+    await openBrowsers(browsers, { engine: 'chromium', device: 'Pixel 7' }, { engine: 'chromium' });
     const [phone, other] = browsers.map((b) => b.page);
 
     await phone.goto(link);
     await waitOrAlert(phone, '#calls-home', 'the link signs the phone in');
     assert.match(await phone.textContent('#calls-me'), /Cy Twain \(@cy\)/);
-    assert.equal(new URL(phone.url()).hash, '#calls', 'the code is gone from the address');
+    assert.equal(new URL(await phone.href()).hash, '#calls', 'the code is gone from the address');
     // Signed in for good on this phone: a reload keeps the account, without the link.
     await phone.reload();
     await waitOrAlert(phone, '#calls-home', 'still signed in after a reload');
@@ -703,7 +795,7 @@ async function assertThroughSfu(a, b, what) {
 test('the direct path is blocked on one side: the call goes through the SFU, both hear, hang up ends both, recorded relayed',
   { timeout: 180_000 }, async () => {
     await withServer({}, async ({ server, browsers }) => {
-      browsers.push(...await Promise.all([openBrowser({ engine: 'chromium' }), openBrowser({ engine: 'chromium' })]));
+      await openBrowsers(browsers, { engine: 'chromium' }, { engine: 'chromium' });
       const [ada, bo] = browsers.map((b) => b.page);
       // Ada's network lets no direct path through, as a strict firewall would: her call's
       // own peer connection (the one sdk/calls.js makes, told apart by its caller in the
@@ -728,6 +820,7 @@ test('the direct path is blocked on one side: the call goes through the SFU, bot
         };
       });
       await adaAndBo(ada, bo, server.url);
+      await makeContacts(server, ada, bo); // contacts: the call tries the direct path first
       await callByHandle(ada, 'bo');
       await waitPhase(bo, 'incoming', 'Bo rung');
       await bo.click('#call-accept');
@@ -779,53 +872,263 @@ test('the direct path is blocked on one side: the call goes through the SFU, bot
     });
   });
 
-test('"always route my calls through the server": the callee never makes a direct peer connection',
+
+/** Ada calls Bo (by handle, or with the button `from`), Bo answers: both in the call. */
+async function answeredCall(ada, bo, { from } = {}) {
+  if (from) {
+    await ada.click(from);
+  } else {
+    await callByHandle(ada, 'bo');
+  }
+  await waitPhase(bo, 'incoming', 'Bo rung');
+  await bo.click('#call-accept');
+  await waitPhase(bo, 'connected', 'Bo in the call', 30_000);
+  await waitPhase(ada, 'connected', 'Ada in the call', 30_000);
+  return ada.evaluate(() => window.chorusCalls.state.call.id);
+}
+
+/** `page` hangs up; both are told. */
+async function hangUpBoth(page, other) {
+  await page.click('#call-hangup');
+  await waitEnded(page, 'hung_up', 'hung up');
+  await waitEnded(other, 'hung_up', 'the other side told');
+}
+
+/** The record of call `id` in the page's recent calls (call_recorded, or contacts). */
+function recordOf(page, id) {
+  return waitFor(() => page.evaluate((c) => window.chorusCalls.client.calls.find((r) => r.id === c) || null, id),
+    { timeoutMs: 5_000, what: `the record of call ${id}` });
+}
+
+/** What the page made and was sent for its calls: peer connections, the accepts' relay flags, signals. */
+function callTraffic(page) {
+  return page.evaluate(() => {
+    const room = window.chorusCalls.client.room;
+    return {
+      direct: window.__directPcs,
+      pcs: window.__pcs.length,
+      onlyRoom: Boolean(room && room.pc) && window.__pcs.every((pc) => pc === room.pc),
+      path: window.chorusCalls.state.call.path,
+      accepted: window.__frames.filter((f) => f.type === 'call_accepted').map((f) => Boolean(f.relay)),
+      signals: window.__frames.filter((f) => f.type === 'call_signal').length,
+    };
+  });
+}
+
+/** Both pages' direct call: host to host between them, each hears the other. */
+async function assertDirectCall(ada, bo) {
+  await directBetween(ada, bo, 'Ada', 'Bo');
+  await Promise.all([waitHeard(ada, 'Ada hears Bo'), waitHeard(bo, 'Bo hears Ada')]);
+}
+
+test('strangers: the first call goes through the SFU from the start, no direct peer connection; answered, they are contacts and the next call goes direct',
   { timeout: 180_000 }, async () => {
     await withServer({}, async ({ server, browsers }) => {
-      browsers.push(...await Promise.all([openBrowser({ engine: 'chromium' }), openBrowser({ engine: 'chromium' })]));
+      await openBrowsers(browsers, { engine: 'chromium' }, { engine: 'chromium' });
       const [ada, bo] = browsers.map((b) => b.page);
-      // Every peer connection Bo's page makes, whoever makes it.
-      await bo.addInitScript(() => {
-        const Native = window.RTCPeerConnection;
-        window.__pcs = [];
-        window.RTCPeerConnection = class extends Native {
-          constructor(config) {
-            super(config);
-            window.__pcs.push(this);
-          }
-        };
-      });
+      for (const page of [ada, bo]) {
+        await countPeerConnections(page);
+        await recordSocket(page);
+      }
       await adaAndBo(ada, bo, server.url);
-      await bo.waitForSelector('#relay-always');
-      await bo.click('#relay-always');
-      assert.equal(await bo.evaluate(() => localStorage.getItem('chorus.calls.relay')), 'always', 'the setting is kept');
-      // Kept across a reload.
-      await bo.reload();
-      await waitOrAlert(bo, '#calls-home', 'Bo signed in after the reload');
-      assert.equal(await bo.evaluate(() => document.getElementById('relay-always').checked), true);
-      assert.equal(await bo.evaluate(() => window.chorusCalls.client.relay), 'always');
+      assert.equal(await ada.evaluate(() => window.chorusCalls.client.people.size), 0, 'Ada knows nobody yet');
 
-      await callByHandle(ada, 'bo');
-      await waitPhase(bo, 'incoming', 'Bo rung');
-      await bo.click('#call-accept');
-      await waitPhase(bo, 'connected', 'Bo in the call', 20_000);
-      await waitPhase(ada, 'connected', 'Ada in the call', 20_000);
-      const bos = await bo.evaluate(() => ({
-        pcs: window.__pcs.length,
-        isRoom: window.__pcs[0] === window.chorusCalls.client.room.pc,
-        path: window.chorusCalls.state.call.path,
-      }));
-      assert.deepEqual(bos, { pcs: 1, isRoom: true, path: 'relayed' }, "Bo's only peer connection is the room's");
-      assert.equal(await ada.evaluate(() => window.chorusCalls.state.call.path), 'relayed');
+      // They share no group chat and never talked: neither sees the other's address.
+      const first = await answeredCall(ada, bo);
+      for (const [page, who] of [[ada, 'Ada'], [bo, 'Bo']]) {
+        assert.deepEqual(await callTraffic(page),
+          { direct: 0, pcs: 1, onlyRoom: true, path: 'relayed', accepted: [true], signals: 0 },
+          `${who}: told the call is relayed, no direct peer connection, no candidate either way`);
+      }
       await assertThroughSfu(ada, bo, 'Ada ↔ SFU ↔ Bo');
       await Promise.all([waitRelayHeard(ada, 'Ada hears Bo'), waitRelayHeard(bo, 'Bo hears Ada')]);
+      assert.match(await waitFor(() => bo.textContent('#call-quality').then((t) => t.trim()),
+        { timeoutMs: 5_000, what: 'a connection quality line' }), /· through the server$/);
+      await hangUpBoth(ada, bo);
+      const firstRecord = await recordOf(ada, first);
+      assert.equal(firstRecord.path, 'relayed', `recorded relayed: ${JSON.stringify(firstRecord)}`);
+      assert.equal((await recordOf(bo, first)).path, 'relayed');
 
-      await bo.click('#call-hangup');
-      await waitEnded(bo, 'hung_up', 'Bo hung up');
-      await waitEnded(ada, 'hung_up', 'Ada told');
+      // The answered call made them contacts: Bo is in Ada's people, and the next call goes direct.
+      await waitFor(() => ada.isVisible('#contact-list li[data-handle="bo"] .call-btn'),
+        { timeoutMs: 5_000, what: "Bo among Ada's people" });
+      const second = await answeredCall(ada, bo, { from: '#contact-list li[data-handle="bo"] .call-btn' });
+      for (const [page, who] of [[ada, 'Ada'], [bo, 'Bo']]) {
+        const t = await callTraffic(page);
+        assert.deepEqual({ direct: t.direct, path: t.path, accepted: t.accepted },
+          { direct: 1, path: 'direct', accepted: [true, false] },
+          `${who}: one direct peer connection, for the second call: ${JSON.stringify(t)}`);
+      }
+      await assertDirectCall(ada, bo);
+      await hangUpBoth(bo, ada);
+      assert.equal((await recordOf(ada, second)).path, 'direct');
+    });
+  });
+
+test('"always route my calls through the server", kept by the server: no direct peer connection, no address seen, also between contacts',
+  { timeout: 180_000 }, async () => {
+    await withServer({}, async ({ server, browsers }) => {
+      await openBrowsers(browsers, { engine: 'chromium' }, { engine: 'chromium' });
+      const [ada, bo] = browsers.map((b) => b.page);
+      for (const page of [ada, bo]) {
+        await countPeerConnections(page);
+        await recordSocket(page);
+      }
+      await adaAndBo(ada, bo, server.url);
+      await makeContacts(server, ada, bo);
+      const setting = (page) => page.evaluate(() => ({
+        checked: document.getElementById('relay-always').checked,
+        disabled: document.getElementById('relay-always').disabled,
+        always: window.chorusCalls.state.account.always_relay,
+      }));
+      await bo.waitForSelector('#relay-always');
+      assert.deepEqual(await setting(bo), { checked: false, disabled: false, always: false }, 'off by default');
+
+      // Bo ticks it: his account's setting, which the server keeps. What this browser once
+      // kept for itself is not read any more (and is dropped at the next load).
+      await bo.evaluate(() => localStorage.setItem('chorus.calls.relay', 'always'));
+      await bo.click('#relay-always');
+      await waitFor(() => setting(bo).then((s) => s.always === true && s.checked && !s.disabled),
+        { timeoutMs: 5_000, what: 'the server to keep the setting' });
+      assert.equal((await framesOf(bo, 'account')).at(-1).account.always_relay, true, 'the account says so');
+      await bo.reload();
+      await waitOrAlert(bo, '#calls-home', 'Bo signed in after the reload');
+      const welcome = await waitFor(() => framesOf(bo, 'welcome'), { timeoutMs: 10_000, what: 'the welcome' });
+      assert.equal(welcome[0].account.always_relay, true, 'the server says it at the next hello');
+      await waitFor(() => setting(bo).then((s) => s.checked && !s.disabled),
+        { timeoutMs: 5_000, what: 'the box ticked after the reload' });
+      assert.deepEqual(await bo.evaluate(() => [localStorage.getItem('chorus.calls.relay'), window.chorusCalls.client.relay]),
+        [null, 'auto'], 'the old browser-only setting is gone');
+
+      // Ada (his contact) calls: through the SFU from the start, for both sides.
+      const first = await answeredCall(ada, bo);
+      for (const [page, who] of [[ada, 'Ada'], [bo, 'Bo']]) {
+        assert.deepEqual(await callTraffic(page),
+          { direct: 0, pcs: 1, onlyRoom: true, path: 'relayed', accepted: [true], signals: 0 },
+          `${who}: the only peer connection is the room's; no candidate reached this page`);
+      }
+      await assertThroughSfu(ada, bo, 'Ada ↔ SFU ↔ Bo');
+      await Promise.all([waitRelayHeard(ada, 'Ada hears Bo'), waitRelayHeard(bo, 'Bo hears Ada')]);
+      await hangUpBoth(bo, ada);
       assert.equal(await bo.evaluate(() => window.__pcs.length), 1, 'still no direct peer connection');
-      const record = await waitFor(() => bo.evaluate(() => window.chorusCalls.client.calls[0] || null),
-        { timeoutMs: 5_000, what: "the call in Bo's list" });
-      assert.equal(record.path, 'relayed', `recorded relayed: ${JSON.stringify(record)}`);
+      assert.equal((await recordOf(bo, first)).path, 'relayed');
+
+      // Unticked: contacts go direct again.
+      await bo.click('#relay-always');
+      await waitFor(() => setting(bo).then((s) => s.always === false && !s.checked && !s.disabled),
+        { timeoutMs: 5_000, what: 'the setting off again' });
+      await answeredCall(ada, bo, { from: '#contact-list li[data-handle="bo"] .call-btn' });
+      for (const page of [ada, bo]) {
+        assert.equal(await page.evaluate(() => window.__directPcs), 1, 'a direct peer connection now');
+      }
+      await assertDirectCall(ada, bo);
+      await hangUpBoth(ada, bo);
+    });
+  });
+
+test('add someone: the call becomes a voice room, both in it on seats; a guest joins by the link and hears them; recorded as moved',
+  { timeout: 180_000 }, async () => {
+    await withServer({}, async ({ server, browsers }) => {
+      await openBrowsers(browsers,
+        { engine: 'chromium' }, { engine: 'chromium' }, { engine: 'chromium', device: 'Pixel 7' });
+      const [ada, bo, guest] = browsers.map((b) => b.page);
+      await adaAndBo(ada, bo, server.url);
+      await makeContacts(server, ada, bo);
+      const callId = await answeredCall(ada, bo);
+      assert.equal(await ada.evaluate(() => window.chorusCalls.state.call.path), 'direct');
+      for (const [page, who] of [[ada, 'Ada'], [bo, 'Bo']]) {
+        assert.equal(await page.isVisible('#call-grow'), true, `${who} can add someone`);
+        assert.equal((await page.textContent('#call-grow')).trim(), 'Add someone');
+        assert.equal(await page.getAttribute('#call-grow', 'title'), 'Turn this call into a voice room others can join by link');
+      }
+      assert.deepEqual(await ada.evaluate(contrastFailures, '#call-screen'), [],
+        'the in-call screen with "Add someone" meets WCAG AA');
+
+      await ada.click('#call-grow');
+      // Both pages become the room's page, joined as their accounts, on seats.
+      const ids = [];
+      for (const [page, name] of [[ada, 'Ada Lovelace'], [bo, 'Bo Ek']]) {
+        await page.waitForURL(/\/r\/[A-Za-z0-9_-]+$/, { timeout: 20_000 });
+        await waitInRoom(page, name);
+        ids.push(new URL(await page.href()).pathname.split('/')[2]);
+      }
+      assert.equal(ids[0], ids[1], 'one room for both');
+      const room = ids[0];
+      for (const [page, who] of [[ada, 'Ada'], [bo, 'Bo']]) {
+        const call = await page.evaluate(() => {
+          const c = window.chorusCalls.state.call;
+          return { phase: c.phase, reason: c.reason, room: c.room, pc: window.chorusCalls.pc };
+        });
+        assert.deepEqual(call, { phase: 'ended', reason: 'grown', room, pc: null }, `${who}: the call ended in the room`);
+        assert.match(await page.textContent('#call-ended-text'), /moved to a voice room/);
+        await waitFor(() => stageAndAudience(page).then((s) => s.stage.includes('Ada Lovelace') && s.stage.includes('Bo Ek')),
+          { timeoutMs: 10_000, what: `${who} sees both on the stage` });
+        await page.waitForSelector('#room-state[data-state="active"]', { timeout: 10_000 });
+      }
+      const roles = await ada.evaluate(() => Object.fromEntries(
+        window.chorus.participants.map((p) => [p.name, [p.role, p.speaker]])));
+      assert.deepEqual(roles, { 'Ada Lovelace': ['owner', true], 'Bo Ek': ['moderator', true] },
+        'the caller owns it, the callee moderates (both on seats)');
+
+      // A guest with the link (a phone): in the audience, hears both.
+      await joinByLink(guest, `${server.url}/r/${room}`, 'Cy Guest', { touch: true });
+      const seen = await waitFor(() => stageAndAudience(guest).then((s) => (s.stage.length === 2 ? s : null)),
+        { timeoutMs: 10_000, what: 'the guest sees the two on the stage' });
+      assert.deepEqual({ stage: [...seen.stage].sort(), audience: seen.audience },
+        { stage: ['Ada Lovelace', 'Bo Ek'], audience: ['Cy Guest'] });
+      await waitHearing(guest, 2, 'the guest hears Ada and Bo');
+      await waitHearing(ada, 1, 'Ada hears Bo in the room');
+
+      // Both have the call in their recent calls, moved to a room.
+      for (const [page, who] of [[ada, 'Ada'], [bo, 'Bo']]) {
+        const record = await recordOf(page, callId);
+        assert.equal(record.end, 'grown', `${who}: ${JSON.stringify(record)}`);
+        const listed = await waitFor(async () => (await recentCalls(page)).find((c) => c.end === 'grown'),
+          { timeoutMs: 5_000, what: `the call in ${who}'s recent calls` });
+        assert.match(listed.text, /moved to a voice room$/, `${who}: ${JSON.stringify(listed)}`);
+        assert.equal(listed.missed, false);
+      }
+    });
+  });
+
+test('a direct path that worked is lost: after its ICE restart fails the call goes on through the SFU, not hung up',
+  { timeout: 180_000 }, async () => {
+    await withServer({}, async ({ server, browsers }) => {
+      await openBrowsers(browsers, { engine: 'chromium' }, { engine: 'chromium' });
+      const [ada, bo] = browsers.map((b) => b.page);
+      await adaAndBo(ada, bo, server.url);
+      await makeContacts(server, ada, bo);
+      const callId = await answeredCall(ada, bo);
+      assert.equal(await ada.evaluate(() => window.chorusCalls.state.call.path), 'direct');
+      await waitHeard(ada, 'Ada hears Bo direct');
+      await ada.evaluate(() => {
+        window.__transitions = [];
+        window.chorusCalls.client.addEventListener('statechange', (e) => window.__transitions.push(e.detail.transition));
+      });
+      // Bo's end of the direct path vanishes, as when a NAT forgets the mapping: his page's
+      // peer connection closes underneath the SDK (close() fires no event). Ada's checks go
+      // unanswered: her path is interrupted, then failed; her ICE restart reaches nobody.
+      await bo.evaluate(() => window.chorusCalls.client.pc.close());
+      await waitFor(() => ada.evaluate(() => window.__transitions.includes('media_interrupted')),
+        { timeoutMs: 15_000, what: "Ada's direct path interrupted" });
+      await waitFor(() => ada.evaluate(() => window.chorusCalls.state.call.path === 'relayed'),
+        { timeoutMs: 40_000, what: 'the call moved to the SFU' });
+      await waitPhase(ada, 'connected', 'Ada in the call again, through the SFU', 20_000);
+      await waitPhase(bo, 'connected', 'Bo still in the call', 5_000);
+      for (const page of [ada, bo]) {
+        const st = await page.evaluate(() => ({
+          path: window.chorusCalls.state.call.path,
+          direct: window.chorusCalls.client._pc,
+          room: window.chorusCalls.client.room && window.chorusCalls.client.room.state.phase,
+        }));
+        assert.deepEqual(st, { path: 'relayed', direct: null, room: 'live' }, 'in the call\'s room, no direct pc');
+      }
+      await assertThroughSfu(ada, bo, 'Ada ↔ SFU ↔ Bo');
+      await Promise.all([waitRelayHeard(ada, 'Ada hears Bo'), waitRelayHeard(bo, 'Bo hears Ada')]);
+      const transitions = await ada.evaluate(() => window.__transitions);
+      assert.ok(!transitions.includes('hang_up') && transitions.includes('media_reconnected'),
+        `interrupted, then back through the SFU: ${JSON.stringify(transitions)}`);
+      await hangUpBoth(ada, bo);
+      assert.equal((await recordOf(ada, callId)).path, 'relayed');
     });
   });

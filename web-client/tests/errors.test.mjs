@@ -62,7 +62,7 @@ engineTest('a room whose creator audio never connects is rolled back, and the us
     await page.fill('#create-title', 'Never live');
     await page.click('#create-btn');
     await page.waitForURL(/\/r\/[A-Za-z0-9_-]+$/, { timeout: 15_000 });
-    const id = new URL(page.url()).pathname.split('/')[2];
+    const id = new URL(await page.href()).pathname.split('/')[2];
     // While the creator's media connects the room is "Starting…", its link not shown.
     await page.waitForSelector('#room-state[data-state="pending"]', { timeout: 5_000 });
     assert.equal((await page.textContent('#room-state')).trim(), 'Starting…');

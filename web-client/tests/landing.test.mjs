@@ -23,7 +23,7 @@ engineTest('the landing page creates a live room, and its creator stays the owne
     await page.tap('#create-btn');
     await page.waitForSelector('#toast[data-code="invalid_input"]', { timeout: 5_000 });
     assert.match(await page.textContent('#toast'), /more mic seats than people/i);
-    assert.equal(new URL(page.url()).pathname, '/');
+    assert.equal(new URL(await page.href()).pathname, '/');
     await assertNoOverflow(page, 'on the phone landing page');
 
     await page.evaluate(() => { window.sameDocument = true; });

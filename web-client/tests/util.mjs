@@ -105,7 +105,7 @@ export async function createRoomFromLanding(page, baseUrl, {
   await page.waitForURL(/\/r\/[A-Za-z0-9_-]+$/, { timeout: 15_000 });
   await waitInRoom(page, name);
   await page.waitForSelector('#room-state[data-state="active"]', { timeout: 15_000 });
-  const id = new URL(page.url()).pathname.split('/')[2];
+  const id = new URL(await page.href()).pathname.split('/')[2];
   return { id, link: `/r/${id}`, url: `${baseUrl}/r/${id}` };
 }
 

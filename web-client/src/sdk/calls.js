@@ -1,8 +1,10 @@
 // 1:1 calls SDK (no DOM): an account (sign up, sign in, sign out), the people it knows
 // with their presence and its recent calls, and one call at a time whose audio goes
 // straight from this browser to the other (an RTCPeerConnection with trickled ICE), or
-// through the SFU when that path does not connect (or the user hides their address): the
-// call's own two-seat room, joined with the room SDK. docs/protocol.md, "Calls".
+// through the SFU: from the start when the server says so (strangers, or a side that hides
+// its address), or when the direct path does not connect or is lost. That is the call's
+// own two-seat room, joined with the room SDK. An answered call can also become a voice
+// room others join by link ("Add someone"). docs/protocol.md, "Calls".
 //
 // A call is a small state machine: `state.call.phase` changes only along CALL_PHASE_EDGES
 // and every change is a `statechange` event, so a page draws from one snapshot.
@@ -20,7 +22,8 @@ export { ServerError };
  * - `incoming`: someone calls us; `accepting` once we said yes;
  * - `connecting`: answered, the two browsers are connecting;
  * - `connected`: audio flows; `interrupted`: the path was lost, ICE tries again;
- * - `ended`: over, `call.reason` says how (the server's reasons, or `media_failed`).
+ * - `ended`: over, `call.reason` says how (the server's reasons, or `media_failed`);
+ *   `grown`: the call became the voice room `call.room` (open `/r/<room>`).
  * A call refused before it rang (`user_not_found`, `forbidden`, …) goes back to `none`,
  * and so does one that rings here when this client closes or signs out (the others ring on).
  */
@@ -39,15 +42,23 @@ export const CALL_PHASE_EDGES = Object.freeze({
 /** Phases in which a call holds the microphone and can be hung up. */
 export const ACTIVE_PHASES = Object.freeze(['calling', 'ringing', 'incoming', 'accepting', 'connecting', 'connected', 'interrupted']);
 
-/** Where the account `{user, handle, name}` is kept beside the token (other tabs watch it). */
+/**
+ * Where the account `{user, handle, name, always_relay}` is kept beside the token (other
+ * tabs watch it).
+ */
 export const ACCOUNT_KEY = 'chorus.account';
 const REQUEST_TIMEOUT_MS = 10_000;
 /** Reconnect delays (ms) of the signaling socket; the last repeats. ±20 % jitter. */
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10_000];
 /** An answered call whose audio does not (re)connect within this is given up. */
 const MEDIA_TIMEOUT_MS = 20_000;
-/** An answered call whose direct path has not connected by then goes through the SFU. */
+/**
+ * An answered call whose direct path has not connected by then goes through the SFU; so
+ * does one whose direct path was lost and did not come back this long after its ICE restart.
+ */
 const DIRECT_TIMEOUT_MS = 5000;
+/** The phases of an answered call (it can go through the SFU, or become a room). */
+const ANSWERED_PHASES = Object.freeze(['connecting', 'connected', 'interrupted']);
 /** How often the peer connection's stats are read (speaking level, quality). */
 const STATS_EVERY_MS = 250;
 /** Quality is judged over this window. */
@@ -152,6 +163,9 @@ function candidateJson(c) {
  *   `audioElement` option does that for you);
  * - `level` `{ level, speaking }` — the other side's speaking level (0..1);
  * - `quality` `{ quality }` — round-trip time, loss, jitter, path (`client.quality`);
+ * - `grown` `{ call, room }` — the call became the voice room `room` (ours or the other
+ *   side's "Add someone"): open `/r/<room>` and join it as any room; the call is `ended`
+ *   (`grown`);
  * - `servererror` `{ error }` — a refusal that answered no request of ours.
  *
  * @example
@@ -169,9 +183,12 @@ export class CallClient extends EventTarget {
    *   the user token and the account are kept (default: localStorage)
    * @param {HTMLAudioElement} [options.audioElement] plays the other side's audio
    * @param {boolean} [options.reconnect] reconnect the socket by itself (default true)
-   * @param {'auto'|'always'} [options.relay] `auto` (default): straight to the other
-   *   browser, through the SFU if that does not connect; `always`: through the SFU from
-   *   the start, no direct peer connection (the other side never learns our address)
+   * @param {'auto'|'always'} [options.relay] `auto` (default): as the server says (straight
+   *   to the other browser between contacts, through the SFU for strangers or when either
+   *   side's account set `setAlwaysRelay`), and through the SFU if the direct path does
+   *   not connect; `always`: also through the SFU from the start for this client alone
+   *   (no direct peer connection here). A local extra: the account's setting
+   *   (`setAlwaysRelay`) holds on every device and stops the other side's candidates too
    * @param {number} [options.directTimeoutMs] how long the direct path may take to
    *   connect before the call moves to the SFU (default 5000)
    */
@@ -206,6 +223,7 @@ export class CallClient extends EventTarget {
     this._directTimer = null;
     this._directUp = false; // the direct peer connection reached ICE connected
     this._relayAsked = false;
+    this._rescuing = false; // the direct path was lost after it worked: one ICE restart under way
     this._deviceId = undefined;
     this._mic = null;
     this._remoteStream = null;
@@ -213,7 +231,6 @@ export class CallClient extends EventTarget {
     this._signalChain = Promise.resolve();
     this._statsTimer = null;
     this._mediaTimer = null;
-    this._restarted = false;
     this._heardAt = 0;
     this._energy = null; // the last energy sample, where there is no audioLevel
     this._statsBusy = false;
@@ -237,7 +254,10 @@ export class CallClient extends EventTarget {
     }
   }
 
-  /** A frozen snapshot: `{ net, account: {user, handle, name} | null, call }`. */
+  /**
+   * A frozen snapshot: `{ net, account: {user, handle, name, always_relay} | null, call }`
+   * (`always_relay`: the account's calls all go through the SFU, `setAlwaysRelay`).
+   */
   get state() { return this._state; }
 
   /** The call's RTCPeerConnection (the direct one, or the room's when relayed), or null (for stats). */
@@ -532,6 +552,27 @@ export class CallClient extends EventTarget {
     this._emit('contacts', {});
   }
 
+  /**
+   * Route every call of this account through the server (the SFU), also with contacts, or
+   * not (the default: contacts talk browser to browser). Kept by the server for all the
+   * account's devices; the other side of such a call never sees our network address, nor
+   * we theirs. Applies from the next call. Resolves with the account
+   * (`state.account.always_relay`).
+   */
+  async setAlwaysRelay(on) {
+    if (!this._state.account) {
+      throw new ServerError('not_signed_in', 'sign up or sign in first');
+    }
+    const { account, user_token: token } = await this._request(
+      { type: 'set_call_privacy', always_relay: Boolean(on) }, 'account');
+    if (!this._state.account || this._state.account.user !== account.user) {
+      return account; // signed out meanwhile
+    }
+    this._keepAccount(account, token);
+    this._set({ account }, 'call_privacy');
+    return account;
+  }
+
   // ------------------------------------------------------------------ people
 
   /** Someone by their exact handle: PersonInfo `{user, handle, name, presence}`. */
@@ -613,7 +654,7 @@ export class CallClient extends EventTarget {
     this._toCall('calling', {
       id: null, outgoing: true, peer: known || { user: null, handle: h, name: h, presence: 'online' },
       reason: null, byUs: false, local: false, muted: false, connectedAt: 0, endedAt: 0, durationSecs: 0, error: null,
-      path: null, relaying: false,
+      path: null, relaying: false, growing: false, room: null,
     }, 'call');
     try {
       this._mic = await openMic(deviceId);
@@ -706,6 +747,32 @@ export class CallClient extends EventTarget {
     this._patchCall({ muted: Boolean(muted) }, 'mute');
   }
 
+  /**
+   * Add someone: turn the answered call into a voice room that anyone with its link joins
+   * (an open room; we and the other side on its seats, the caller its owner, the callee a
+   * moderator). Both sides get the room (`grown` event, `state.call.room`) and the call
+   * ends `grown` on both; open `/r/<room>` then. `state.call.growing` is true while the
+   * server makes it. Resolves with the room id; rejects when refused (`invalid_input`
+   * before the answer, `call_not_found` once the call ended).
+   */
+  async growCall() {
+    const call = this._state.call;
+    if (!call || !call.id || !ANSWERED_PHASES.includes(call.phase)) {
+      throw new ServerError('invalid_input', 'a call can become a room once it is answered');
+    }
+    const mine = () => this._state.call && this._state.call.id === call.id;
+    this._patchCall({ growing: true }, 'grow_asked');
+    try {
+      const { room } = await this._request({ type: 'grow_call', call: call.id }, 'call_grown');
+      return room;
+    } catch (e) {
+      if (mine() && ACTIVE_PHASES.includes(this.phase)) {
+        this._patchCall({ growing: false }, 'grow_refused');
+      }
+      throw e;
+    }
+  }
+
   /** Forget an ended call (the page has shown how it ended). */
   dismiss() {
     if (this.phase === 'ended') {
@@ -777,15 +844,24 @@ export class CallClient extends EventTarget {
           this._toCall('incoming', {
             id: msg.call.id, outgoing: false, peer: msg.call.caller, reason: null, byUs: false, local: false,
             muted: false, connectedAt: 0, endedAt: 0, durationSecs: 0, error: null, path: null, relaying: false,
+            growing: false, room: null,
           }, 'incoming');
         }
         break;
       case 'call_accepted':
         if (mine(msg.call.id) && (call.phase === 'ringing' || call.phase === 'accepting')) {
-          this._toCall('connecting', { peer: call.outgoing ? msg.call.callee : msg.call.caller }, 'accepted');
+          this._toCall('connecting', {
+            peer: call.outgoing ? msg.call.callee : msg.call.caller, relaying: Boolean(msg.relay),
+          }, 'accepted');
           this._relayAsked = false;
           this._directUp = false;
-          if (this.relay === 'always') {
+          if (msg.relay) {
+            // Strangers, or a side that hides its address: the server moves the call to the
+            // SFU by itself (`call_relayed` follows). No direct peer connection: the server
+            // would refuse its call_signal anyway.
+            this._relayAsked = true;
+            this._armMediaTimer();
+          } else if (this.relay === 'always') {
             // No direct peer connection at all: no candidate of ours reaches the other side.
             this._armMediaTimer();
             this._askRelay();
@@ -798,8 +874,15 @@ export class CallClient extends EventTarget {
       case 'call_recorded':
         this._takeRecord(msg.record);
         break;
+      case 'call_grown':
+        // `call_ended` (`grown`) follows: this end is ours already, so that one is ignored.
+        if (mine(msg.call) && ACTIVE_PHASES.includes(call.phase)) {
+          this._end('grown', { room: msg.room, byUs: Boolean(call.growing), growing: false }, 'grown');
+          this._emit('grown', { call: msg.call, room: msg.room });
+        }
+        break;
       case 'call_relayed':
-        if (mine(msg.call) && ['connecting', 'connected', 'interrupted'].includes(call.phase) && !this._room) {
+        if (mine(msg.call) && ANSWERED_PHASES.includes(call.phase) && !this._room) {
           this._joinRoom(msg.room);
         }
         break;
@@ -836,7 +919,7 @@ export class CallClient extends EventTarget {
     this._pc = pc;
     this._pendingCandidates = [];
     this._signalChain = Promise.resolve();
-    this._restarted = false;
+    this._rescuing = false;
     const call = this._state.call;
     if (this._mic) {
       for (const t of this._mic.getAudioTracks()) {
@@ -935,6 +1018,7 @@ export class CallClient extends EventTarget {
     }
     if (s === 'connected') {
       this._directUp = true;
+      this._rescuing = false;
       this._clearDirectTimer();
       this._clearMediaTimer();
       if (phase === 'connecting') {
@@ -948,14 +1032,30 @@ export class CallClient extends EventTarget {
         this._toCall('interrupted', {}, 'media_interrupted');
       }
       this._armMediaTimer();
-      if (s === 'failed' && this._state.call.outgoing && !this._restarted) {
-        // One ICE restart (the caller offers again); the callee answers it.
-        this._restarted = true;
-        this._signalChain = this._signalChain.then(() => this._offer(pc, { iceRestart: true }))
-          .catch((e) => console.warn('chorus calls: ICE restart failed', e));
+      if (s === 'failed' && this._directUp) {
+        this._rescueDirect(pc);
       }
     } else if (s === 'closed') {
       this._clearMediaTimer();
+    }
+  }
+
+  /**
+   * The direct path worked, then failed: one ICE restart (the caller offers again, the
+   * callee answers it). If that does not bring it back within `directTimeoutMs`, or the
+   * path fails again meanwhile, the call goes on through the SFU. Both sides watch, so
+   * either may ask (the server makes the call's room once).
+   */
+  _rescueDirect(pc) {
+    if (this._rescuing) {
+      this._askRelay(); // failed again after the restart
+      return;
+    }
+    this._rescuing = true;
+    this._armDirectTimer(() => pc === this._pc && pc.connectionState !== 'connected');
+    if (this._state.call.outgoing) {
+      this._signalChain = this._signalChain.then(() => this._offer(pc, { iceRestart: true }))
+        .catch((e) => console.warn('chorus calls: ICE restart failed', e));
     }
   }
 
@@ -963,9 +1063,17 @@ export class CallClient extends EventTarget {
     if (this._mediaTimer) return;
     this._mediaTimer = setTimeout(() => {
       this._mediaTimer = null;
-      if (['connecting', 'interrupted'].includes(this.phase)) {
-        this.hangUp('media_failed');
+      if (!['connecting', 'interrupted'].includes(this.phase)) {
+        return;
       }
+      if (this._pc && this._directUp && !this._relayAsked) {
+        // A direct path that worked is gone and the browser has not even called it failed
+        // yet: go on through the SFU rather than hang up (the room gets its own allowance).
+        this._askRelay();
+        this._armMediaTimer();
+        return;
+      }
+      this.hangUp('media_failed');
     }, MEDIA_TIMEOUT_MS);
   }
 
@@ -1013,11 +1121,15 @@ export class CallClient extends EventTarget {
 
   // ------------------------------------------------------------------ through the SFU
 
-  _armDirectTimer() {
+  /**
+   * Through the SFU unless the direct path is up within `directTimeoutMs`: `stillDown()`
+   * says whether it is not (default: it has never connected).
+   */
+  _armDirectTimer(stillDown = () => !this._directUp && this.phase === 'connecting') {
     this._clearDirectTimer();
     this._directTimer = setTimeout(() => {
       this._directTimer = null;
-      if (!this._directUp && this.phase === 'connecting') {
+      if (stillDown()) {
         this._askRelay();
       }
     }, this.directTimeoutMs);
