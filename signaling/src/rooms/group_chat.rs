@@ -986,6 +986,53 @@ mod tests {
     }
 
     #[test]
+    fn moderators_mute_members_in_the_chat_but_not_each_other() {
+        let (mut g, owner) = active(10, 2);
+        let (a, b) = (UserId::random(), UserId::random());
+        for (user, name) in [(&a, "a"), (&b, "b")] {
+            g.put_member(user, name).unwrap();
+        }
+        g.set_role(&Actor::Service, &a, true).unwrap(); // a moderates
+        let outsider = UserId::random();
+        assert_eq!(
+            g.set_chat_muted(&Actor::Member(a.clone()), &outsider, true),
+            Err(GroupError::NotMember)
+        );
+        assert!(matches!(
+            g.set_chat_muted(&Actor::Member(b.clone()), &a, true),
+            Err(GroupError::Forbidden(_))
+        ));
+        for moderator in [&owner, &a] {
+            assert!(matches!(
+                g.set_chat_muted(&Actor::Member(a.clone()), moderator, true),
+                Err(GroupError::Forbidden(_))
+            ));
+        }
+        g.set_chat_muted(&Actor::Member(a.clone()), &b, true)
+            .unwrap();
+        g.set_chat_muted(&Actor::Member(owner.clone()), &b, true)
+            .unwrap();
+        assert_eq!(g.chat_muted, vec![b.clone()], "muted once");
+        g.set_chat_muted(&Actor::Service, &b, false).unwrap();
+        assert!(g.chat_muted.is_empty());
+    }
+
+    #[test]
+    fn the_backend_puts_members_in_whatever_the_lock() {
+        let (mut g, _owner) = active(3, 1);
+        g.locked = true;
+        let (a, b, c) = (UserId::random(), UserId::random(), UserId::random());
+        g.removed.push(a.clone());
+        g.put_member(&a, "a").unwrap();
+        assert!(!g.removed.contains(&a), "let back");
+        g.put_member(&a, "a again").unwrap();
+        assert_eq!(g.members.len(), 2, "twice is once");
+        assert!(!g.member(&a).unwrap().seated);
+        g.put_member(&b, "b").unwrap();
+        assert_eq!(g.put_member(&c, "c"), Err(GroupError::Full(3)));
+    }
+
+    #[test]
     fn leaving_the_group_frees_the_place() {
         let (mut g, owner) = active(2, 1);
         let (a, b) = (UserId::random(), UserId::random());
