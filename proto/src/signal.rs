@@ -275,6 +275,10 @@ pub enum ClientMessage {
         room: RoomId,
         /// Plain text (`chat::clean_text`).
         text: String,
+        /// The client's own label for this request (up to 64 characters), echoed in the
+        /// `chat_message` it causes, to match the answer.
+        #[serde(default)]
+        nonce: Option<String>,
     },
     /// The author: change the text of a message.
     ChatEdit {
@@ -284,6 +288,9 @@ pub enum ClientMessage {
         seq: u64,
         /// Its new text.
         text: String,
+        /// Echoed in the `chat_message` (as for `chat_send`).
+        #[serde(default)]
+        nonce: Option<String>,
     },
     /// The author, or a moderator: delete a message (its place stays, its text goes).
     ChatDelete {
@@ -291,6 +298,9 @@ pub enum ClientMessage {
         room: RoomId,
         /// The message.
         seq: u64,
+        /// Echoed in the `chat_message` (as for `chat_send`).
+        #[serde(default)]
+        nonce: Option<String>,
     },
     /// Moderators: stop a member writing in the chat, or let them again.
     ChatMute {
@@ -442,6 +452,9 @@ pub enum ServerMessage {
         room: RoomId,
         /// The message as it is now.
         message: crate::chat::ChatMessage,
+        /// The `nonce` of the request that caused it, if it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<String>,
     },
     /// A moderator muted a member in the chat, or let them write again.
     ChatMuted {

@@ -89,6 +89,7 @@ fn say(room: &RoomId, text: &str) -> ClientMessage {
     ClientMessage::ChatSend {
         room: room.clone(),
         text: text.into(),
+        nonce: None,
     }
 }
 
@@ -136,13 +137,31 @@ async fn members_write_read_back_edit_and_delete_and_moderators_keep_order() {
         let (messages, more, _, _) = page(client).await;
         assert!(messages.is_empty() && !more);
     }
-    ada.send(&say(&room, "  hello <b>Bo</b>  ")).await;
+    ada.send(&ClientMessage::ChatSend {
+        room: room.clone(),
+        text: "  hello <b>Bo</b>  ".into(),
+        nonce: Some("ada-1".into()),
+    })
+    .await;
     for client in [&mut ada, &mut bo] {
-        let first = told(client).await;
+        let (first, nonce) = client
+            .expect("chat_message", WAIT, |m| match m {
+                ServerMessage::ChatMessage { message, nonce, .. } => {
+                    Some((message.clone(), nonce.clone()))
+                }
+                _ => None,
+            })
+            .await
+            .unwrap();
         assert_eq!(
             (first.seq, first.text.as_str(), first.name.as_str()),
             (1, "hello <b>Bo</b>", "Ada"),
             "trimmed, and markup kept as text"
+        );
+        assert_eq!(
+            nonce.as_deref(),
+            Some("ada-1"),
+            "the request's label comes back"
         );
     }
     for n in 1..=5 {
@@ -189,6 +208,7 @@ async fn members_write_read_back_edit_and_delete_and_moderators_keep_order() {
             room: room.clone(),
             seq: b1,
             text: "not mine".into(),
+            nonce: None,
         },
         "editing someone else's message",
     )
@@ -198,6 +218,7 @@ async fn members_write_read_back_edit_and_delete_and_moderators_keep_order() {
         room: room.clone(),
         seq: b1,
         text: "b1, corrected".into(),
+        nonce: None,
     })
     .await;
     let edited = told_of(&mut ada, b1, |m| m.edited_at_ms.is_some()).await;
@@ -208,6 +229,7 @@ async fn members_write_read_back_edit_and_delete_and_moderators_keep_order() {
         ClientMessage::ChatDelete {
             room: room.clone(),
             seq: a1,
+            nonce: None,
         },
         "a member deleting someone else's message",
     )
@@ -216,6 +238,7 @@ async fn members_write_read_back_edit_and_delete_and_moderators_keep_order() {
     ada.send(&ClientMessage::ChatDelete {
         room: room.clone(),
         seq: b1,
+        nonce: None,
     })
     .await;
     let deleted = told_of(&mut bo, b1, |m| m.deleted).await;
@@ -305,6 +328,7 @@ async fn members_write_read_back_edit_and_delete_and_moderators_keep_order() {
                 room: room.clone(),
                 seq: 999,
                 text: "?".into(),
+                nonce: None,
             },
             "editing a message that does not exist",
         ),

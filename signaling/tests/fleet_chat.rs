@@ -77,18 +77,21 @@ async fn members_on_two_nodes_share_one_chat() {
         bo.send(&ClientMessage::ChatSend {
             room: room.clone(),
             text: "from node B".into(),
+            nonce: None,
         })
         .await;
         let heard = told(&mut ada, |m| m.text == "from node B").await?;
         ada.send(&ClientMessage::ChatDelete {
             room: room.clone(),
             seq: heard.seq,
+            nonce: None,
         })
         .await;
         told(&mut bo, |m| m.seq == heard.seq && m.deleted).await?;
         ada.send(&ClientMessage::ChatSend {
             room: room.clone(),
             text: "from node A".into(),
+            nonce: None,
         })
         .await;
         told(&mut bo, |m| m.text == "from node A").await?;

@@ -5,7 +5,8 @@
 // drawn by calls-ui.js; the store knows only their snapshot (screen, title, net), and a
 // call that becomes a voice room ("Add someone") is opened here as that room's page.
 
-import { ChorusClient, describeError, fetchRoom } from './sdk/chorus.js';
+import { ChorusClient, TOKEN_KEY, describeError, fetchRoom } from './sdk/chorus.js';
+import { GroupChat } from './sdk/chat.js';
 import { AudioOut } from './sdk/playback.js';
 import { ACTIVE_PHASES } from './sdk/calls.js';
 import { startCalls, showCalls } from './calls-ui.js';
@@ -47,6 +48,7 @@ function removedFrom() {
 // ---------------------------------------------------------------- the store
 
 const client = new ChorusClient();
+const chat = new GroupChat(client);
 const audio = new AudioOut(el.audioSink, { onBlocked: (b) => page.dispatch('audioBlocked', b) });
 
 const page = createStore({
@@ -59,6 +61,9 @@ const page = createStore({
   audioBlocked: false,
   removed: false, // this browser was removed from this room before
   online: navigator.onLine !== false,
+  chat: chat.state, // the group chat's last snapshot (sdk/chat.js)
+  chatDivider: null, // the seq "New messages" stands before, fixed when the chat opens
+  chatFolded: true, // phones: the chat pane is folded away (wide screens always show it)
 }, {
   showLanding: (s) => ({ ...s, screen: 'landing', roomId: null }),
   showCalls: (s) => ({ ...s, screen: 'calls', roomId: null }),
@@ -78,7 +83,22 @@ const page = createStore({
   audioBlocked: (s, blocked) => (s.audioBlocked === blocked ? s : { ...s, audioBlocked: blocked }),
   removed: (s) => ({ ...s, removed: true }),
   online: (s, online) => (s.online === online ? s : { ...s, online }),
+  chat: (s, { state, transition }) => ({
+    ...s, chat: state, chatDivider: transition === 'opened' ? firstUnread(state) : s.chatDivider,
+  }),
+  foldChat: (s, folded) => (s.chatFolded === folded ? s : { ...s, chatFolded: folded }),
 });
+
+/** The first message by someone else after our read mark, or null. */
+function firstUnread(c) {
+  const m = c.messages.find((x) => x.seq > c.readUpTo && x.author !== c.me && !x.deleted);
+  return m ? m.seq : null;
+}
+
+/** Messages by others after our read mark (deleted ones not counted), as the server counts. */
+function unreadCount(c) {
+  return c.messages.filter((x) => x.seq > c.readUpTo && x.author !== c.me && !x.deleted).length;
+}
 
 // For tests and debugging: the live peer connection (for getStats) and a state snapshot.
 window.chorus = {
@@ -90,6 +110,7 @@ window.chorus = {
   get room() { return client.state.room; },
   get participants() { return [...client.people.values()]; },
   get state() { return page.state; },
+  chat,
 };
 
 // ---------------------------------------------------------------- what to show
@@ -217,6 +238,25 @@ export function viewOf(s) {
   return v;
 }
 
+/** The chat pane, derived from the store: shown to a member, folded on phones in a room. */
+export function chatPaneOf(s) {
+  const c = s.chat;
+  const v = viewOf(s);
+  const shown = s.screen === 'room' && c.room === s.roomId && c.status === 'open'
+    && !(v.part === 'final' && v.finalReason === 'removed') && !s.removed;
+  const inRoom = v.part === 'in';
+  return {
+    shown,
+    inRoom,
+    folded: inRoom && s.chatFolded,
+    unread: unreadCount(c),
+    mutedMe: Boolean(c.me && c.muted.includes(c.me)),
+    more: c.more,
+    loadingOlder: c.loadingOlder,
+    empty: c.messages.length === 0,
+  };
+}
+
 /** The calls screen's title and connection badge (its content is calls-ui.js's). */
 function callsView(calls, online) {
   const call = calls && calls.call;
@@ -277,6 +317,7 @@ function renderPeople() {
     speakers += p.speaker ? 1 : 0;
   }
   ui.renderControls({ me: mine, room, selfMuted: ses.selfMuted, freeSeats: room.seats - speakers, live: ses.phase === 'live' });
+  renderChatMessages(); // roles decide who may delete and mute
   if (sheetFor) {
     const p = client.people.get(sheetFor);
     if (!p || !canModerate) {
@@ -289,6 +330,8 @@ function renderPeople() {
 
 page.subscribe((s, prev) => {
   ui.renderPage(viewOf(s));
+  renderChat(s, prev);
+  followChat(s);
   if (s.screen !== prev.screen) {
     showCalls(s.screen === 'calls');
   }
@@ -384,6 +427,243 @@ function announceSpeakers() {
     }
     lastSpeakingWords = words;
   }, 2000);
+}
+
+// ---------------------------------------------------------------- the group chat
+
+const chatView = new ui.ChatView(el.chatLog);
+/** The seq of our message being edited in the composer, or 0. */
+let chatEditing = 0;
+/** Scroll to the divider (or the end) once the pane can be measured. */
+let chatScrollPending = false;
+/** The last room and reason we asked to follow a chat for (each asks once). */
+let chatAttempt = '';
+const NEAR_PX = 48;
+
+chat.addEventListener('statechange', (ev) => {
+  const log = el.chatLog;
+  const wasAtBottom = chatAtBottom();
+  const { scrollHeight, scrollTop } = log;
+  page.dispatch('chat', ev.detail);
+  const { transition } = ev.detail;
+  if (transition === 'opened') {
+    chatScrollPending = true;
+  }
+  renderChatMessages();
+  if (transition === 'older') {
+    log.scrollTop = scrollTop + (log.scrollHeight - scrollHeight); // the same message stays in view
+  } else if (wasAtBottom && transition === 'message') {
+    log.scrollTop = log.scrollHeight;
+  }
+  settleChatScroll();
+});
+
+function chatAtBottom() {
+  const log = el.chatLog;
+  return log.scrollHeight - log.scrollTop - log.clientHeight < NEAR_PX;
+}
+
+/** Whether the user can see the chat now (not folded away, the tab in front). */
+function chatVisible() {
+  return !el.chat.hidden && el.chat.getClientRects().length > 0 && document.visibilityState === 'visible';
+}
+
+/** After opening: the "New messages" divider in view, or the newest message. */
+function settleChatScroll() {
+  if (chatScrollPending && chatVisible()) {
+    chatScrollPending = false;
+    const divider = el.chatLog.querySelector('.chat-divider');
+    if (divider) {
+      el.chatLog.scrollTop = divider.offsetTop - el.chatLog.offsetTop - 8;
+    } else {
+      el.chatLog.scrollTop = el.chatLog.scrollHeight;
+    }
+  }
+  markChatRead();
+}
+
+/** Seen: the chat is in view and scrolled to its end, so the newest message is read. */
+function markChatRead() {
+  const c = chat.state;
+  const last = c.messages[c.messages.length - 1];
+  if (last && c.status === 'open' && chatVisible() && chatAtBottom()) {
+    chat.markRead(last.seq);
+  }
+}
+
+function renderChat(s, prev) {
+  ui.renderChatPane(chatPaneOf(s));
+  if (s.chatFolded !== prev.chatFolded || s.screen !== prev.screen || s.session.phase !== prev.session.phase) {
+    queueMicrotask(settleChatScroll); // after this render: it may move the read mark
+  }
+}
+
+function renderChatMessages() {
+  const s = page.state;
+  const c = chat.state;
+  if (c.status !== 'open' && c.status !== 'opening') {
+    chatView.clear();
+    return;
+  }
+  const canModerate = client.canModerate && client.state.phase === 'live' && client.state.roomId === c.room;
+  const unmutable = new Set([...client.people.values()].filter((p) => p.role === 'owner' || p.role === 'moderator')
+    .map((p) => p.user));
+  chatView.render(c.messages, {
+    me: c.me, canModerate, mutedUsers: c.muted, unmutable, dividerSeq: s.chatDivider,
+  });
+  if (chatEditing && !c.messages.some((m) => m.seq === chatEditing && !m.deleted)) {
+    stopEditing();
+  }
+}
+
+/**
+ * Follow the room's chat when we are a member: in the room once our media connected (a
+ * guest becomes a member then), or outside it (ended, left, not joined yet) when this
+ * browser has been here before. A refusal just leaves the chat hidden.
+ */
+function followChat(s) {
+  if (s.screen !== 'room' || !s.roomId) {
+    return;
+  }
+  const ses = s.session;
+  const inRoom = ses.roomId === s.roomId && (ses.phase === 'live' || ses.phase === 'reconnecting');
+  let why = '';
+  if (inRoom) {
+    why = s.media === 'connected' ? 'member' : '';
+  } else if (ses.phase !== 'joining' && s.lookup.status !== 'loading' && !s.removed && client.storage.get(TOKEN_KEY)) {
+    why = 'outside';
+  }
+  const c = s.chat;
+  if (!why || (c.room === s.roomId && (c.status === 'open' || c.status === 'opening'))) {
+    return;
+  }
+  const attempt = `${s.roomId}:${why}`;
+  if (attempt === chatAttempt) {
+    return;
+  }
+  chatAttempt = attempt;
+  openChat(s.roomId, why === 'member' ? 3 : 0);
+}
+
+/** `chat_open`; as a new member, again a few times while the server counts our media in. */
+async function openChat(room, retries) {
+  for (let left = retries; ; left -= 1) {
+    try {
+      await chat.open(room, { name: stored(NAME_KEY) || 'Guest' });
+      return;
+    } catch (e) {
+      if (e.code !== 'forbidden' || left <= 0 || page.state.roomId !== room) {
+        if (e.code !== 'forbidden') {
+          console.warn('chorus: the chat did not open', e);
+        }
+        return;
+      }
+      await new Promise((r) => { setTimeout(r, 1000); });
+    }
+  }
+}
+
+function bindChat() {
+  el.chatForm.addEventListener('submit', onChatSubmit);
+  el.chatInput.addEventListener('keydown', (ev) => {
+    // Enter sends, Shift+Enter is a new line.
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      el.chatForm.requestSubmit();
+    } else if (ev.key === 'Escape' && chatEditing) {
+      stopEditing();
+    }
+  });
+  el.chatEditCancel.addEventListener('click', stopEditing);
+  el.chatLog.addEventListener('scroll', () => {
+    if (el.chatLog.scrollTop < NEAR_PX) {
+      loadOlder();
+    }
+    markChatRead();
+  });
+  el.chatOlder.addEventListener('click', loadOlder);
+  el.chatLog.addEventListener('click', (ev) => {
+    const b = ev.target.closest('button[data-act]');
+    const row = b && b.closest('.chat-msg');
+    if (row) {
+      onChatAction(b.dataset.act, Number(row.dataset.seq));
+    }
+  });
+  el.chatToggle.addEventListener('click', () => page.dispatch('foldChat', !page.state.chatFolded));
+  el.chatClose.addEventListener('click', () => page.dispatch('foldChat', true));
+  document.addEventListener('visibilitychange', markChatRead);
+}
+
+function chatFailed(e) {
+  ui.showToast(describeError(e), { code: e.code || 'chat', kind: e.retryable ? 'info' : 'error' });
+}
+
+function loadOlder() {
+  chat.older().catch(chatFailed);
+}
+
+async function onChatSubmit(ev) {
+  ev.preventDefault();
+  const text = el.chatInput.value.trim();
+  if (!text) {
+    return;
+  }
+  if ([...text].length > 2000) {
+    ui.showToast('A message may be at most 2,000 characters.', { code: 'invalid_input' });
+    return;
+  }
+  const editing = chatEditing;
+  el.chatSend.disabled = true;
+  try {
+    await (editing ? chat.edit(editing, text) : chat.send(text));
+    el.chatInput.value = '';
+    if (editing) {
+      stopEditing();
+    }
+    el.chatLog.scrollTop = el.chatLog.scrollHeight;
+    markChatRead();
+  } catch (e) {
+    chatFailed(e);
+  } finally {
+    ui.renderChatPane(chatPaneOf(page.state));
+  }
+}
+
+function startEditing(m) {
+  chatEditing = m.seq;
+  el.chatInput.value = m.text;
+  ui.setHidden(el.chatEditing, false);
+  el.chatSend.textContent = 'Save';
+  el.chatInput.focus();
+}
+
+function stopEditing() {
+  chatEditing = 0;
+  el.chatInput.value = '';
+  ui.setHidden(el.chatEditing, true);
+  el.chatSend.textContent = 'Send';
+}
+
+async function onChatAction(act, seq) {
+  const m = chat.state.messages.find((x) => x.seq === seq);
+  if (!m) {
+    return;
+  }
+  try {
+    if (act === 'edit') {
+      startEditing(m);
+    } else if (act === 'delete') {
+      const whose = m.author === chat.state.me ? 'your message' : `the message from ${m.name}`;
+      if (await ui.confirmAction(`Delete ${whose}? Everyone sees that a message was deleted here.`, 'Delete')) {
+        await chat.remove(seq);
+      }
+    } else if (act === 'mute' || act === 'unmute') {
+      await chat.mute(m.author, act === 'mute');
+      ui.announce(act === 'mute' ? `${m.name} can no longer write in the chat.` : `${m.name} can write in the chat again.`);
+    }
+  } catch (e) {
+    chatFailed(e);
+  }
 }
 
 // ---------------------------------------------------------------- wake lock, lock screen
@@ -583,6 +863,7 @@ function start() {
 }
 
 function bindControls() {
+  bindChat();
   el.createForm.addEventListener('submit', onCreate);
   el.copyBtn.addEventListener('click', onCopy);
   el.shareBtn.addEventListener('click', onShare);

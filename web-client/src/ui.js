@@ -70,6 +70,19 @@ export const el = {
   audioSink: $('audio-sink'),
   announcer: $('announcer'),
   speakingNow: $('speaking-now'),
+  chat: $('chat'),
+  chatToggle: $('chat-toggle'),
+  chatBadge: $('chat-badge'),
+  chatClose: $('chat-close'),
+  chatOlder: $('chat-older'),
+  chatLog: $('chat-log'),
+  chatEmpty: $('chat-empty'),
+  chatMutedNote: $('chat-muted-note'),
+  chatForm: $('chat-form'),
+  chatInput: $('chat-input'),
+  chatSend: $('chat-send'),
+  chatEditing: $('chat-editing'),
+  chatEditCancel: $('chat-edit-cancel'),
 };
 
 el.toastClose.addEventListener('click', hideToast);
@@ -624,3 +637,161 @@ const HAND_SVG = '<svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="t
   + 'c.56.18 1.02.61 1.24 1.16L7.25 15H8V3.25C8 2.56 8.56 2 9.25 2s1.25.56 1.25 1.25V12h1V1.25C11.5.56 12.06 0 '
   + '12.75 0S14 .56 14 1.25V12h1V2.75c0-.69.56-1.25 1.25-1.25s1.25.56 1.25 1.25V12h1V5.75c0-.69.56-1.25 '
   + '1.25-1.25S21 5.06 21 5.75V16c0 4.42-3.58 8-8 8z"/></svg>';
+
+// ------------------------------------------------------------------ the group chat
+
+const TIME = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const DAY_TIME = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+
+/** "14:03" today, the date too before. */
+function when(ms) {
+  const d = new Date(ms);
+  return d.toDateString() === new Date().toDateString() ? TIME.format(d) : DAY_TIME.format(d);
+}
+
+/**
+ * The chat pane: whether it shows (`shown`), folds away on phones (`folded`), and the
+ * composer (`mutedMe`: a moderator muted us, so it is disabled with the words why).
+ */
+export function renderChatPane({ shown, folded, inRoom, unread, mutedMe, more, loadingOlder, empty }) {
+  setHidden(el.chat, !shown);
+  el.chat.classList.toggle('is-folded', folded);
+  el.chat.classList.toggle('in-room', inRoom);
+  setHidden(el.chatToggle, !(shown && inRoom));
+  setAttr(el.chatToggle, 'aria-expanded', String(!folded));
+  setHidden(el.chatClose, !inRoom);
+  const badge = unread > 99 ? '99+' : String(unread);
+  setHidden(el.chatBadge, !(folded && unread > 0));
+  setText(el.chatBadge, unread > 0 ? badge : '');
+  setAttr(el.chatToggle, 'aria-label', folded && unread > 0 ? `Chat, ${badge} unread` : 'Chat');
+  setHidden(el.chatOlder, !more);
+  el.chatOlder.disabled = loadingOlder;
+  setText(el.chatOlder, loadingOlder ? 'Loading older messages…' : 'Load older messages');
+  setHidden(el.chatEmpty, !empty);
+  setHidden(el.chatMutedNote, !mutedMe);
+  el.chatInput.disabled = mutedMe;
+  el.chatSend.disabled = mutedMe;
+}
+
+/**
+ * The chat's messages as a keyed list (one element per `seq`), text only: a message is
+ * written with textContent, so `<b>` shows as four characters. The "New messages" divider
+ * stands before `dividerSeq`. Actions are buttons with data-act, handled by app.js.
+ */
+export class ChatView {
+  constructor(log) {
+    this.log = log;
+    this.rows = new Map(); // seq -> element
+    this.divider = document.createElement('div');
+    this.divider.className = 'chat-divider';
+    this.divider.setAttribute('role', 'separator');
+    this.divider.textContent = 'New messages';
+  }
+
+  clear() {
+    this.rows.clear();
+    this.log.replaceChildren();
+  }
+
+  /**
+   * @param {object[]} messages sorted by seq
+   * @param {{me: string, canModerate: boolean, mutedUsers: string[], unmutable: Set<string>, dividerSeq: number|null}} ctx
+   */
+  render(messages, ctx) {
+    const keep = new Set(messages.map((m) => m.seq));
+    for (const [seq, row] of this.rows) {
+      if (!keep.has(seq)) {
+        row.remove();
+        this.rows.delete(seq);
+      }
+    }
+    let prev = null;
+    for (const m of messages) {
+      let row = this.rows.get(m.seq);
+      if (!row) {
+        row = makeMessage();
+        this.rows.set(m.seq, row);
+      }
+      fillMessage(row, m, ctx);
+      if (ctx.dividerSeq === m.seq) {
+        placeAfter(this.log, this.divider, prev);
+        prev = this.divider;
+      }
+      placeAfter(this.log, row, prev);
+      prev = row;
+    }
+    if (ctx.dividerSeq === null || !this.rows.has(ctx.dividerSeq)) {
+      this.divider.remove();
+    }
+  }
+}
+
+function placeAfter(parent, node, prev) {
+  const want = prev ? prev.nextSibling : parent.firstChild;
+  if (want !== node) {
+    parent.insertBefore(node, want);
+  }
+}
+
+function makeMessage() {
+  const row = document.createElement('article');
+  row.className = 'chat-msg';
+  const meta = document.createElement('p');
+  meta.className = 'chat-meta';
+  const name = document.createElement('span');
+  name.className = 'chat-name';
+  const time = document.createElement('time');
+  time.className = 'chat-time';
+  const edited = document.createElement('span');
+  edited.className = 'chat-edited';
+  edited.textContent = '(edited)';
+  meta.append(name, ' ', time, ' ', edited);
+  const text = document.createElement('p');
+  text.className = 'chat-text';
+  const acts = document.createElement('div');
+  acts.className = 'chat-acts';
+  for (const [act, label] of [['edit', 'Edit'], ['delete', 'Delete'], ['mute', 'Mute in chat'], ['unmute', 'Unmute in chat']]) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'btn btn-quiet chat-act';
+    b.dataset.act = act;
+    b.textContent = label;
+    acts.append(b);
+  }
+  row.append(meta, text, acts);
+  row.parts = { name, time, edited, text, acts };
+  return row;
+}
+
+function fillMessage(row, m, { me, canModerate, mutedUsers, unmutable }) {
+  const { parts } = row;
+  const mine = m.author === me;
+  setData(row, 'seq', String(m.seq));
+  setData(row, 'author', m.author);
+  setData(row, 'mine', String(mine));
+  setData(row, 'deleted', String(Boolean(m.deleted)));
+  setText(parts.name, mine ? `${m.name} (you)` : m.name);
+  setText(parts.time, when(m.sent_at_ms));
+  setAttr(parts.time, 'datetime', new Date(m.sent_at_ms).toISOString());
+  setHidden(parts.edited, !(m.edited_at_ms && !m.deleted));
+  setText(parts.text, m.deleted ? 'Message deleted' : m.text);
+  parts.text.classList.toggle('is-deleted', Boolean(m.deleted));
+  const muted = mutedUsers.includes(m.author);
+  const show = {
+    edit: mine && !m.deleted,
+    delete: !m.deleted && (mine || canModerate),
+    mute: canModerate && !mine && !muted && !unmutable.has(m.author),
+    unmute: canModerate && !mine && muted,
+  };
+  const labels = {
+    edit: 'Edit your message',
+    delete: mine ? 'Delete your message' : `Delete the message from ${m.name}`,
+    mute: `Mute in chat: ${m.name}`,
+    unmute: `Unmute in chat: ${m.name}`,
+  };
+  for (const b of parts.acts.children) {
+    setHidden(b, !show[b.dataset.act]);
+    setAttr(b, 'aria-label', labels[b.dataset.act]);
+  }
+  setHidden(parts.acts, !Object.values(show).some(Boolean));
+}

@@ -228,25 +228,30 @@ const EMPTIED_KEPT: usize = 4096;
 /// (the oldest forgotten beyond [`EMPTIED_KEPT`]).
 #[derive(Default)]
 struct Emptied {
-    bytes: HashMap<RoomId, u64>,
-    order: VecDeque<RoomId>,
+    /// Bytes, and the turn the room was kept at.
+    bytes: HashMap<RoomId, (u64, u64)>,
+    /// Rooms in the order kept, with their turn (an entry taken or kept again since is
+    /// stale, and skipped when its turn comes).
+    order: VecDeque<(RoomId, u64)>,
+    turn: u64,
 }
 
 impl Emptied {
     fn keep(&mut self, room: RoomId, bytes: u64) {
-        if self.bytes.insert(room.clone(), bytes).is_none() {
-            self.order.push_back(room);
-        }
+        self.turn += 1;
+        self.bytes.insert(room.clone(), (bytes, self.turn));
+        self.order.push_back((room, self.turn));
         while self.order.len() > EMPTIED_KEPT {
-            if let Some(old) = self.order.pop_front() {
+            if let Some((old, turn)) = self.order.pop_front()
+                && self.bytes.get(&old).is_some_and(|(_, t)| *t == turn)
+            {
                 self.bytes.remove(&old);
             }
         }
     }
 
     fn take(&mut self, room: &RoomId) -> u64 {
-        // Its place in `order` goes when it comes round (a missing entry is skipped).
-        self.bytes.remove(room).unwrap_or(0)
+        self.bytes.remove(room).map_or(0, |(bytes, _)| bytes)
     }
 }
 
@@ -1187,15 +1192,17 @@ fn poll_rtc(
     media: &mut Vec<(u64, Incoming)>,
     metrics: &mut Metrics,
 ) -> Instant {
-    loop {
+    // What it sends is counted once per poll, not per datagram, on the forwarding path.
+    let mut sent = 0u64;
+    let next = loop {
         if !p.rtc.is_alive() {
             // Removed at the next tick; nothing to wait for until then.
-            return now + TICK;
+            break now + TICK;
         }
         match p.rtc.poll_output() {
-            Ok(str0m::Output::Timeout(t)) => return t,
+            Ok(str0m::Output::Timeout(t)) => break t,
             Ok(str0m::Output::Transmit(t)) => {
-                p.bytes += t.contents.len() as u64;
+                sent += t.contents.len() as u64;
                 push_transmit(outputs, metrics, t);
             }
             Ok(str0m::Output::Event(e)) => match e {
@@ -1229,8 +1236,40 @@ fn poll_rtc(
             Err(e) => {
                 tracing::debug!(participant = %p.id, error = %e, "rtc failed");
                 p.failed = true;
-                return now + TICK;
+                break now + TICK;
             }
         }
+    };
+    p.bytes += sent;
+    next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An emptied room's count is kept until it is taken, once; beyond the bound the
+    /// oldest go, and a room kept again since is not lost with its earlier turn.
+    #[test]
+    fn emptied_rooms_are_kept_bounded() {
+        let mut emptied = Emptied::default();
+        let first = RoomId::random();
+        emptied.keep(first.clone(), 10);
+        assert_eq!(emptied.take(&first), 10);
+        assert_eq!(emptied.take(&first), 0, "taken once");
+        emptied.keep(first.clone(), 20); // emptied again: a second turn in the order
+        for _ in 0..EMPTIED_KEPT - 1 {
+            emptied.keep(RoomId::random(), 1);
+        }
+        assert_eq!(emptied.bytes.len(), EMPTIED_KEPT);
+        assert_eq!(emptied.take(&first), 20, "its stale first turn took nothing");
+        let newest = RoomId::random();
+        for _ in 0..EMPTIED_KEPT {
+            emptied.keep(RoomId::random(), 1);
+        }
+        emptied.keep(newest.clone(), 5);
+        assert!(emptied.bytes.len() <= EMPTIED_KEPT);
+        assert!(emptied.order.len() <= EMPTIED_KEPT);
+        assert_eq!(emptied.take(&newest), 5);
     }
 }

@@ -64,6 +64,20 @@ fn text_failure(e: chat::TextError) -> Failure {
     (ErrorCode::InvalidInput, e.to_string())
 }
 
+/// Most characters of a request's `nonce`.
+pub const MAX_NONCE_CHARS: usize = 64;
+
+/// A request's label, if it has a fitting one.
+pub fn check_nonce(nonce: Option<String>) -> Result<Option<String>, Failure> {
+    match nonce {
+        Some(n) if n.chars().count() > MAX_NONCE_CHARS => Err((
+            ErrorCode::InvalidInput,
+            format!("a nonce is at most {MAX_NONCE_CHARS} characters"),
+        )),
+        other => Ok(other),
+    }
+}
+
 impl ChatService {
     /// The chats of `rooms`' group chats, kept in `store`; news from other nodes arrives
     /// through the room service.
@@ -202,7 +216,9 @@ impl ChatService {
         user: &UserId,
         name: &str,
         text: &str,
+        nonce: Option<String>,
     ) -> Result<(), Failure> {
+        let nonce = check_nonce(nonce)?;
         let text = chat::clean_text(text).map_err(text_failure)?;
         let group = self.as_member(room, user).await?;
         if group.chat_muted.contains(user) {
@@ -230,7 +246,13 @@ impl ChatService {
         if let Err(e) = self.store.mark_read(&group.id, user, kept.seq).await {
             tracing::debug!(error = %e, "could not mark an author's own message read");
         }
-        self.tell(room, ChatNews::Message { message: kept });
+        self.tell(
+            room,
+            ChatNews::Message {
+                message: kept,
+                nonce,
+            },
+        );
         Ok(())
     }
 
@@ -241,7 +263,9 @@ impl ChatService {
         user: &UserId,
         seq: u64,
         text: &str,
+        nonce: Option<String>,
     ) -> Result<(), Failure> {
+        let nonce = check_nonce(nonce)?;
         let text = chat::clean_text(text).map_err(text_failure)?;
         let group = self.as_member(room, user).await?;
         let mut message = self.stored(&group, seq).await?;
@@ -260,12 +284,19 @@ impl ChatService {
             .replace(&group.id, &message)
             .await
             .map_err(store_failure)?;
-        self.tell(room, ChatNews::Message { message });
+        self.tell(room, ChatNews::Message { message, nonce });
         Ok(())
     }
 
     /// The author, or a moderator, deletes a message: its place stays, its text goes.
-    pub async fn delete(&self, room: &RoomId, user: &UserId, seq: u64) -> Result<(), Failure> {
+    pub async fn delete(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        seq: u64,
+        nonce: Option<String>,
+    ) -> Result<(), Failure> {
+        let nonce = check_nonce(nonce)?;
         let group = self.as_member(room, user).await?;
         let mut message = self.stored(&group, seq).await?;
         let moderates = group.member(user).is_some_and(|m| m.role.moderates());
@@ -284,7 +315,7 @@ impl ChatService {
             .replace(&group.id, &message)
             .await
             .map_err(store_failure)?;
-        self.tell(room, ChatNews::Message { message });
+        self.tell(room, ChatNews::Message { message, nonce });
         Ok(())
     }
 

@@ -569,14 +569,25 @@ impl Session {
                 let page = self.state.chat.history(&room, &user, before, limit).await?;
                 self.outbox.send(page);
             }
-            ClientMessage::ChatSend { room, text } => {
-                self.state.chat.send(&room, &user, &name, &text).await?;
+            ClientMessage::ChatSend { room, text, nonce } => {
+                self.state
+                    .chat
+                    .send(&room, &user, &name, &text, nonce)
+                    .await?;
             }
-            ClientMessage::ChatEdit { room, seq, text } => {
-                self.state.chat.edit(&room, &user, seq, &text).await?;
+            ClientMessage::ChatEdit {
+                room,
+                seq,
+                text,
+                nonce,
+            } => {
+                self.state
+                    .chat
+                    .edit(&room, &user, seq, &text, nonce)
+                    .await?;
             }
-            ClientMessage::ChatDelete { room, seq } => {
-                self.state.chat.delete(&room, &user, seq).await?;
+            ClientMessage::ChatDelete { room, seq, nonce } => {
+                self.state.chat.delete(&room, &user, seq, nonce).await?;
             }
             ClientMessage::ChatMute {
                 room,

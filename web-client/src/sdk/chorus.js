@@ -94,6 +94,7 @@ const sleep = (ms, signal) => new Promise((resolve) => {
  * - `track` `{ track, slot }` — a remote audio track to play (one per audio slot);
  * - `peer` `{ pc }` / `peerclosed` — a peer connection started / was closed;
  * - `media` `{ connectionState }` — the peer connection's state changed;
+ * - `signal` `{ signal }` — a new signaling socket is open (sdk/chat.js follows it);
  * - `mediareconnect` `{ status, reason, error }` — the SFU node carrying the room's media
  *   went away (`reconnect_media`): `status` is `started` (phase `reconnecting`, reason
  *   `media_moved`; the old peer connection is closed, `peerclosed` fires), then
@@ -163,6 +164,18 @@ export class ChorusClient extends EventTarget {
 
   /** The session's state (a frozen snapshot; replaced, never changed in place). */
   get state() { return this._state; }
+
+  /** The open signaling socket, or null (the group chat, sdk/chat.js, rides it). */
+  get signal() { return this._signal && this._signal.isOpen ? this._signal : null; }
+
+  /**
+   * The open socket, or a new one introduced as `name` (default: the session's) with the
+   * stored token: for what needs the server outside a room, such as a room's group chat.
+   * @returns {Promise<import('./signal.js').Signal>}
+   */
+  connect(name) {
+    return this.signal ? Promise.resolve(this._signal) : this._ensureSignal(name || this._state.name || 'Guest');
+  }
 
   /** The live RTCPeerConnection, or null (for stats). */
   get pc() { return this._pc; }
@@ -273,6 +286,7 @@ export class ChorusClient extends EventTarget {
       this.storage.set(TOKEN_KEY, welcome.user_token);
       if (this._signal === signal) {
         this._patch({ net: 'online', user: welcome.user }, 'welcome');
+        this._emit('signal', { signal });
       }
       return signal;
     } catch (e) {

@@ -102,12 +102,14 @@ export class Signal extends EventTarget {
   /**
    * Send `msg` and wait for the answer of type `answerType` (or an `error`). A request
    * that may be answered in more than one way (`call`: `call_ringing` or `call_ended`)
-   * names them all in an array; the first that comes settles it.
+   * names them all in an array; the first that comes settles it. `matches` (optional)
+   * must also accept the answer: a frame of that type for someone else's request (a chat
+   * message another member wrote) is left for the others.
    */
-  request(msg, answerType, timeoutMs = 15_000) {
+  request(msg, answerType, timeoutMs = 15_000, matches = null) {
     const types = Array.isArray(answerType) ? answerType : [answerType];
     return new Promise((resolve, reject) => {
-      const entry = { type: types[0], types, resolve, reject, timer: null };
+      const entry = { type: types[0], types, matches, resolve, reject, timer: null };
       entry.timer = setTimeout(() => {
         this.pending = this.pending.filter((e) => e !== entry);
         reject(new ServerError('timeout', 'The server did not answer in time.'));
@@ -168,7 +170,7 @@ export class Signal extends EventTarget {
       }
       return;
     }
-    const entry = this.pending.find((e) => e.types.includes(msg.type));
+    const entry = this.pending.find((e) => e.types.includes(msg.type) && (!e.matches || e.matches(msg)));
     if (entry) {
       this.settle(entry);
       entry.resolve(msg);

@@ -64,6 +64,9 @@ pub enum ChatNews {
     Message {
         /// The message.
         message: chorus_proto::chat::ChatMessage,
+        /// The label of the request that caused it.
+        #[serde(default)]
+        nonce: Option<String>,
     },
     /// A member was muted in the chat, or may write again.
     Muted {
@@ -79,9 +82,10 @@ impl ChatNews {
     pub fn frame(self, room: &RoomId) -> chorus_proto::signal::ServerMessage {
         use chorus_proto::signal::ServerMessage;
         match self {
-            ChatNews::Message { message } => ServerMessage::ChatMessage {
+            ChatNews::Message { message, nonce } => ServerMessage::ChatMessage {
                 room: room.clone(),
                 message,
+                nonce,
             },
             ChatNews::Muted { user, muted } => ServerMessage::ChatMuted {
                 room: room.clone(),
