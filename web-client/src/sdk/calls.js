@@ -207,6 +207,8 @@ export class CallClient extends EventTarget {
     this.people = new Map();
     /** @type {object[]} CallRecords, newest first */
     this.calls = [];
+    /** Records pushed (`call_recorded`) that no `contacts` answer has listed yet. */
+    this._pushed = new Map();
     /** @type {object[]} PersonInfo of whom this account blocked */
     this.blocked = [];
     /** The other side's level (0..1) and whether it speaks now. */
@@ -547,6 +549,7 @@ export class CallClient extends EventTarget {
     this.storage.set(ACCOUNT_KEY, '');
     this.people = new Map();
     this.calls = [];
+    this._pushed = new Map();
     this.blocked = [];
     this._set({ account: null, net: 'offline', call: null }, 'signed_out');
     this._emit('contacts', {});
@@ -608,13 +611,21 @@ export class CallClient extends EventTarget {
 
   _takeContacts(msg) {
     this.people = new Map(msg.people.map((p) => [p.user, p]));
-    this.calls = msg.calls;
+    // An answer read before a call's record was written must not drop a record pushed
+    // since (`call_recorded` can overtake it): keep those until an answer has them.
+    const listed = new Set(msg.calls.map((c) => c.id));
+    for (const id of [...this._pushed.keys()]) {
+      if (listed.has(id)) this._pushed.delete(id);
+    }
+    // Those are newer than all the answer holds (the list is in the order calls ended).
+    this.calls = [...[...this._pushed.values()].reverse(), ...msg.calls];
     this.blocked = msg.blocked;
     this._emit('contacts', {});
   }
 
   /** A call of ours ended (on any device): it heads the recent calls. */
   _takeRecord(record) {
+    this._pushed.set(record.id, record);
     this.calls = [record, ...this.calls.filter((c) => c.id !== record.id)];
     if (!this.people.has(record.peer.user) && this._signal && this._signal.isOpen) {
       this.refreshContacts().catch(() => {}); // a new contact: the list says it
