@@ -1262,7 +1262,11 @@ mod tests {
             emptied.keep(RoomId::random(), 1);
         }
         assert_eq!(emptied.bytes.len(), EMPTIED_KEPT);
-        assert_eq!(emptied.take(&first), 20, "its stale first turn took nothing");
+        assert_eq!(
+            emptied.take(&first),
+            20,
+            "its stale first turn took nothing"
+        );
         let newest = RoomId::random();
         for _ in 0..EMPTIED_KEPT {
             emptied.keep(RoomId::random(), 1);
