@@ -924,28 +924,15 @@ impl CallService {
                 return Err(failure);
             }
         };
-        let told = {
-            let mut state = self.lock();
-            match state.calls.get_mut(id) {
-                Some(call) => {
-                    call.relay = Relay::Room(room.clone());
-                    call.path = Some(MediaPath::Relayed);
-                    for side in std::iter::once(&call.caller).chain(call.answered.iter()) {
-                        side.send(ServerMessage::CallRelayed {
-                            call: id.clone(),
-                            room: room.clone(),
-                        });
-                    }
-                    true
-                }
-                None => false,
-            }
+        let marked = |call: &mut Call| {
+            call.relay = Relay::Room(room.clone());
+            call.path = Some(MediaPath::Relayed);
         };
-        if !told {
-            // The call ended while its room was made: the room goes too.
-            self.close_room(&room).await;
-            return Err(not_found());
-        }
+        let relayed = ServerMessage::CallRelayed {
+            call: id.clone(),
+            room: room.clone(),
+        };
+        self.tell_sides(id, &room, marked, relayed).await?;
         self.metrics.relayed.fetch_add(1, Ordering::Relaxed);
         tracing::info!(call = %id, room = %room, "call moved to the SFU");
         Ok(())
@@ -990,29 +977,41 @@ impl CallService {
                 return Err(failure);
             }
         };
-        let told = {
-            let state = self.lock();
-            match state.calls.get(id) {
-                Some(call) => {
-                    for side in std::iter::once(&call.caller).chain(call.answered.iter()) {
-                        side.send(ServerMessage::CallGrown {
-                            call: id.clone(),
-                            room: room.clone(),
-                        });
-                    }
-                    true
-                }
-                None => false,
-            }
+        let grown = ServerMessage::CallGrown {
+            call: id.clone(),
+            room: room.clone(),
         };
-        if !told {
-            // The call ended meanwhile (hung up): nobody goes to the room.
-            self.close_room(&room).await;
-            return Err(not_found());
-        }
+        self.tell_sides(id, &room, |_| {}, grown).await?;
         self.metrics.grown.fetch_add(1, Ordering::Relaxed);
         tracing::info!(call = %id, room = %room, "call grown into a room");
         self.end(id, CallEnd::Grown, None).await;
+        Ok(())
+    }
+
+    /// Both sides of call `id` are told `frame` about `room`, made for it (after `mark`
+    /// updated the call). If the call ended while the room was made, nobody goes there:
+    /// the room is closed and the call is not found.
+    async fn tell_sides(
+        &self,
+        id: &CallId,
+        room: &RoomId,
+        mark: impl FnOnce(&mut Call),
+        frame: ServerMessage,
+    ) -> Result<(), Failure> {
+        let told = match self.lock().calls.get_mut(id) {
+            Some(call) => {
+                mark(call);
+                for side in std::iter::once(&call.caller).chain(call.answered.iter()) {
+                    side.send(frame.clone());
+                }
+                true
+            }
+            None => false,
+        };
+        if !told {
+            self.close_room(room).await;
+            return Err(not_found());
+        }
         Ok(())
     }
 
