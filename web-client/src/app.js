@@ -527,10 +527,14 @@ function followChat(s) {
   }
   const ses = s.session;
   const inRoom = ses.roomId === s.roomId && (ses.phase === 'live' || ses.phase === 'reconnecting');
+  // Outside a live room, only a room that exists and went live has a chat to show (one
+  // whose creator's audio never connected was rolled back: there is nothing to ask for).
+  const room = (ses.roomId === s.roomId && ses.room) || s.lookup.room;
+  const existed = Boolean(room) && room.state !== 'pending' && s.lookup.status !== 'missing';
   let why = '';
   if (inRoom) {
     why = s.media === 'connected' ? 'member' : '';
-  } else if (ses.phase !== 'joining' && s.lookup.status !== 'loading' && !s.removed && client.storage.get(TOKEN_KEY)) {
+  } else if (ses.phase !== 'joining' && existed && !s.removed && client.storage.get(TOKEN_KEY)) {
     why = 'outside';
   }
   const c = s.chat;
