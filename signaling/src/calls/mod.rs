@@ -211,6 +211,29 @@ struct Calls {
     of_user: HashMap<UserId, CallId>,
 }
 
+impl Calls {
+    /// The answered call `id` that `device` is a side of. A side still ringing is told
+    /// `then`: what waits for the answer.
+    fn answered(
+        &mut self,
+        id: &CallId,
+        device: DeviceId,
+        then: &str,
+    ) -> Result<&mut Call, Failure> {
+        let call = self.calls.get_mut(id).ok_or_else(not_found)?;
+        if call.other_side(device).is_none() {
+            return Err(match call.is_party(device) {
+                true => (
+                    ErrorCode::InvalidInput,
+                    format!("the call is not answered yet: {then}"),
+                ),
+                false => not_found(),
+            });
+        }
+        Ok(call)
+    }
+}
+
 /// Calls of other nodes that this node's devices were told of: the call's node, and
 /// which devices here take part.
 type CallsElsewhere = HashMap<CallId, (NodeId, Vec<DeviceId>)>;
@@ -544,12 +567,6 @@ impl CallService {
         description: Option<SessionDescription>,
         candidate: Option<IceCandidate>,
     ) -> Result<(), Failure> {
-        if description.is_none() && candidate.is_none() {
-            return Err((
-                ErrorCode::InvalidInput,
-                "a call_signal carries a description or a candidate".into(),
-            ));
-        }
         let request = CallRequest::Signal {
             description,
             candidate,
@@ -838,16 +855,10 @@ impl CallService {
                 "a call_signal carries a description or a candidate".into(),
             ));
         }
-        let state = self.lock();
-        let call = state.calls.get(id).ok_or_else(not_found)?;
+        let mut state = self.lock();
+        let call = state.answered(id, device.id, "signals follow call_accepted")?;
         let Some(other) = call.other_side(device.id) else {
-            return Err(match call.is_party(device.id) {
-                true => (
-                    ErrorCode::InvalidInput,
-                    "the call is not answered yet: signals follow call_accepted".into(),
-                ),
-                false => not_found(),
-            });
+            return Err(not_found());
         };
         if call.relay_only {
             return Err((
@@ -882,17 +893,7 @@ impl CallService {
     async fn relay_here(&self, device: &Device, id: &CallId) -> Result<(), Failure> {
         let (caller, callee) = {
             let mut state = self.lock();
-            let call = state.calls.get_mut(id).ok_or_else(not_found)?;
-            if call.other_side(device.id).is_none() {
-                return Err(match call.is_party(device.id) {
-                    true => (
-                        ErrorCode::InvalidInput,
-                        "the call is not answered yet: it moves to the SFU after call_accepted"
-                            .into(),
-                    ),
-                    false => not_found(),
-                });
-            }
+            let call = state.answered(id, device.id, "it moves to the SFU after call_accepted")?;
             match &call.relay {
                 Relay::Room(room) => {
                     device.send(ServerMessage::CallRelayed {
@@ -943,16 +944,7 @@ impl CallService {
     async fn grow_here(&self, device: &Device, id: &CallId) -> Result<(), Failure> {
         let (caller, callee) = {
             let mut state = self.lock();
-            let call = state.calls.get_mut(id).ok_or_else(not_found)?;
-            if call.other_side(device.id).is_none() {
-                return Err(match call.is_party(device.id) {
-                    true => (
-                        ErrorCode::InvalidInput,
-                        "the call is not answered yet: answer it before adding someone".into(),
-                    ),
-                    false => not_found(),
-                });
-            }
+            let call = state.answered(id, device.id, "answer it before adding someone")?;
             if call.growing {
                 return Ok(()); // both sides are told when the first ask's room is made
             }

@@ -426,12 +426,7 @@ impl People {
         if user == &account.user {
             return Err((ErrorCode::InvalidInput, "you cannot block yourself".into()));
         }
-        let mut account = self
-            .store
-            .account_by_user(&account.user)
-            .await
-            .map_err(store_failure)?
-            .unwrap_or_else(|| account.clone());
+        let mut account = self.stored(account).await?;
         account.blocked.retain(|u| u != user);
         if blocked {
             if account.blocked.len() >= MAX_BLOCKED {
@@ -471,18 +466,24 @@ impl People {
         }))
     }
 
+    /// `account` as the store has it now (another device may have changed it since this
+    /// session read it).
+    async fn stored(&self, account: &Account) -> Result<Account, Failure> {
+        Ok(self
+            .store
+            .account_by_user(&account.user)
+            .await
+            .map_err(store_failure)?
+            .unwrap_or_else(|| account.clone()))
+    }
+
     /// Whether every call of `account` goes through the media server; the account as saved.
     pub async fn set_call_privacy(
         &self,
         account: &Account,
         always_relay: bool,
     ) -> Result<Account, Failure> {
-        let mut account = self
-            .store
-            .account_by_user(&account.user)
-            .await
-            .map_err(store_failure)?
-            .unwrap_or_else(|| account.clone());
+        let mut account = self.stored(account).await?;
         account.always_relay = always_relay;
         self.store
             .save_account(&account)
