@@ -30,9 +30,12 @@ pub struct ChatMessage {
     /// When its author last edited it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited_at_ms: Option<u64>,
-    /// Deleted by its author or a moderator (its text is gone).
+    /// Deleted by its author or a moderator (its text and attachment are gone).
     #[serde(default)]
     pub deleted: bool,
+    /// A file posted with the text (the text may then be empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Box<crate::attachments::Attachment>>,
 }
 
 /// How many messages of one group chat an account has not read.

@@ -140,6 +140,25 @@ pub mod keys {
         format!("{PREFIX}:chat-read:{group}")
     }
 
+    /// STRING: an attachment's record (JSON, `BlobRecord` in signaling's store): size,
+    /// type, picture, thumbnail, first uploader.
+    pub fn blob(hash: &crate::attachments::ContentHash) -> String {
+        format!("{PREFIX}:blob:{hash}")
+    }
+
+    /// HASH: content hash → the messages (of every group chat) referencing it.
+    pub const BLOB_REFS: &str = "chorus:blob-refs";
+
+    /// ZSET: content hashes no message references, scored by the unix ms since when
+    /// (garbage, once old enough).
+    pub const BLOBS_UNREFERENCED: &str = "chorus:blobs-unreferenced";
+
+    /// HASH: content hash → the messages of one group chat referencing it (a member may
+    /// download what their chat posted).
+    pub fn group_blobs(group: &GroupId) -> String {
+        format!("{PREFIX}:group-blobs:{group}")
+    }
+
     /// The pattern every signaling node subscribes to: all rooms' channels.
     pub fn room_channel_pattern() -> String {
         format!("{PREFIX}:room-events:*")

@@ -9,6 +9,7 @@
 //! - [`fleet`]: Redis key names and the node records a fleet shares.
 
 pub mod api_key;
+pub mod attachments;
 pub mod chat;
 pub mod fleet;
 pub mod hex;

@@ -273,8 +273,12 @@ pub enum ClientMessage {
     ChatSend {
         /// The room.
         room: RoomId,
-        /// Plain text (`chat::clean_text`).
+        /// Plain text (`chat::clean_text`); may be empty with an attachment.
+        #[serde(default)]
         text: String,
+        /// A file uploaded before (`docs/protocol.md`, "Attachments").
+        #[serde(default)]
+        attachment: Option<crate::attachments::AttachmentRef>,
         /// The client's own label for this request (up to 64 characters), echoed in the
         /// `chat_message` it causes, to match the answer.
         #[serde(default)]
@@ -740,6 +744,18 @@ pub enum ErrorCode {
     CallNotFound,
     /// Already in a call: hang up first.
     AlreadyInCall,
+    /// The server holds no such attachment, or none that this chat posted.
+    AttachmentNotFound,
+    /// An upload's bytes did not start where the server's copy ends (it says where).
+    UploadOffset,
+    /// The uploaded bytes do not hash to the hash they were announced with.
+    HashMismatch,
+    /// A file over the server's size limit.
+    TooLarge,
+    /// A file type the server does not take.
+    UnsupportedType,
+    /// Declared a picture, but it cannot be decoded (or is too large to decode).
+    InvalidImage,
 }
 
 /// WebSocket close codes the server sends, each with a reason in words. A client that
