@@ -49,6 +49,7 @@ pub(crate) mod contract {
             sent_at_ms: 1,
             edited_at_ms: None,
             deleted: false,
+            attachment: None,
         }
     }
 

@@ -7,6 +7,7 @@
 //! guarantee is that [`Store::update_group`] is atomic: no two changes to one group
 //! interleave, on one node or many.
 
+pub mod attachments;
 pub mod chat;
 mod embedded;
 pub mod people;

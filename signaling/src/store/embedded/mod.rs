@@ -1,6 +1,7 @@
 //! The embedded store: one redb file in the data folder. redb serialises write
 //! transactions, which is what makes `update_group` atomic here.
 
+mod attachments;
 mod chat;
 mod people;
 
@@ -56,6 +57,10 @@ impl EmbeddedStore {
         txn.open_table(chat::MESSAGES).map_err(backend)?;
         txn.open_table(chat::SEQS).map_err(backend)?;
         txn.open_table(chat::READ).map_err(backend)?;
+        txn.open_table(attachments::BLOBS).map_err(backend)?;
+        txn.open_table(attachments::REFS).map_err(backend)?;
+        txn.open_table(attachments::GROUP_REFS).map_err(backend)?;
+        txn.open_table(attachments::UNREFERENCED).map_err(backend)?;
         txn.commit().map_err(backend)?;
         Ok(Self {
             db: Arc::new(db),
@@ -255,6 +260,14 @@ mod tests {
         chat::reading(&store).await;
         let shared: SharedChatStore = Arc::new(store);
         chat::racing_posts(&[shared]).await;
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test]
+    async fn attachments_contract() {
+        use crate::store::attachments::contract as attachments;
+        let (store, path) = temp_store("attachments");
+        attachments::records_and_references(&store).await;
         let _ = std::fs::remove_file(path);
     }
 

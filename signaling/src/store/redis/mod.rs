@@ -7,6 +7,7 @@
 //! record. Reads that need two keys (room → group → record) are one script, so they
 //! are one consistent read.
 
+mod attachments;
 mod chat;
 mod people;
 
@@ -278,6 +279,13 @@ mod tests {
         );
         let stores: [SharedChatStore; 2] = [Arc::new(a), Arc::new(b)];
         chat::racing_posts(&stores).await;
+    }
+
+    #[tokio::test]
+    async fn attachments_contract() {
+        use crate::store::attachments::contract as attachments;
+        let (store, _redis) = store().await;
+        attachments::records_and_references(&store).await;
     }
 
     #[tokio::test]
