@@ -31,6 +31,8 @@ pub struct AppState {
     pub calls: Arc<crate::calls::CallService>,
     /// The group chats beside the rooms.
     pub chat: Arc<crate::chat::ChatService>,
+    /// The files posted in them.
+    pub attachments: Arc<crate::attachments::Attachments>,
 }
 
 /// How long a user token lets a client come back as the same user.

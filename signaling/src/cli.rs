@@ -100,6 +100,35 @@ pub struct ServeArgs {
     /// Seconds sessions get, on SIGTERM or Ctrl-C, to be told the server is restarting.
     #[arg(long, env = "CHORUS_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
     pub drain_timeout_secs: u64,
+    /// Folder of this node's attachment store (default: `attachments` in the data folder).
+    #[arg(long, env = "CHORUS_ATTACHMENT_DIR")]
+    pub attachment_dir: Option<PathBuf>,
+    /// The central attachment store of a cluster, behind each node's own:
+    /// `s3://bucket[/prefix]` (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_REGION) or `file:///folder` every node mounts. Without it a node's own folder
+    /// is all there is.
+    #[arg(long, env = "CHORUS_ATTACHMENT_STORE")]
+    pub attachment_store: Option<String>,
+    /// The S3 endpoint of a store other than AWS S3 (MinIO, Ceph, ...), e.g.
+    /// `http://10.0.0.5:9000`.
+    #[arg(long, env = "CHORUS_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// With a central store, the most megabytes a node keeps as its local copy (least
+    /// recently used first out).
+    #[arg(long, env = "CHORUS_ATTACHMENT_CACHE_MB", default_value_t = 10_000)]
+    pub attachment_cache_mb: u64,
+    /// The largest file a chat takes, in megabytes.
+    #[arg(long, env = "CHORUS_ATTACHMENT_MAX_MB", default_value_t = 100)]
+    pub attachment_max_mb: u64,
+    /// File types a chat takes: `image/*`, `application/pdf`, ... (repeat, or separate
+    /// with commas); `*` for all.
+    #[arg(
+        long = "attachment-type",
+        env = "CHORUS_ATTACHMENT_TYPES",
+        value_delimiter = ',',
+        default_value = "*"
+    )]
+    pub attachment_types: Vec<String>,
 }
 
 impl ServeArgs {
@@ -149,6 +178,23 @@ impl ServeArgs {
             }
         }
         config.ring_timeout = Duration::from_secs(self.call_ring_secs.max(1));
+        // MB as people (and the error words, `human_bytes`) count them.
+        let mb = 1_000_000;
+        let attachments = &mut config.attachments;
+        attachments.dir = self.attachment_dir.clone();
+        attachments.central = self
+            .attachment_store
+            .clone()
+            .filter(|s| !s.trim().is_empty());
+        attachments.s3_endpoint = self.s3_endpoint.clone().filter(|s| !s.trim().is_empty());
+        attachments.cache_bytes = self.attachment_cache_mb.max(1).saturating_mul(mb);
+        attachments.max_bytes = self.attachment_max_mb.max(1).saturating_mul(mb);
+        attachments.types = self
+            .attachment_types
+            .iter()
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
         config.ice = crate::calls::ice::IceConfig {
             stun: self.stun_urls.clone(),
             turn: self.turn_urls.clone(),

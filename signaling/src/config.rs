@@ -70,6 +70,8 @@ pub struct SignalingConfig {
     pub ice: crate::calls::ice::IceConfig,
     /// How long a call rings before it ends unanswered.
     pub ring_timeout: Duration,
+    /// Where the files posted in group chats are kept, and their limits.
+    pub attachments: crate::attachments::AttachmentConfig,
 }
 
 /// How long a client connection may take over each step, how fast a session may send,
@@ -131,6 +133,7 @@ impl SignalingConfig {
             trusted_proxies: crate::client_addr::TrustedProxies::default(),
             ice: crate::calls::ice::IceConfig::default(),
             ring_timeout: Duration::from_secs(chorus_proto::people::RING_SECS),
+            attachments: crate::attachments::AttachmentConfig::new(),
         }
     }
 }

@@ -25,6 +25,9 @@ pub enum SignalingError {
         /// Why.
         source: std::io::Error,
     },
+    /// The attachment stores could not be opened (`--attachment-*`).
+    #[error("attachments: {0}")]
+    Attachments(String),
     /// The web client folder is missing.
     #[error("the web client folder {0} has no index.html (set --web-dir)")]
     WebDirMissing(PathBuf),

@@ -8,6 +8,7 @@
 //! (the embedded default), `chorus-signaling` alone against a separate SFU.
 
 mod app;
+pub mod attachments;
 mod auth;
 mod calls;
 mod chat;
@@ -101,12 +102,14 @@ pub async fn start(
         .unwrap_or_else(chorus_proto::NodeId::random);
     let users = tokens.verifier()?;
     let control = sfu::grpc::ControlTokens::new(tokens.clone());
-    let (seams, people_store, chat_store, fleet, inbound) = match &config.redis_url {
+    let (seams, people_store, chat_store, attachment_store, fleet, inbound) = match &config
+        .redis_url
+    {
         None => {
-            let (seams, people, chat) =
+            let (seams, people, chat, attachments) =
                 local_seams(&config, node_id.clone(), control.clone()).await?;
             let fleet: Arc<dyn people::fleet::PeopleFleet> = Arc::new(people::fleet::LocalFleet);
-            (seams, people, chat, fleet, None)
+            (seams, people, chat, attachments, fleet, None)
         }
         Some(url) => {
             let redis = redis_client::Redis::connect(url).await?;
@@ -115,6 +118,8 @@ pub async fn start(
             let people: store::people::SharedPeopleStore =
                 Arc::new(store::RedisStore::new(redis.clone()));
             let chat: store::chat::SharedChatStore =
+                Arc::new(store::RedisStore::new(redis.clone()));
+            let attachments: store::attachments::SharedAttachmentStore =
                 Arc::new(store::RedisStore::new(redis.clone()));
             let seams = rooms::service::Seams {
                 store: Arc::new(store::RedisStore::new(redis.clone())),
@@ -127,7 +132,14 @@ pub async fn start(
                 people::fleet::RedisFleet::start(redis.clone(), node_id.clone(), people_tx).await,
             );
             tracing::info!(node = %node_id, redis = %redis_client::redact(url), "joined the fleet");
-            (seams, people, chat, fleet, Some((rx, people_rx, redis)))
+            (
+                seams,
+                people,
+                chat,
+                attachments,
+                fleet,
+                Some((rx, people_rx, redis)),
+            )
         }
     };
     let people = Arc::new(people::People::new(
@@ -142,7 +154,20 @@ pub async fn start(
         config.ice.clone(),
         config.ring_timeout,
     );
-    let chat = chat::ChatService::new(chat_store, rooms.clone());
+    let attachments = attachments::Attachments::open(
+        config.attachments.clone(),
+        &config.data_dir,
+        attachment_store,
+    )
+    .map_err(SignalingError::Attachments)?;
+    if config.redis_url.is_some() && config.attachments.central.is_none() {
+        tracing::warn!(
+            "in a fleet without --attachment-store, a chat file is served only by the node it \
+             was uploaded to; give every node one central store (s3://bucket or file:///folder)"
+        );
+    }
+    tokio::spawn(attachments.clone().sweep(Duration::from_secs(600)));
+    let chat = chat::ChatService::new(chat_store, rooms.clone(), attachments.clone());
     let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
     rooms::sfu_events::spawn(rooms.clone(), subscribed_tx);
     tokio::spawn(rooms.clone().reconcile_after_start());
@@ -184,6 +209,7 @@ pub async fn start(
         people,
         calls,
         chat,
+        attachments,
     });
     let app = http::router(state, &config.web_dir);
 
@@ -249,12 +275,14 @@ async fn local_seams(
         rooms::service::Seams,
         store::people::SharedPeopleStore,
         store::chat::SharedChatStore,
+        store::attachments::SharedAttachmentStore,
     ),
     SignalingError,
 > {
     let embedded = store::EmbeddedStore::open(&config.data_dir.join("chorus.redb"))?;
     let people: store::people::SharedPeopleStore = Arc::new(embedded.clone());
     let chat: store::chat::SharedChatStore = Arc::new(embedded.clone());
+    let attachments: store::attachments::SharedAttachmentStore = Arc::new(embedded.clone());
     let store: store::SharedStore = Arc::new(embedded);
     let sfu = sfu::grpc::GrpcSfu::connect_lazy(&config.sfu_url, control.clone())?;
     use sfu::SfuControl as _;
@@ -280,7 +308,7 @@ async fn local_seams(
         bus: Arc::new(rooms::bus::LocalBus::new(node)),
         sfus: Arc::new(sfu::GrpcConnector(control)),
     };
-    Ok((seams, people, chat))
+    Ok((seams, people, chat, attachments))
 }
 
 /// Read the room-token signing key from `path`, or make one there (mode 0600) if the

@@ -11,11 +11,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use chorus_proto::attachments::AttachmentRef;
 use chorus_proto::chat::{self, ChatMessage, UnreadCount};
 use chorus_proto::fleet::unix_ms;
 use chorus_proto::signal::{ErrorCode, ServerMessage};
 use chorus_proto::{RoomId, UserId};
 
+use crate::attachments::Attachments;
 use crate::people::directory::DeviceId;
 use crate::rooms::bus::ChatNews;
 use crate::rooms::group_chat::{Actor, GroupChat};
@@ -41,6 +43,7 @@ struct Bucket {
 pub struct ChatService {
     store: SharedChatStore,
     rooms: Arc<RoomService>,
+    attachments: Arc<Attachments>,
     /// Sessions following each room's chat.
     followers: Mutex<HashMap<RoomId, HashMap<DeviceId, Outbox>>>,
     senders: Mutex<HashMap<UserId, Bucket>>,
@@ -79,12 +82,17 @@ pub fn check_nonce(nonce: Option<String>) -> Result<Option<String>, Failure> {
 }
 
 impl ChatService {
-    /// The chats of `rooms`' group chats, kept in `store`; news from other nodes arrives
-    /// through the room service.
-    pub fn new(store: SharedChatStore, rooms: Arc<RoomService>) -> Arc<Self> {
+    /// The chats of `rooms`' group chats, kept in `store`, their files in `attachments`;
+    /// news from other nodes arrives through the room service.
+    pub fn new(
+        store: SharedChatStore,
+        rooms: Arc<RoomService>,
+        attachments: Arc<Attachments>,
+    ) -> Arc<Self> {
         let service = Arc::new(Self {
             store,
             rooms: rooms.clone(),
+            attachments,
             followers: Mutex::default(),
             senders: Mutex::default(),
         });
@@ -209,17 +217,21 @@ impl ChatService {
         Ok(())
     }
 
-    /// `user` (named `name`) writes `text` in `room`'s chat.
+    /// `user` (named `name`) writes `text` in `room`'s chat, with a file uploaded before.
     pub async fn send(
         &self,
         room: &RoomId,
         user: &UserId,
         name: &str,
         text: &str,
+        attachment: Option<AttachmentRef>,
         nonce: Option<String>,
     ) -> Result<(), Failure> {
         let nonce = check_nonce(nonce)?;
-        let text = chat::clean_text(text).map_err(text_failure)?;
+        let text = match chat::clean_text(text) {
+            Err(chat::TextError::Empty) if attachment.is_some() => String::new(),
+            cleaned => cleaned.map_err(text_failure)?,
+        };
         let group = self.as_member(room, user).await?;
         if group.chat_muted.contains(user) {
             return Err((
@@ -228,6 +240,10 @@ impl ChatService {
             ));
         }
         self.allow_send(user)?;
+        let attachment = match &attachment {
+            Some(posted) => Some(Box::new(self.attachments.attach(&group.id, posted).await?)),
+            None => None,
+        };
         let message = ChatMessage {
             seq: 0,
             author: user.clone(),
@@ -236,12 +252,18 @@ impl ChatService {
             sent_at_ms: unix_ms(),
             edited_at_ms: None,
             deleted: false,
+            attachment,
         };
-        let kept = self
-            .store
-            .post(&group.id, message)
-            .await
-            .map_err(store_failure)?;
+        let posted = message.attachment.as_ref().map(|a| a.hash.clone());
+        let kept = match self.store.post(&group.id, message).await {
+            Ok(kept) => kept,
+            Err(e) => {
+                if let Some(hash) = posted {
+                    self.attachments.release(&group.id, &hash).await;
+                }
+                return Err(store_failure(e));
+            }
+        };
         // The author has read what it wrote.
         if let Err(e) = self.store.mark_read(&group.id, user, kept.seq).await {
             tracing::debug!(error = %e, "could not mark an author's own message read");
@@ -311,10 +333,14 @@ impl ChatService {
         }
         message.deleted = true;
         message.text.clear();
+        let posted = message.attachment.take();
         self.store
             .replace(&group.id, &message)
             .await
             .map_err(store_failure)?;
+        if let Some(posted) = posted {
+            self.attachments.release(&group.id, &posted.hash).await;
+        }
         self.tell(room, ChatNews::Message { message, nonce });
         Ok(())
     }

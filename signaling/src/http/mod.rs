@@ -1,6 +1,7 @@
 //! HTTP: the web client's files, the room links, the REST API and the WebSocket upgrade.
 
 mod api;
+mod attachments;
 mod server_api;
 
 use std::path::Path;
@@ -56,6 +57,7 @@ pub fn router(state: Arc<AppState>, web_dir: &Path) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/rooms/{room}", get(api::get_room))
         .nest("/api/v1", server_api::routes(state.clone()))
+        .merge(attachments::routes())
         .route_service("/r/{room}", index.clone())
         .merge(web_client(web_dir, index))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -179,6 +181,7 @@ async fn metrics(axum::extract::State(state): axum::extract::State<Arc<AppState>
         ),
     );
     text.push_str(&state.calls.metrics.render(state.calls.active()));
+    text.push_str(&state.attachments.render_metrics());
     // This process (in the embedded default it carries the SFU too), then the SFU's counters.
     text.push_str(&chorus_sfu::prometheus::process_metrics());
     text.push_str(&fleet_metrics(&state).await);

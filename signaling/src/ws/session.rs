@@ -569,10 +569,15 @@ impl Session {
                 let page = self.state.chat.history(&room, &user, before, limit).await?;
                 self.outbox.send(page);
             }
-            ClientMessage::ChatSend { room, text, nonce } => {
+            ClientMessage::ChatSend {
+                room,
+                text,
+                attachment,
+                nonce,
+            } => {
                 self.state
                     .chat
-                    .send(&room, &user, &name, &text, nonce)
+                    .send(&room, &user, &name, &text, attachment, nonce)
                     .await?;
             }
             ClientMessage::ChatEdit {
