@@ -21,12 +21,26 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v ip >/dev/null 2>&1 || need+=(iproute2) # network namespaces of the partition tests
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/firefox-esr ] || need+=(firefox-esr)
+# python3 runs moto's S3 server, the central attachment store of the fleet tests.
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if ((${#need[@]})); then
   log "installing ${need[*]}"
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+log "moto's S3 server (python3 -m moto.server) for the fleet attachment tests"
+moto_ready() { "$1" -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; }
+if moto_ready python3; then
+  export CHORUS_MOTO_PYTHON=python3
+else
+  venv="${XDG_CACHE_HOME:-$HOME/.cache}/chorus-test-moto"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  moto_ready "$venv/bin/python" || "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
+  export CHORUS_MOTO_PYTHON="$venv/bin/python"
 fi
 
 log "npm ci (playwright-core, puppeteer-core; no browser download)"

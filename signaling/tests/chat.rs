@@ -89,6 +89,7 @@ fn say(room: &RoomId, text: &str) -> ClientMessage {
     ClientMessage::ChatSend {
         room: room.clone(),
         text: text.into(),
+        attachment: None,
         nonce: None,
     }
 }
@@ -140,6 +141,7 @@ async fn members_write_read_back_edit_and_delete_and_moderators_keep_order() {
     ada.send(&ClientMessage::ChatSend {
         room: room.clone(),
         text: "  hello <b>Bo</b>  ".into(),
+        attachment: None,
         nonce: Some("ada-1".into()),
     })
     .await;

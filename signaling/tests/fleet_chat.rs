@@ -77,6 +77,7 @@ async fn members_on_two_nodes_share_one_chat() {
         bo.send(&ClientMessage::ChatSend {
             room: room.clone(),
             text: "from node B".into(),
+            attachment: None,
             nonce: None,
         })
         .await;
@@ -91,6 +92,7 @@ async fn members_on_two_nodes_share_one_chat() {
         ada.send(&ClientMessage::ChatSend {
             room: room.clone(),
             text: "from node A".into(),
+            attachment: None,
             nonce: None,
         })
         .await;

@@ -12,6 +12,7 @@ use std::time::Duration;
 pub use chorus_bench::redis_server::RedisServer;
 
 pub mod netns;
+pub mod s3;
 
 fn temp_dir(what: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -232,11 +233,27 @@ impl SignalingNode {
     /// Start a node. `api_key_from`: copy the server API key of another node, so that one
     /// key signs requests to the whole fleet.
     pub fn start(redis: &str, key: &TokenKey, id: &str, api_key_from: Option<&Path>) -> Self {
+        Self::start_with(redis, key, id, api_key_from, &[], &[])
+    }
+
+    /// [`SignalingNode::start`] with more command-line arguments and environment.
+    pub fn start_with(
+        redis: &str,
+        key: &TokenKey,
+        id: &str,
+        api_key_from: Option<&Path>,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let data_dir = temp_dir(id);
         if let Some(from) = api_key_from {
             std::fs::copy(from.join("api-key.json"), data_dir.join("api-key.json")).unwrap();
         }
-        Self::spawn(key, id, data_dir, &["--redis", redis])
+        let mut args = vec!["--redis", redis];
+        args.extend_from_slice(extra);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chorus-signaling"));
+        command.envs(envs.iter().copied());
+        Self::spawn_with(command, "127.0.0.1:0", key, id, data_dir, &args)
     }
 
     /// A node on a host of its own (a network namespace), on Redis at `redis`.
