@@ -2,11 +2,12 @@
 // app opens from the home screen and so that a bad link shows a Chorus page. It never
 // touches the WebSocket, the API or media: those always go to the network.
 
-const SHELL = 'chorus-shell-v2';
+const SHELL = 'chorus-shell-v3';
 const FILES = [
   '/', '/style.css', '/manifest.webmanifest', '/icons/icon.svg', '/icons/icon-192.png',
   '/src/app.js', '/src/ui.js', '/src/store.js', '/src/calls-ui.js', '/src/ringtone.js',
   '/src/sdk/chorus.js', '/src/sdk/signal.js', '/src/sdk/media.js', '/src/sdk/playback.js', '/src/sdk/calls.js',
+  '/src/sdk/chat.js', '/src/sdk/attachments.js', '/src/sdk/sha256.js',
 ];
 const NEVER = /^\/(ws|api|metrics|healthz)(\/|$)/;
 

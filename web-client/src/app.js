@@ -7,6 +7,7 @@
 
 import { ChorusClient, TOKEN_KEY, describeError, fetchRoom } from './sdk/chorus.js';
 import { GroupChat } from './sdk/chat.js';
+import { Attachments } from './sdk/attachments.js';
 import { AudioOut } from './sdk/playback.js';
 import { ACTIVE_PHASES } from './sdk/calls.js';
 import { startCalls, showCalls } from './calls-ui.js';
@@ -49,6 +50,8 @@ function removedFrom() {
 
 const client = new ChorusClient();
 const chat = new GroupChat(client);
+/** Files in the chat (HTTP, with the same user token as the socket). */
+const attachments = new Attachments({ server: client.server, token: () => client.storage.get(TOKEN_KEY) || '' });
 const audio = new AudioOut(el.audioSink, { onBlocked: (b) => page.dispatch('audioBlocked', b) });
 
 const page = createStore({
@@ -64,6 +67,8 @@ const page = createStore({
   chat: chat.state, // the group chat's last snapshot (sdk/chat.js)
   chatDivider: null, // the seq "New messages" stands before, fixed when the chat opens
   chatFolded: true, // phones: the chat pane is folded away (wide screens always show it)
+  upload: null, // a file on its way to the chat: { name, phase, loaded, total }
+  attachStatus: '', // a line under the composer about the last file ("already uploaded")
 }, {
   showLanding: (s) => ({ ...s, screen: 'landing', roomId: null }),
   showCalls: (s) => ({ ...s, screen: 'calls', roomId: null }),
@@ -87,6 +92,8 @@ const page = createStore({
     ...s, chat: state, chatDivider: transition === 'opened' ? firstUnread(state) : s.chatDivider,
   }),
   foldChat: (s, folded) => (s.chatFolded === folded ? s : { ...s, chatFolded: folded }),
+  upload: (s, upload) => (s.upload === upload ? s : { ...s, upload }),
+  attachStatus: (s, text) => (s.attachStatus === text ? s : { ...s, attachStatus: text }),
 });
 
 /** The first message by someone else after our read mark, or null. */
@@ -111,6 +118,7 @@ window.chorus = {
   get participants() { return [...client.people.values()]; },
   get state() { return page.state; },
   chat,
+  attachments,
 };
 
 // ---------------------------------------------------------------- what to show
@@ -254,6 +262,8 @@ export function chatPaneOf(s) {
     more: c.more,
     loadingOlder: c.loadingOlder,
     empty: c.messages.length === 0,
+    upload: s.upload,
+    attachStatus: s.attachStatus,
   };
 }
 
@@ -431,7 +441,34 @@ function announceSpeakers() {
 
 // ---------------------------------------------------------------- the group chat
 
-const chatView = new ui.ChatView(el.chatLog);
+/**
+ * Thumbnails by room and hash, the newest used last: the same picture posted again (or
+ * drawn again after a reload of the list) is not fetched again.
+ */
+const thumbnails = new Map();
+const THUMBNAILS_KEPT = 100;
+function loadAttachment(hash, { thumbnail }) {
+  const room = chat.state.room;
+  if (!thumbnail) {
+    return attachments.fetchBlob(room, hash);
+  }
+  const key = `${room}/${hash}`;
+  let blob = thumbnails.get(key);
+  if (blob) {
+    thumbnails.delete(key);
+  } else {
+    blob = attachments.fetchBlob(room, hash, { thumbnail: true });
+    blob.catch(() => { if (thumbnails.get(key) === blob) thumbnails.delete(key); });
+  }
+  thumbnails.set(key, blob);
+  while (thumbnails.size > THUMBNAILS_KEPT) {
+    thumbnails.delete(thumbnails.keys().next().value);
+  }
+  return blob;
+}
+const chatView = new ui.ChatView(el.chatLog, { load: loadAttachment, onError: (e) => chatFailed(e) });
+/** The upload in flight (its AbortController), or null: one at a time. */
+let uploadCtl = null;
 /** The seq of our message being edited in the composer, or 0. */
 let chatEditing = 0;
 /** Scroll to the divider (or the end) once the pane can be measured. */
@@ -593,6 +630,9 @@ function bindChat() {
       onChatAction(b.dataset.act, Number(row.dataset.seq));
     }
   });
+  el.chatAttach.addEventListener('click', () => el.chatFile.click());
+  el.chatFile.addEventListener('change', onFileChosen);
+  el.chatUploadCancel.addEventListener('click', () => { if (uploadCtl) uploadCtl.abort(); });
   el.chatToggle.addEventListener('click', () => page.dispatch('foldChat', !page.state.chatFolded));
   el.chatClose.addEventListener('click', () => page.dispatch('foldChat', true));
   document.addEventListener('visibilitychange', markChatRead);
@@ -621,6 +661,7 @@ async function onChatSubmit(ev) {
   try {
     await (editing ? chat.edit(editing, text) : chat.send(text));
     el.chatInput.value = '';
+    page.dispatch('attachStatus', '');
     if (editing) {
       stopEditing();
     }
@@ -630,6 +671,62 @@ async function onChatSubmit(ev) {
     chatFailed(e);
   } finally {
     ui.renderChatPane(chatPaneOf(page.state));
+  }
+}
+
+/**
+ * A file chosen with Attach: hash it, ask the server, upload what it lacks (progress bar,
+ * Cancel), then post it with the composer's words. A file the server holds already is
+ * not uploaded again: "already uploaded", and the message goes at once.
+ */
+async function onFileChosen() {
+  const file = el.chatFile.files && el.chatFile.files[0];
+  el.chatFile.value = ''; // choosing the same file again is a new choice
+  const c = chat.state;
+  if (!file || uploadCtl || c.status !== 'open' || !c.room) {
+    return;
+  }
+  const room = c.room;
+  const text = chatEditing ? '' : el.chatInput.value.trim();
+  if ([...text].length > 2000) {
+    ui.showToast('A message may be at most 2,000 characters.', { code: 'invalid_input' });
+    return;
+  }
+  const ctl = new AbortController();
+  uploadCtl = ctl;
+  const name = file.name || 'file';
+  page.dispatch('attachStatus', '');
+  page.dispatch('upload', { name, phase: 'hashing', loaded: 0, total: file.size });
+  try {
+    const up = await attachments.upload(room, file, {
+      signal: ctl.signal,
+      onProgress: ({ phase, loaded, total }) => {
+        if (uploadCtl === ctl) page.dispatch('upload', { name, phase, loaded, total });
+      },
+      onKnown: () => page.dispatch('attachStatus', 'already uploaded'),
+    });
+    page.dispatch('upload', null);
+    if (chat.state.room !== room) {
+      return;
+    }
+    await chat.send(text, { attachment: { hash: up.hash, name: up.name } });
+    if (text && !chatEditing && el.chatInput.value.trim() === text) {
+      el.chatInput.value = '';
+    }
+    el.chatLog.scrollTop = el.chatLog.scrollHeight;
+    markChatRead();
+  } catch (e) {
+    if (e && e.name === 'AbortError') {
+      page.dispatch('attachStatus', `${name}: upload cancelled.`);
+    } else {
+      page.dispatch('attachStatus', '');
+      chatFailed(e);
+    }
+  } finally {
+    if (uploadCtl === ctl) {
+      uploadCtl = null;
+    }
+    page.dispatch('upload', null);
   }
 }
 

@@ -3,6 +3,8 @@
 // the SDK session and calls in. Every write checks first whether the DOM already shows
 // it, so a render that changes nothing touches nothing.
 
+import { humanSize } from './sdk/attachments.js';
+
 const $ = (id) => document.getElementById(id);
 
 export const el = {
@@ -83,6 +85,14 @@ export const el = {
   chatSend: $('chat-send'),
   chatEditing: $('chat-editing'),
   chatEditCancel: $('chat-edit-cancel'),
+  chatAttach: $('chat-attach'),
+  chatFile: $('chat-file'),
+  chatUpload: $('chat-upload'),
+  chatUploadName: $('chat-upload-name'),
+  chatUploadPct: $('chat-upload-pct'),
+  chatUploadBar: $('chat-upload-bar'),
+  chatUploadCancel: $('chat-upload-cancel'),
+  chatAttachStatus: $('chat-attach-status'),
 };
 
 el.toastClose.addEventListener('click', hideToast);
@@ -653,7 +663,7 @@ function when(ms) {
  * The chat pane: whether it shows (`shown`), folds away on phones (`folded`), and the
  * composer (`mutedMe`: a moderator muted us, so it is disabled with the words why).
  */
-export function renderChatPane({ shown, folded, inRoom, unread, mutedMe, more, loadingOlder, empty }) {
+export function renderChatPane({ shown, folded, inRoom, unread, mutedMe, more, loadingOlder, empty, upload = null, attachStatus = '' }) {
   setHidden(el.chat, !shown);
   el.chat.classList.toggle('is-folded', folded);
   el.chat.classList.toggle('in-room', inRoom);
@@ -671,6 +681,34 @@ export function renderChatPane({ shown, folded, inRoom, unread, mutedMe, more, l
   setHidden(el.chatMutedNote, !mutedMe);
   el.chatInput.disabled = mutedMe;
   el.chatSend.disabled = mutedMe;
+  el.chatAttach.disabled = mutedMe || Boolean(upload);
+  renderUpload(upload);
+  setText(el.chatAttachStatus, attachStatus);
+}
+
+/**
+ * A file on its way: its name, a progress bar and the percent (of bytes the server
+ * acknowledged; while the file is being hashed, "Checking…" and a bar that only moves).
+ * @param {{name: string, phase: 'hashing'|'uploading'|'done', loaded: number, total: number}|null} u
+ */
+function renderUpload(u) {
+  setHidden(el.chatUpload, !u);
+  if (!u) {
+    return;
+  }
+  setText(el.chatUploadName, u.name);
+  const bar = el.chatUploadBar;
+  if (u.phase === 'hashing') {
+    if (bar.hasAttribute('value')) bar.removeAttribute('value'); // indeterminate
+    setText(el.chatUploadPct, 'Checking…');
+    setAttr(bar, 'aria-valuetext', `Checking ${u.name}`);
+  } else {
+    const fraction = u.total > 0 ? Math.min(1, u.loaded / u.total) : 1;
+    const pct = `${Math.floor(fraction * 100)}%`;
+    if (bar.value !== fraction || !bar.hasAttribute('value')) bar.value = fraction;
+    setText(el.chatUploadPct, pct);
+    setAttr(bar, 'aria-valuetext', `${u.name}: ${pct} uploaded`);
+  }
 }
 
 /**
@@ -679,18 +717,79 @@ export function renderChatPane({ shown, folded, inRoom, unread, mutedMe, more, l
  * stands before `dividerSeq`. Actions are buttons with data-act, handled by app.js.
  */
 export class ChatView {
-  constructor(log) {
+  /**
+   * @param {HTMLElement} log
+   * @param {object} [options]
+   * @param {(hash: string, opts: {thumbnail: boolean}) => Promise<Blob>} [options.load]
+   *   fetches an attachment (with the user token: attachments.js `fetchBlob`)
+   * @param {(e: Error) => void} [options.onError] a download failed
+   */
+  constructor(log, { load = null, onError = () => {} } = {}) {
     this.log = log;
+    this.load = load;
+    this.onError = onError;
     this.rows = new Map(); // seq -> element
     this.divider = document.createElement('div');
     this.divider.className = 'chat-divider';
     this.divider.setAttribute('role', 'separator');
     this.divider.textContent = 'New messages';
+    log.addEventListener('click', (ev) => {
+      const a = ev.target.closest('a[data-att]');
+      const row = a && a.closest('.chat-msg');
+      if (row && this.rows.get(Number(row.dataset.seq)) === row) {
+        this._openAttachment(ev, a, row);
+      }
+    });
   }
 
   clear() {
+    for (const row of this.rows.values()) {
+      releaseAttachment(row);
+    }
     this.rows.clear();
     this.log.replaceChildren();
+  }
+
+  /**
+   * A tap on an attachment: the full file is fetched (with the token) once, then an
+   * image opens in a new tab and any other file is saved under its name.
+   */
+  _openAttachment(ev, a, row) {
+    if (a.dataset.ready === 'true') {
+      return; // an object URL already: the browser opens or saves it
+    }
+    ev.preventDefault();
+    if (!this.load || a.dataset.loading === 'true') {
+      return;
+    }
+    const { hash } = a.dataset;
+    const key = row.attKey;
+    // A new tab must open inside the tap, or the browser blocks it; it is pointed at the
+    // file once fetched.
+    const tab = a.dataset.att === 'image' ? window.open('', '_blank') : null;
+    a.dataset.loading = 'true';
+    a.setAttribute('aria-busy', 'true');
+    this.load(hash, { thumbnail: false }).then((blob) => {
+      if (row.attKey !== key || !row.isConnected) {
+        if (tab) tab.close();
+        return;
+      }
+      const url = URL.createObjectURL(blob);
+      row.attUrls.push(url);
+      a.href = url;
+      a.dataset.ready = 'true';
+      if (tab) {
+        tab.location.href = url;
+      } else {
+        a.click(); // now with its object URL: the browser saves it as `download`
+      }
+    }, (e) => {
+      if (tab) tab.close();
+      this.onError(e);
+    }).finally(() => {
+      delete a.dataset.loading;
+      a.removeAttribute('aria-busy');
+    });
   }
 
   /**
@@ -701,6 +800,7 @@ export class ChatView {
     const keep = new Set(messages.map((m) => m.seq));
     for (const [seq, row] of this.rows) {
       if (!keep.has(seq)) {
+        releaseAttachment(row);
         row.remove();
         this.rows.delete(seq);
       }
@@ -713,6 +813,7 @@ export class ChatView {
         this.rows.set(m.seq, row);
       }
       fillMessage(row, m, ctx);
+      this._fillAttachment(row, m);
       if (ctx.dividerSeq === m.seq) {
         placeAfter(this.log, this.divider, prev);
         prev = this.divider;
@@ -723,6 +824,99 @@ export class ChatView {
     if (ctx.dividerSeq === null || !this.rows.has(ctx.dividerSeq)) {
       this.divider.remove();
     }
+  }
+
+  /**
+   * What a message carries: a picture's thumbnail inline (fetched with the token, shown
+   * through an object URL, revoked when the message goes), else a link "name (size)".
+   * Built once per attachment: a render that changes nothing touches nothing.
+   */
+  _fillAttachment(row, m) {
+    const att = !m.deleted && m.attachment && m.attachment.hash ? m.attachment : null;
+    const key = att ? `${att.hash}|${att.name}|${att.image ? 'image' : 'file'}` : '';
+    if (row.attKey === key) {
+      return;
+    }
+    releaseAttachment(row);
+    row.attKey = key;
+    const box = row.parts.att;
+    setHidden(box, !att);
+    setData(row, 'attachment', att ? (att.image ? 'image' : 'file') : '');
+    if (!att) {
+      return;
+    }
+    const name = String(att.name || 'file');
+    const size = humanSize(att.size);
+    if (att.image) {
+      const a = document.createElement('a');
+      a.className = 'chat-att-thumb';
+      a.href = '#';
+      a.target = '_blank';
+      a.rel = 'noopener';
+      a.dataset.att = 'image';
+      a.dataset.hash = att.hash;
+      a.setAttribute('aria-label', `${name} (${size}): open the full picture`);
+      const img = document.createElement('img');
+      img.alt = name;
+      const { width, height } = fitThumb(att.image.width, att.image.height);
+      if (width && height) {
+        img.width = width;
+        img.height = height;
+      }
+      a.append(img);
+      box.append(a);
+      if (this.load) {
+        this.load(att.hash, { thumbnail: true }).then((blob) => {
+          if (row.attKey !== key) {
+            return;
+          }
+          const url = URL.createObjectURL(blob);
+          row.attUrls.push(url);
+          img.src = url;
+        }, () => {
+          if (row.attKey === key) {
+            const note = document.createElement('span');
+            note.className = 'chat-att-error';
+            note.textContent = ' (the picture could not be loaded)';
+            a.replaceChildren(document.createTextNode(`${name} (${size})`));
+            a.className = 'chat-att-file';
+            a.after(note);
+          }
+        });
+      }
+    } else {
+      const a = document.createElement('a');
+      a.className = 'chat-att-file';
+      a.href = '#';
+      a.download = name;
+      a.dataset.att = 'file';
+      a.dataset.hash = att.hash;
+      a.textContent = `${name} (${size})`;
+      box.append(a);
+    }
+  }
+}
+
+/** A thumbnail's box: the picture's aspect ratio, at most 320 × 320 (the server's bound). */
+function fitThumb(w, h) {
+  const width = Number(w) || 0;
+  const height = Number(h) || 0;
+  if (!width || !height) {
+    return { width: 0, height: 0 };
+  }
+  const scale = Math.min(1, 320 / width, 320 / height);
+  return { width: Math.max(1, Math.round(width * scale)), height: Math.max(1, Math.round(height * scale)) };
+}
+
+/** Give back a message's object URLs and empty its attachment box. */
+function releaseAttachment(row) {
+  for (const url of row.attUrls || []) {
+    URL.revokeObjectURL(url);
+  }
+  row.attUrls = [];
+  row.attKey = '';
+  if (row.parts && row.parts.att) {
+    row.parts.att.replaceChildren();
   }
 }
 
@@ -748,6 +942,9 @@ function makeMessage() {
   meta.append(name, ' ', time, ' ', edited);
   const text = document.createElement('p');
   text.className = 'chat-text';
+  const att = document.createElement('div');
+  att.className = 'chat-att';
+  att.hidden = true;
   const acts = document.createElement('div');
   acts.className = 'chat-acts';
   for (const [act, label] of [['edit', 'Edit'], ['delete', 'Delete'], ['mute', 'Mute in chat'], ['unmute', 'Unmute in chat']]) {
@@ -758,8 +955,10 @@ function makeMessage() {
     b.textContent = label;
     acts.append(b);
   }
-  row.append(meta, text, acts);
-  row.parts = { name, time, edited, text, acts };
+  row.append(meta, text, att, acts);
+  row.parts = { name, time, edited, text, att, acts };
+  row.attUrls = [];
+  row.attKey = '';
   return row;
 }
 
@@ -776,6 +975,8 @@ function fillMessage(row, m, { me, canModerate, mutedUsers, unmutable }) {
   setHidden(parts.edited, !(m.edited_at_ms && !m.deleted));
   setText(parts.text, m.deleted ? 'Message deleted' : m.text);
   parts.text.classList.toggle('is-deleted', Boolean(m.deleted));
+  // A file sent without words shows no empty line.
+  setHidden(parts.text, !m.deleted && !m.text && Boolean(m.attachment));
   const muted = mutedUsers.includes(m.author);
   const show = {
     edit: mine && !m.deleted,

@@ -4,6 +4,10 @@
 
 import { ServerError } from './signal.js';
 
+// Files in the chat: upload with `Attachments`, then `send(text, { attachment })`.
+export { Attachments, AttachmentError, humanSize } from './attachments.js';
+export { Sha256, hashFile } from './sha256.js';
+
 const REQUEST_TIMEOUT_MS = 10_000;
 /** The server's own bounds for a page of history. */
 const MAX_PAGE = 100;
@@ -44,6 +48,9 @@ function merge(messages, incoming) {
  * chat.addEventListener('statechange', (e) => render(e.detail.state.messages));
  * await chat.open('room-id');
  * await chat.send('Hello');
+ * const files = new Attachments({ server, token: () => client.storage.get(TOKEN_KEY) });
+ * const { hash } = await files.upload('room-id', file);
+ * await chat.send('', { attachment: { hash, name: file.name } });
  */
 export class GroupChat extends EventTarget {
   /**
@@ -144,11 +151,20 @@ export class GroupChat extends EventTarget {
   }
 
   /**
-   * Write `text` (trimmed, 1–2,000 characters) in the chat.
+   * Write `text` (trimmed, 1–2,000 characters) in the chat; with `attachment` (a file
+   * the server holds: `Attachments.upload` first, see attachments.js) the text may be
+   * empty. The echoed message then has `attachment: {hash, name, size, type, image?}`.
+   * @param {string} text
+   * @param {object} [options]
+   * @param {{hash: string, name: string}} [options.attachment]
    * @returns {Promise<object>} the message, as the server echoed it
    */
-  send(text) {
-    return this._write({ type: 'chat_send', text: String(text).trim() });
+  send(text, { attachment } = {}) {
+    const msg = { type: 'chat_send', text: String(text ?? '').trim() };
+    if (attachment) {
+      msg.attachment = { hash: attachment.hash, name: attachment.name };
+    }
+    return this._write(msg);
   }
 
   /**

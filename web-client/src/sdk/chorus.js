@@ -12,6 +12,9 @@ import {
 } from './media.js';
 
 export { ServerError, RETRYABLE_CODES, describeError, fetchRoom, listMicrophones, AUDIO_SLOTS };
+// Chat attachments (HTTP, same user token): see attachments.js and chat.js.
+export { Attachments, AttachmentError, humanSize } from './attachments.js';
+export { hashFile } from './sha256.js';
 
 /**
  * The life of a session:
