@@ -6,7 +6,9 @@
 //! - [`load`]: `chorus-load`, synthetic str0m peers by the thousand and what they measure.
 //! - [`rest`]: the REST calls the tools need (creating rooms).
 //! - [`redis_server`]: a real `redis-server` on a free loopback port, for fleet tests.
+//! - [`content`]: incompressible test content and its SHA-256, for the attachment tests.
 
+pub mod content;
 pub mod load;
 pub mod redis_server;
 pub mod rest;

@@ -10,6 +10,7 @@ mod support;
 
 use std::time::Duration;
 
+use chorus_bench::content::{noise, sha256_hex};
 use chorus_proto::RoomId;
 use chorus_proto::chat::ChatMessage;
 use chorus_proto::signal::{ClientMessage, ErrorCode, ServerMessage};
@@ -26,48 +27,15 @@ struct Member {
 }
 
 async fn member(server: &ChorusServer, api: &Api, room: &RoomId, user: &str) -> Member {
-    let (status, body) = api
-        .call(
-            "PUT",
-            &format!("/api/v1/rooms/{room}/members/{user}"),
-            Some(json!({"name": user})),
-        )
-        .await;
-    assert!(status == 200 || status == 201, "{status} {body}");
+    api.add_member(room, user, user).await;
     outsider(server, api, user).await
 }
 
 /// A user of the server who is in no group chat (yet).
 async fn outsider(server: &ChorusServer, api: &Api, user: &str) -> Member {
-    let (status, made) = api
-        .call(
-            "POST",
-            "/api/v1/users",
-            Some(json!({"name": user, "user": user})),
-        )
-        .await;
-    assert_eq!(status, 200, "{made}");
-    let token = made["user_token"].as_str().unwrap().to_owned();
+    let token = api.user_token(user, user).await;
     let ws = RawClient::hello(&server.ws_url, user, Some(&token)).await;
     Member { token, ws }
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `n` bytes that do not compress and differ from seed to seed.
-fn content(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// The client API of one server, as a page's fetch would call it.
@@ -126,7 +94,7 @@ impl Files {
     /// Offer `bytes` and upload what the server lacks in the chunks it names; the final
     /// answer's status (`known` or `stored`).
     async fn upload(&self, token: &str, bytes: &[u8], mime: &str) -> String {
-        let hash = sha256(bytes);
+        let hash = sha256_hex(bytes);
         let (status, mut answer) = self.offer(token, &hash, bytes.len(), mime).await;
         assert_eq!(status, 200, "{answer}");
         while answer["status"] == "upload" {
@@ -254,8 +222,8 @@ async fn a_file_is_uploaded_once_downloaded_whole_or_in_ranges_and_deleted_with_
         open_chat(&mut who.ws, &room).await;
     }
 
-    let file = content(5 * 1024 * 1024 + 123, 1);
-    let hash = sha256(&file);
+    let file = noise(5 * 1024 * 1024 + 123, 1);
+    let hash = sha256_hex(&file);
     assert_eq!(
         files.upload(&ada.token, &file, "application/pdf").await,
         "stored"
@@ -359,7 +327,7 @@ async fn a_file_is_uploaded_once_downloaded_whole_or_in_ranges_and_deleted_with_
     let (status, _, body) = files
         .get(
             Some(&cy.token),
-            &format!("/{}", sha256(b"never sent")),
+            &format!("/{}", sha256_hex(b"never sent")),
             None,
         )
         .await;
@@ -372,7 +340,7 @@ async fn a_file_is_uploaded_once_downloaded_whole_or_in_ranges_and_deleted_with_
         .await;
     assert_eq!(status, 404, "a PDF has no thumbnail");
     assert_eq!(
-        post(&mut ada.ws, &room, "", &sha256(b"never sent"), "x").await,
+        post(&mut ada.ws, &room, "", &sha256_hex(b"never sent"), "x").await,
         Err(ErrorCode::AttachmentNotFound),
         "a message cannot post content the server does not hold"
     );
@@ -428,8 +396,8 @@ async fn uploads_resume_where_the_server_stands_and_lies_about_content_are_refus
     let files = Files::new(&server, &room);
 
     // Cut off after 1 MiB: the server says where it stands, the rest follows from there.
-    let file = content(3 * 1024 * 1024, 2);
-    let hash = sha256(&file);
+    let file = noise(3 * 1024 * 1024, 2);
+    let hash = sha256_hex(&file);
     let (status, answer) = files
         .offer(&ada.token, &hash, file.len(), "text/plain")
         .await;
@@ -464,8 +432,8 @@ async fn uploads_resume_where_the_server_stands_and_lies_about_content_are_refus
     );
 
     // Content that is not what its hash says is thrown away.
-    let liar = content(200_000, 3);
-    let claimed = sha256(&content(200_000, 4));
+    let liar = noise(200_000, 3);
+    let claimed = sha256_hex(&noise(200_000, 4));
     let (status, _) = files
         .offer(&ada.token, &claimed, liar.len(), "text/plain")
         .await;
@@ -484,19 +452,21 @@ async fn uploads_resume_where_the_server_stands_and_lies_about_content_are_refus
 
     // More bytes than announced, files over the limit, empty files, bad offers.
     let (_, _) = files
-        .offer(&ada.token, &sha256(&liar), 100, "text/plain")
+        .offer(&ada.token, &sha256_hex(&liar), 100, "text/plain")
         .await;
-    let (status, answer) = files.patch(&ada.token, &sha256(&liar), 0, &liar).await;
+    let (status, answer) = files.patch(&ada.token, &sha256_hex(&liar), 0, &liar).await;
     assert_eq!((status, answer["code"].as_str()), (413, Some("too_large")));
     let (status, answer) = files
-        .offer(&ada.token, &sha256(b"big"), 8_000_001, "text/plain")
+        .offer(&ada.token, &sha256_hex(b"big"), 8_000_001, "text/plain")
         .await;
     assert_eq!((status, answer["code"].as_str()), (413, Some("too_large")));
     assert!(
         answer["message"].as_str().unwrap().contains("at most 8 MB"),
         "{answer}"
     );
-    let (status, answer) = files.offer(&ada.token, &sha256(b""), 0, "text/plain").await;
+    let (status, answer) = files
+        .offer(&ada.token, &sha256_hex(b""), 0, "text/plain")
+        .await;
     assert_eq!(
         (status, answer["code"].as_str()),
         (400, Some("invalid_input"))
@@ -513,7 +483,7 @@ async fn uploads_resume_where_the_server_stands_and_lies_about_content_are_refus
         "a stored file takes no more bytes"
     );
     let res = reqwest::Client::new()
-        .patch(files.url(&format!("/{}", sha256(b"x"))))
+        .patch(files.url(&format!("/{}", sha256_hex(b"x"))))
         .bearer_auth(&ada.token)
         .body("x")
         .send()
@@ -548,7 +518,7 @@ async fn pictures_get_a_thumbnail_and_files_that_are_not_what_they_claim_are_ref
         img.write_to(&mut out, image::ImageFormat::Png).unwrap();
         out.into_inner()
     };
-    let hash = sha256(&picture);
+    let hash = sha256_hex(&picture);
     assert_eq!(
         files.upload(&ada.token, &picture, "image/png").await,
         "stored"
@@ -585,8 +555,8 @@ async fn pictures_get_a_thumbnail_and_files_that_are_not_what_they_claim_are_ref
     );
 
     // A "PNG" that is not one, a type this server does not take.
-    let fake = content(10_000, 5);
-    let fake_hash = sha256(&fake);
+    let fake = noise(10_000, 5);
+    let fake_hash = sha256_hex(&fake);
     let (status, _) = files
         .offer(&ada.token, &fake_hash, fake.len(), "image/png")
         .await;

@@ -11,6 +11,7 @@ mod support;
 
 use std::time::Duration;
 
+use chorus_bench::content::sha256_hex;
 use chorus_proto::signal::{ClientMessage, ServerMessage};
 use fleet_support::s3::S3Server;
 use fleet_support::{RedisServer, SfuNode, SignalingNode, TokenKey};
@@ -19,11 +20,6 @@ use support::{Api, RawClient, metric, metrics};
 
 const WAIT: Duration = Duration::from_secs(10);
 const BUCKET: &str = "chorus-files";
-
-fn sha256(bytes: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
 
 async fn counter(url: &str, name: &str) -> f64 {
     metric(&metrics(url).await, name).unwrap_or(0.0)
@@ -55,25 +51,11 @@ async fn a_file_posted_on_one_node_downloads_on_another_through_the_central_stor
         .create_room(json!({"name": "Across", "owner_name": "ada", "owner": "ada"}))
         .await;
     let room = made.room.id.clone();
-    let (status, body) = api
-        .call(
-            "PUT",
-            &format!("/api/v1/rooms/{room}/members/bo"),
-            Some(json!({"name": "bo"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let mut tokens = Vec::new();
-    for user in ["ada", "bo"] {
-        let (_, made) = api
-            .call(
-                "POST",
-                "/api/v1/users",
-                Some(json!({"name": user, "user": user})),
-            )
-            .await;
-        tokens.push(made["user_token"].as_str().unwrap().to_owned());
-    }
+    api.add_member(&room, "bo", "bo").await;
+    let tokens = [
+        api.user_token("ada", "ada").await,
+        api.user_token("bo", "bo").await,
+    ];
     let (ada, bo) = (&tokens[0], &tokens[1]);
     let http = reqwest::Client::new();
     let files = |node: &SignalingNode, tail: &str| {
@@ -87,7 +69,7 @@ async fn a_file_posted_on_one_node_downloads_on_another_through_the_central_stor
     let file: Vec<u8> = (0..12_000_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let hash = sha256(&file);
+    let hash = sha256_hex(&file);
     let offer = json!({"hash": hash, "size": file.len(), "type": "video/mp4", "name": "clip.mp4"});
     let mut answer: Value = http
         .post(files(&a, ""))

@@ -38,30 +38,19 @@ async fn members_on_two_nodes_share_one_chat() {
         .create_room(json!({"name": "Across", "owner_name": "Ada", "owner": "backend-ada"}))
         .await;
     let room = made.room.id.clone();
-    let (status, body) = api
-        .call(
-            "PUT",
-            &format!("/api/v1/rooms/{room}/members/backend-bo"),
-            Some(json!({"name": "Bo"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let token = |user: &str| {
-        let api = &api;
-        let user = user.to_owned();
-        async move {
-            let (_, made) = api
-                .call(
-                    "POST",
-                    "/api/v1/users",
-                    Some(json!({"name": user, "user": user})),
-                )
-                .await;
-            made["user_token"].as_str().unwrap().to_owned()
-        }
-    };
-    let mut ada = RawClient::hello(&a.ws_url, "Ada", Some(&token("backend-ada").await)).await;
-    let mut bo = RawClient::hello(&b.ws_url, "Bo", Some(&token("backend-bo").await)).await;
+    api.add_member(&room, "backend-bo", "Bo").await;
+    let mut ada = RawClient::hello(
+        &a.ws_url,
+        "Ada",
+        Some(&api.user_token("backend-ada", "Ada").await),
+    )
+    .await;
+    let mut bo = RawClient::hello(
+        &b.ws_url,
+        "Bo",
+        Some(&api.user_token("backend-bo", "Bo").await),
+    )
+    .await;
     for client in [&mut ada, &mut bo] {
         client
             .send(&ClientMessage::ChatOpen { room: room.clone() })

@@ -336,16 +336,18 @@ async fn serve(
             })?;
     }
     let counter = state.clone();
-    let stream = tokio_util::io::ReaderStream::new(file.take(len)).map(move |chunk| {
-        if let Ok(bytes) = &chunk {
-            counter
-                .attachments
-                .metrics
-                .served_bytes
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        }
-        chunk
-    });
+    // 256 KiB reads: the default 4 KiB made a download a third as fast as an upload.
+    let stream =
+        tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024).map(move |chunk| {
+            if let Ok(bytes) = &chunk {
+                counter
+                    .attachments
+                    .metrics
+                    .served_bytes
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            }
+            chunk
+        });
     let mut response = Response::new(Body::from_stream(stream));
     *response.status_mut() = match range {
         Some(_) => StatusCode::PARTIAL_CONTENT,

@@ -74,6 +74,32 @@ impl Api {
         }
     }
 
+    /// `PUT /api/v1/rooms/{room}/members/{user}`: the backend's `user` in the room's
+    /// group chat; panics unless 200.
+    pub async fn add_member(&self, room: &RoomId, user: &str, name: &str) {
+        let (status, body) = self
+            .call(
+                "PUT",
+                &format!("/api/v1/rooms/{room}/members/{user}"),
+                Some(serde_json::json!({ "name": name })),
+            )
+            .await;
+        assert_eq!(status, 200, "putting {user} in the group chat: {body}");
+    }
+
+    /// `POST /api/v1/users`: a user token for the backend's `user`; panics unless 200.
+    pub async fn user_token(&self, user: &str, name: &str) -> String {
+        let (status, made) = self
+            .call(
+                "POST",
+                "/api/v1/users",
+                Some(serde_json::json!({ "name": name, "user": user })),
+            )
+            .await;
+        assert_eq!(status, 200, "signing {user} in: {made}");
+        made["user_token"].as_str().unwrap().to_owned()
+    }
+
     /// `GET /api/v1/rooms/{room}`: status and view.
     pub async fn room(&self, room: &RoomId) -> (u16, Value) {
         self.call("GET", &format!("/api/v1/rooms/{room}"), None)
