@@ -415,6 +415,19 @@ async fn uploads_resume_where_the_server_stands_and_lies_about_content_are_refus
         (answer["code"].as_str(), answer["offset"].as_u64()),
         (Some("upload_offset"), Some(mib as u64))
     );
+    // The refused chunk was not read: the server says the connection is done, so a
+    // client's next request goes on a new one (not on a socket about to close).
+    let res = files
+        .http
+        .patch(files.url(&format!("/{hash}")))
+        .bearer_auth(&ada.token)
+        .header("upload-offset", "0")
+        .body(file[..mib].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 409);
+    assert_eq!(res.headers()["connection"], "close");
     let (_, answer) = files
         .offer(&ada.token, &hash, file.len(), "text/plain")
         .await;

@@ -199,6 +199,26 @@ async fn upload(
     Path((room, hash)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
+) -> Result<Json<Answer>, Response> {
+    write_chunk(state, room, hash, headers, body)
+        .await
+        .map_err(|refused| {
+            // A refusal may leave the chunk unread: the connection cannot carry another
+            // request, and saying so keeps the client from sending its next one there.
+            let mut response = refused.into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        })
+}
+
+async fn write_chunk(
+    state: Arc<AppState>,
+    room: String,
+    hash: String,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<Answer>, Refused> {
     let (user, _) = as_member(&state, &headers, room).await?;
     let hash = hash_of(&hash)?;
