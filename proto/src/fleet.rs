@@ -176,6 +176,12 @@ pub mod keys {
         format!("{PREFIX}:used-once:{token}")
     }
 
+    /// STRING with TTL: the latest counter sealed into a session's state (resume
+    /// refuses any other; a resume takes it one further, so a blob resumes once).
+    pub fn session_counter(session: &crate::SessionId) -> String {
+        format!("{PREFIX}:session:{session}")
+    }
+
     /// STRING: an account (JSON) by its handle.
     pub fn account(handle: &str) -> String {
         format!("{PREFIX}:account:{handle}")

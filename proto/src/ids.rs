@@ -136,6 +136,10 @@ id_type!(
     /// A 1:1 call (its record keeps the id).
     CallId, "c_", 12
 );
+id_type!(
+    /// One web session (a tab): what its sealed state is bound to (120 random bits).
+    SessionId, "s_", 24
+);
 
 #[cfg(test)]
 mod tests {

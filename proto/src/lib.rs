@@ -5,6 +5,7 @@
 //! - [`token`]: the Ed25519-signed room token that signaling mints and the SFU verifies.
 //! - [`api_key`]: signing and checking server-API requests (`docs/api.md`).
 //! - [`people`]: accounts, presence and 1:1 calls as clients see them.
+//! - [`session`]: the call state a client holds, sealed by the server (resume).
 //! - [`ids`]: newtype ids shared by all of the above.
 //! - [`fleet`]: Redis key names and the node records a fleet shares.
 
@@ -15,6 +16,7 @@ pub mod fleet;
 pub mod hex;
 pub mod ids;
 pub mod people;
+pub mod session;
 pub mod signal;
 pub mod token;
 
@@ -24,4 +26,4 @@ pub mod sfu {
     tonic::include_proto!("chorus.sfu.v1");
 }
 
-pub use ids::{CallId, GroupId, IdError, NodeId, ParticipantId, RoomId, UserId};
+pub use ids::{CallId, GroupId, IdError, NodeId, ParticipantId, RoomId, SessionId, UserId};

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{CallId, ParticipantId, RoomId, UserId};
+use crate::ids::{CallId, ParticipantId, RoomId, SessionId, UserId};
 use crate::people::{
     AccountInfo, CallEnd, CallInfo, CallRecord, IceCandidate, IceServer, PersonInfo, Presence,
     SessionDescription,
@@ -41,6 +41,18 @@ pub enum ClientMessage {
         /// but never ring.
         #[serde(default)]
         takes_calls: bool,
+    },
+    /// Take up again a session that lost its socket (a dropped connection, a restarted
+    /// or another signaling node), after `hello` as the same user: `state` is the last
+    /// [`ServerMessage::Session`] blob, `session` the session it was sealed for. Answered
+    /// by [`ServerMessage::Resumed`] (same participant, seat and role; the media
+    /// connection is not touched) or by an `error` (`session_expired`,
+    /// `session_invalid`, `session_replayed`, `resume_failed`): then join again.
+    Resume {
+        /// The session of the blob.
+        session: SessionId,
+        /// The sealed state, as the server sent it.
+        state: String,
     },
     /// Create a voice room and enter it: answered by [`ServerMessage::Joined`] with the
     /// room `pending`; it becomes `active` (its link works) once this client's media
@@ -344,6 +356,30 @@ pub enum ServerMessage {
         /// The account this user is signed in as, if it has one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         account: Option<AccountInfo>,
+        /// This web session: the `session` of a later `resume` (a successful resume
+        /// continues the resumed session instead).
+        session: SessionId,
+    },
+    /// The session's state, sealed: keep the latest (memory and `sessionStorage`) and
+    /// present it in `resume` after a lost socket. Sent whenever the state changes
+    /// (joined, left, media moved) and again before it expires; opaque to the client.
+    Session {
+        /// The blob.
+        state: String,
+        /// When it stops opening (unix seconds).
+        expires: u64,
+    },
+    /// A `resume` succeeded: this session is again `you` in `room`, its media as it was
+    /// (nobody else was told anything changed). `participants` is everyone present on
+    /// the server now: a client keeps those it knew who are not listed yet (they are
+    /// resuming too) until a `participant_left` says otherwise.
+    Resumed {
+        /// The room.
+        room: RoomInfo,
+        /// This session's participant (the same as before).
+        you: ParticipantId,
+        /// Everyone present now, this participant included.
+        participants: Vec<ParticipantInfo>,
     },
     /// The session is signed in as this account (after `register` or `sign_in`).
     Account {
@@ -756,6 +792,15 @@ pub enum ErrorCode {
     UnsupportedType,
     /// Declared a picture, but it cannot be decoded (or is too large to decode).
     InvalidImage,
+    /// A `resume` blob sealed too long ago: join again.
+    SessionExpired,
+    /// A `resume` blob that is damaged, changed or another session's: join again.
+    SessionInvalid,
+    /// A `resume` blob older than the latest one issued (or already used): join again.
+    SessionReplayed,
+    /// The blob is good but its place is gone (the media connection ended, the room
+    /// closed, the member was removed): join again.
+    ResumeFailed,
 }
 
 /// WebSocket close codes the server sends, each with a reason in words. A client that
@@ -773,6 +818,9 @@ pub mod close {
     /// The client stopped reading: it answered no ping in time, or fell too far behind
     /// on the frames sent to it. Reconnecting is fine.
     pub const NOT_READING: u16 = 4002;
+    /// The session was resumed on another connection (this one was stale): do not
+    /// reconnect this one.
+    pub const RESUMED_ELSEWHERE: u16 = 4003;
 }
 
 /// Types of client message that take no field besides `type`.

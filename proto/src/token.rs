@@ -202,6 +202,29 @@ pub enum TokenError {
     Key(String),
 }
 
+/// HKDF-SHA256 of the private key's seed, labelled for what it is used for.
+fn derive_secret(seed: aws_lc_rs::signature::Ed25519Seed<'_>) -> [u8; 32] {
+    use aws_lc_rs::encoding::AsBigEndian as _;
+    struct Len32;
+    impl aws_lc_rs::hkdf::KeyType for Len32 {
+        fn len(&self) -> usize {
+            32
+        }
+    }
+    let mut out = [0u8; 32];
+    let prk = aws_lc_rs::hkdf::Salt::new(aws_lc_rs::hkdf::HKDF_SHA256, b"chorus-derived-secrets")
+        .extract(
+            seed.as_be_bytes()
+                .map(|b| b.as_ref().to_vec())
+                .unwrap_or_default()
+                .as_slice(),
+        );
+    if let Ok(okm) = prk.expand(&[b"session state"], Len32) {
+        let _ = okm.fill(&mut out);
+    }
+    out
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -214,6 +237,10 @@ fn now_secs() -> u64 {
 pub struct TokenIssuer {
     encoding: EncodingKey,
     public_key: Vec<u8>,
+    /// A secret derived from the private key, for keys of other kinds (sealed session
+    /// state): every node holding the signing key derives the same, so a fleet has no
+    /// second secret to distribute.
+    derived: [u8; 32],
 }
 
 impl TokenIssuer {
@@ -233,7 +260,14 @@ impl TokenIssuer {
         Ok(Self {
             encoding: EncodingKey::from_ed_der(der),
             public_key: pair.public_key().as_ref().to_vec(),
+            derived: derive_secret(pair.seed().map_err(|e| TokenError::Key(e.to_string()))?),
         })
+    }
+
+    /// The secret sealed session state is derived from (`crate::session::Sealer`): the
+    /// same on every node that holds this key, useless for signing anything.
+    pub fn session_secret(&self) -> &[u8] {
+        &self.derived
     }
 
     /// A key pair from a PEM file holding a PKCS#8 Ed25519 private key.

@@ -17,6 +17,10 @@ pub struct AppState {
     pub rooms: Arc<RoomService>,
     /// Mints user tokens.
     pub tokens: TokenIssuer,
+    /// The SFU goes on when this process stops (see `SignalingConfig`).
+    pub media_outlives_stop: bool,
+    /// Seals the session state clients hold (keys derived from the token key).
+    pub sealer: chorus_proto::session::Sealer,
     /// Checks user tokens.
     pub users: TokenVerifier,
     /// The server API's key.

@@ -38,6 +38,11 @@ pub struct ServeArgs {
     /// stopped is rolled back after --pending-timeout-secs).
     #[arg(long, env = "CHORUS_REJOIN_GRACE_SECS", default_value_t = 60)]
     pub rejoin_grace_secs: u64,
+    /// Seconds a participant whose connection broke, or whose audio a media server
+    /// still carries after a restart, waits for its session to resume (same seat, its
+    /// audio never stopped) before it counts as gone.
+    #[arg(long, env = "CHORUS_RESUME_GRACE_SECS", default_value_t = 30)]
+    pub resume_grace_secs: u64,
     /// Folder holding the web client.
     #[arg(long, env = "CHORUS_WEB_DIR", default_value_os_t = default_web_dir())]
     pub web_dir: PathBuf,
@@ -152,6 +157,7 @@ impl ServeArgs {
         config.web_dir = self.web_dir.clone();
         config.timeouts.pending = Duration::from_secs(self.pending_timeout_secs.max(1));
         config.timeouts.rejoin_grace = Duration::from_secs(self.rejoin_grace_secs);
+        config.timeouts.resume_grace = Duration::from_secs(self.resume_grace_secs.max(1));
         let ms = |n: u64| Duration::from_millis(n.max(1));
         config.limits = ConnectionLimits {
             header_timeout: ms(self.header_timeout_ms),

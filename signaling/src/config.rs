@@ -58,6 +58,10 @@ pub struct SignalingConfig {
     pub data_dir: PathBuf,
     /// The server API's key; made and kept in the data folder when not given.
     pub api_key: Option<ApiKey>,
+    /// The SFU goes on when this process stops (a separate `chorus-sfu`): a clean stop
+    /// then leaves the media where it is for the sessions to resume on the next node.
+    /// False in the all-in-one `chorus`, whose SFU stops with it.
+    pub media_outlives_stop: bool,
     /// Bounds of a room's lifecycle (pending creation, held places, token lifetime).
     pub timeouts: RoomTimeouts,
     /// Bounds of each client connection (timeouts, rates, connections per address).
@@ -127,6 +131,7 @@ impl SignalingConfig {
             web_dir: default_web_dir(),
             data_dir: PathBuf::from("chorus-data"),
             api_key: None,
+            media_outlives_stop: true,
             timeouts: RoomTimeouts::default(),
             limits: ConnectionLimits::default(),
             drain_timeout: Duration::from_secs(10),

@@ -201,6 +201,8 @@ pub async fn start(
     let sessions = ws::Sessions::new(config.limits, config.trusted_proxies.clone());
     let state = Arc::new(app::AppState {
         rooms,
+        sealer: chorus_proto::session::Sealer::new(tokens.session_secret()),
+        media_outlives_stop: config.media_outlives_stop,
         tokens,
         users,
         api_key,

@@ -136,6 +136,7 @@ pub struct WebrtcPeer {
     room: RoomInfo,
     user: UserId,
     user_token: String,
+    name: String,
 }
 
 impl WebrtcPeer {
@@ -167,6 +168,7 @@ impl WebrtcPeer {
                     room,
                     user,
                     user_token,
+                    name: config.name.clone(),
                 })
             }
             Err(error) => {
@@ -306,6 +308,58 @@ impl WebrtcPeer {
     pub async fn leave(&self) -> Result<LeftReason, PeerError> {
         self.session.send(&ClientMessage::Leave)?;
         self.wait_for("left", JOIN_TIMEOUT, |view| view.left).await
+    }
+
+    /// The session and its latest sealed state, once the server sent one.
+    pub fn sealed(&self) -> Option<(chorus_proto::SessionId, String)> {
+        let view = self.session.view();
+        Some((view.session?, view.sealed?))
+    }
+
+    /// Drop the signaling socket without a close frame (a network gone away); the media
+    /// connection goes on.
+    pub fn cut_socket(&mut self) {
+        self.session.cut();
+    }
+
+    /// Take the session up again on a new socket to `ws_url` (this node after a
+    /// restart, or another): `hello` as the same user, then `resume` with the latest
+    /// sealed state. The media connection is not touched. An `error` answer is
+    /// [`PeerError::Server`] (the session stays without a socket).
+    pub async fn resume(&mut self, ws_url: &str) -> Result<(), PeerError> {
+        let (session, state) = self
+            .sealed()
+            .ok_or_else(|| PeerError::Protocol("no sealed state to resume from".into()))?;
+        self.resume_with(ws_url, session, state).await
+    }
+
+    /// [`Self::resume`] presenting any blob (tests of refusals).
+    pub async fn resume_with(
+        &mut self,
+        ws_url: &str,
+        session: chorus_proto::SessionId,
+        state: String,
+    ) -> Result<(), PeerError> {
+        let mut ws = Handshake::reconnect(ws_url, self.session.view()).await?;
+        ws.send(&ClientMessage::Hello {
+            version: PROTOCOL_VERSION,
+            name: self.name.clone(),
+            user_token: Some(self.user_token.clone()),
+            takes_calls: false,
+        })
+        .await?;
+        ws.expect("welcome", JOIN_TIMEOUT, |m| {
+            matches!(m, ServerMessage::Welcome { .. }).then_some(())
+        })
+        .await?;
+        ws.send(&ClientMessage::Resume { session, state }).await?;
+        ws.expect("resumed", JOIN_TIMEOUT, |m| {
+            matches!(m, ServerMessage::Resumed { .. }).then_some(())
+        })
+        .await?;
+        self.session.cut();
+        self.session = ws.into_session();
+        Ok(())
     }
 
     /// Close only the media connection, as a browser whose network died would lose it,

@@ -50,6 +50,14 @@ pub struct RoomView {
     pub knocks: Vec<chorus_proto::signal::Knocker>,
     /// This session's join is waiting at the room's door.
     pub knocking: bool,
+    /// The web session the server named in `welcome`.
+    pub session: Option<chorus_proto::SessionId>,
+    /// The latest sealed state the server sent (`session` frames), for a resume.
+    pub sealed: Option<String>,
+    /// `session` frames received.
+    pub seals: u64,
+    /// Times a `resume` was answered `resumed`.
+    pub resumes: u64,
 }
 
 impl RoomView {
@@ -88,8 +96,19 @@ impl RoomView {
             ServerMessage::ReconnectMedia { .. } => self.media_reconnects += 1,
             ServerMessage::Knocks { knocks } => self.knocks = knocks.clone(),
             ServerMessage::Knocking { .. } => self.knocking = true,
-            ServerMessage::Welcome { .. }
-            | ServerMessage::RoomUpdated { .. }
+            ServerMessage::Welcome { session, .. } => self.session = Some(session.clone()),
+            ServerMessage::Session { state, .. } => {
+                self.sealed = Some(state.clone());
+                self.seals += 1;
+            }
+            ServerMessage::Resumed { participants, .. } => {
+                // Those known and not listed yet are resuming too: kept until they leave.
+                for p in participants {
+                    self.participants.insert(p.id.clone(), p.clone());
+                }
+                self.resumes += 1;
+            }
+            ServerMessage::RoomUpdated { .. }
             | ServerMessage::MediaAnswer { .. }
             | ServerMessage::Pong => {}
             // A room peer takes no part in calls.
@@ -140,6 +159,17 @@ impl Handshake {
             socket,
             view: RoomView::default(),
         })
+    }
+
+    /// Connect again, carrying on with what an earlier session learnt of the room.
+    pub(crate) async fn reconnect(url: &str, view: RoomView) -> Result<Self, PeerError> {
+        let mut handshake = Self::connect(url).await?;
+        handshake.view = RoomView {
+            closed: false,
+            left: None,
+            ..view
+        };
+        Ok(handshake)
     }
 
     pub(crate) async fn send(&mut self, message: &ClientMessage) -> Result<(), PeerError> {
@@ -264,6 +294,13 @@ impl Session {
         tokio::time::timeout(timeout, wait)
             .await
             .map_err(|_| PeerError::Timeout(what))?
+    }
+
+    /// Drop the socket without a close frame, as a network that went away does.
+    pub(crate) fn cut(&mut self) {
+        self.closed = true;
+        self.writer.abort();
+        self.reader.abort();
     }
 
     /// Close the socket politely, then stop both tasks. Idempotent.

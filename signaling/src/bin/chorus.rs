@@ -55,7 +55,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     sfu_config.public_ips = args.public_ips.clone();
     let sfu = chorus_sfu::start(sfu_config).await?;
 
-    let config = args.serve.config(format!("http://{}", sfu.grpc_addr()))?;
+    let mut config = args.serve.config(format!("http://{}", sfu.grpc_addr()))?;
+    config.media_outlives_stop = false;
     let signaling = chorus_signaling::start(config, tokens).await?;
 
     let media: Vec<String> = sfu.udp_addrs().iter().map(ToString::to_string).collect();

@@ -344,6 +344,35 @@ impl RoomRegistry {
             .is_some_and(|r| r.presences.contains_key(id))
     }
 
+    /// Hand a presence to another session's queue (a resume); the queue it had.
+    pub fn reattach(&self, room: &RoomId, id: &ParticipantId, outbox: Outbox) -> Option<Outbox> {
+        let mut rooms = self.lock();
+        let presence = rooms.get_mut(room)?.presences.get_mut(id)?;
+        Some(std::mem::replace(&mut presence.outbox, outbox))
+    }
+
+    /// Whether a presence is (still) the session's with this queue (not taken over by
+    /// a resume).
+    pub fn owned_by(&self, room: &RoomId, id: &ParticipantId, outbox: &Outbox) -> bool {
+        self.lock()
+            .get(room)
+            .and_then(|r| r.presences.get(id))
+            .is_some_and(|p| p.outbox.same(outbox))
+    }
+
+    /// Take a presence out without telling anyone (the server stops; its session will
+    /// resume on a node that adopts the media). The user, when it was there.
+    pub fn forget(&self, room: &RoomId, id: &ParticipantId) -> Option<UserId> {
+        let mut rooms = self.lock();
+        let live = rooms.get_mut(room)?;
+        let presence = live.presences.remove(id)?;
+        self.hand_on(Outgoing::Remove(room.clone(), id.clone()));
+        if live.presences.is_empty() {
+            rooms.remove(room);
+        }
+        Some(presence.record.user)
+    }
+
     /// Change a presence and tell everyone.
     pub fn update_presence(
         &self,

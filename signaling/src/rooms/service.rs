@@ -32,6 +32,7 @@ use crate::ws::outbox::Outbox;
 mod knock;
 pub use knock::knockers_of;
 mod reconcile;
+mod resume;
 
 /// An error for the user: a code and words.
 pub type Failure = (ErrorCode, String);
@@ -59,6 +60,9 @@ pub struct RoomTimeouts {
     /// After a start, how long seats, raised hands and held places of users who are not
     /// back wait for them before they are given up.
     pub rejoin_grace: Duration,
+    /// How long a participant whose socket broke (or whose media an SFU still carries
+    /// after this node restarted) waits for its session to resume before it leaves.
+    pub resume_grace: Duration,
 }
 
 impl Default for RoomTimeouts {
@@ -68,6 +72,7 @@ impl Default for RoomTimeouts {
             pending: Duration::from_secs(20),
             reservation: Duration::from_secs(15),
             rejoin_grace: Duration::from_secs(60),
+            resume_grace: Duration::from_secs(30),
         }
     }
 }
@@ -137,6 +142,8 @@ pub struct RoomService {
     knockers: knock::Knockers,
     /// Where chat news from other nodes goes (the chat service, once it is made).
     chat_tap: std::sync::OnceLock<ChatTap>,
+    /// Media at SFU nodes that no presence knows, waiting for a resume.
+    orphans: resume::Orphans,
     me: Weak<RoomService>,
 }
 
@@ -249,8 +256,14 @@ impl RoomService {
             timeouts,
             knockers: knock::Knockers::default(),
             chat_tap: std::sync::OnceLock::new(),
+            orphans: resume::Orphans::default(),
             me: me.clone(),
         })
+    }
+
+    /// Whether other signaling nodes share the rooms (a fleet).
+    pub fn is_fleet(&self) -> bool {
+        self.bus.is_shared()
     }
 
     /// Durable records.

@@ -162,6 +162,20 @@ async fn resync(rooms: &RoomService, sfu: &Sfu, node: &NodeId) {
         .into_iter()
         .map(|p| ((p.room_id, p.participant_id), p.connected))
         .collect();
+    // Media no presence here knows: a session of the node before this one (restarted or
+    // crashed), which may resume and adopt it.
+    let mut unknown = Vec::new();
+    for ((room, id), connected) in &at_sfu {
+        if let (true, Ok(room), Ok(id)) = (
+            *connected,
+            RoomId::parse(room.as_str()),
+            ParticipantId::parse(id.as_str()),
+        ) && !rooms.registry.contains(&room, &id)
+        {
+            unknown.push((room, id));
+        }
+    }
+    rooms.found_orphans(node, unknown).await;
     for (room, id, connected, admitted) in rooms.presences_on(node) {
         if admitted > asked {
             continue;
@@ -212,12 +226,14 @@ async fn apply(rooms: &RoomService, sfu: &NodeId, event: RoomEvent) {
                 Ok(LeaveReason::RoomClosed) => LeftReason::RoomClosed,
                 _ => LeftReason::ConnectionLost,
             };
-            if let Ok(p) = ParticipantId::parse(left.participant_id)
-                && from_its_node(rooms, &room, &p, sfu)
-            {
-                match reason {
-                    LeftReason::Removed => rooms.on_removed_elsewhere(&room, &p).await,
-                    reason => rooms.on_left(&room, &p, reason).await,
+            if let Ok(p) = ParticipantId::parse(left.participant_id) {
+                if from_its_node(rooms, &room, &p, sfu) {
+                    match reason {
+                        LeftReason::Removed => rooms.on_removed_elsewhere(&room, &p).await,
+                        reason => rooms.on_left(&room, &p, reason).await,
+                    }
+                } else {
+                    rooms.orphan_left(&room, &p);
                 }
             }
         }

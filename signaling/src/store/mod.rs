@@ -15,7 +15,7 @@ mod redis;
 
 use std::sync::Arc;
 
-use chorus_proto::{GroupId, RoomId};
+use chorus_proto::{GroupId, RoomId, SessionId};
 
 pub use self::redis::RedisStore;
 pub use embedded::EmbeddedStore;
@@ -71,6 +71,24 @@ pub trait Store: Send + Sync + 'static {
     /// Remember `token` for `ttl`: true the first time, false while it is remembered
     /// (a server-API nonce seen again is a replay). Shared by every node of a fleet.
     async fn first_use(&self, token: &str, ttl: std::time::Duration) -> Result<bool, StoreError>;
+    /// A session's state was sealed with `counter`: remember the highest counter of the
+    /// session for `ttl` (as long as a blob of it could still open).
+    async fn session_sealed(
+        &self,
+        session: &SessionId,
+        counter: u64,
+        ttl: std::time::Duration,
+    ) -> Result<(), StoreError>;
+    /// A resume presents the state sealed with `counter`: true when that is the latest
+    /// sealed for the session, which then moves on to `counter + 1` (so the same blob
+    /// resumes once, on any node); false for an older blob, a used one, or a session
+    /// the store does not know.
+    async fn session_resume(
+        &self,
+        session: &SessionId,
+        counter: u64,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError>;
 }
 
 /// A store shared by the whole node.
@@ -219,6 +237,43 @@ pub(crate) mod contract {
         assert_eq!(added.len(), 20, "every change kept: {}", saved.name);
         assert_eq!(saved.name.len(), "Friday".len() + 20);
         assert!(store.delete_group(&group.id).await.unwrap());
+    }
+
+    /// A session resumes only from its latest state, once, on any store of the data.
+    pub async fn session_counter_is_latest_once(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+        use std::time::Duration;
+        let session = SessionId::random();
+        let long = Duration::from_secs(60);
+        assert!(
+            !a.session_resume(&session, 1, long).await.unwrap(),
+            "unknown session"
+        );
+        a.session_sealed(&session, 1, long).await.unwrap();
+        a.session_sealed(&session, 2, long).await.unwrap();
+        a.session_sealed(&session, 1, long).await.unwrap(); // late: never goes back
+        assert!(
+            !b.session_resume(&session, 1, long).await.unwrap(),
+            "an older blob"
+        );
+        assert!(b.session_resume(&session, 2, long).await.unwrap());
+        assert!(
+            !a.session_resume(&session, 2, long).await.unwrap(),
+            "used twice"
+        );
+        // The resumed session goes on from 3.
+        a.session_sealed(&session, 3, long).await.unwrap();
+        let racing: Vec<_> = (0..10)
+            .map(|i| {
+                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let session = session.clone();
+                tokio::spawn(async move { store.session_resume(&session, 3, long).await.unwrap() })
+            })
+            .collect();
+        let mut won = 0;
+        for task in racing {
+            won += usize::from(task.await.unwrap());
+        }
+        assert_eq!(won, 1, "one resume of one blob wins");
     }
 
     /// A token is used once: refused while remembered, by any store on the same data;

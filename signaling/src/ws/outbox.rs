@@ -65,6 +65,11 @@ impl Outbox {
         }
     }
 
+    /// Whether both are the same session's queue.
+    pub fn same(&self, other: &Outbox) -> bool {
+        self.tx.same_channel(&other.tx)
+    }
+
     /// Queue a frame that may be skipped if the client is behind (speaking levels).
     pub fn send_lossy(&self, message: ServerMessage) {
         let _ = self.tx.try_send(Outgoing::Frame(message));
@@ -83,12 +88,7 @@ impl Outbox {
 
     /// Queue the closing frame after everything queued so far; `false` if it found no
     /// place in `within`.
-    pub(crate) async fn close(
-        &self,
-        code: u16,
-        reason: String,
-        within: std::time::Duration,
-    ) -> bool {
+    pub async fn close(&self, code: u16, reason: String, within: std::time::Duration) -> bool {
         matches!(
             tokio::time::timeout(within, self.tx.send(Outgoing::Close(code, reason))).await,
             Ok(Ok(()))

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use chorus_proto::session::{InRoom, OpenError, SessionState};
 use chorus_proto::signal::{
     self, ClientMessage, ErrorCode, LeftReason, PROTOCOL_VERSION, ServerMessage, close,
 };
-use chorus_proto::{ParticipantId, RoomId, UserId};
+use chorus_proto::{ParticipantId, RoomId, SessionId, UserId};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -20,6 +21,12 @@ use crate::rooms::service::{Entered, Failure, Moderation, NewRoom, Visitor};
 use crate::store::people::Account;
 use crate::ws::outbox::{Outbox, Outgoing};
 use crate::ws::rate::RateLimit;
+
+/// How long a sealed state opens: a session that holds one longer gets a fresh one
+/// first (every [`STATE_REFRESH`]).
+const STATE_TTL: Duration = Duration::from_secs(2 * 3600);
+/// How often a session in a room is sent its state again, though nothing changed.
+const STATE_REFRESH: Duration = Duration::from_secs(30 * 60);
 
 /// How long the last frames (`left`, the close) may take to leave once a session ends.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -33,8 +40,10 @@ enum Flow {
 
 /// How a session ends.
 enum Ending {
-    /// The client closed the socket, or it broke: nobody to tell.
+    /// The client closed the socket: nobody to tell.
     Gone,
+    /// The socket broke (no close frame): the client may resume its session.
+    Lost,
     /// The server closes: with this code and reason.
     Close(u16, String),
     /// The server is stopping.
@@ -58,6 +67,12 @@ struct Session {
     account: Option<Account>,
     /// This session as one of its account's devices (online while it is connected).
     device: Device,
+    /// This web session (its sealed state is bound to it; a resume continues another).
+    session_id: SessionId,
+    /// The counter of the last state sealed for it.
+    sealed: u64,
+    /// When its state is sent again before it expires (while in a room).
+    reseal_at: Option<Instant>,
 }
 
 /// A join that knocked: it goes ahead with its offer once a moderator lets it in.
@@ -88,6 +103,9 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, origin: Option<String>
         new_knock: None,
         account: None,
         device,
+        session_id: SessionId::random(),
+        sealed: 0,
+        reseal_at: None,
     };
     // The answer to this session's knock, if it is waiting at a door, and until when.
     let mut knock: Option<(Instant, oneshot::Receiver<bool>)> = None;
@@ -106,9 +124,22 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, origin: Option<String>
             (Some(_), Some(at)) => at + limits.pong_timeout,
             (Some(_), None) => heard + limits.ping_interval,
         };
+        let reseal_at = session.reseal_at;
         let frame = tokio::select! {
             biased;
             _ = stopping.changed() => continue,
+            () = async {
+                match reseal_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                session.reseal_at = None;
+                if session.current.is_some() {
+                    session.reseal().await;
+                }
+                continue;
+            }
             answer = async {
                 match knock.as_mut() {
                     Some((until, rx)) => tokio::time::timeout_at(*until, rx).await,
@@ -158,7 +189,8 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, origin: Option<String>
         heard = Instant::now();
         pinged = None;
         let frame = match frame {
-            None | Some(Ok(Message::Close(_))) => break Ending::Gone,
+            Some(Ok(Message::Close(_))) => break Ending::Gone,
+            None => break Ending::Lost,
             Some(Err(e)) => match too_large(e) {
                 true => {
                     break Ending::Close(
@@ -166,7 +198,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, origin: Option<String>
                         format!("a frame may be at most {} bytes", super::HARD_FRAME_LIMIT),
                     );
                 }
-                false => break Ending::Gone,
+                false => break Ending::Lost,
             },
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(frame)) => frame,
@@ -213,9 +245,18 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, origin: Option<String>
             session.leave(LeftReason::Disconnected).await;
             None
         }
+        Ending::Lost => {
+            session.detach().await;
+            None
+        }
         Ending::Close(code, reason) => {
             tracing::info!(code, %reason, "closing a session");
-            session.leave(LeftReason::Disconnected).await;
+            // A client that stopped answering may be on a network that went away: its
+            // place waits for a resume like a broken socket's.
+            match code {
+                close::NOT_READING => session.detach().await,
+                _ => session.leave(LeftReason::Disconnected).await,
+            }
             Some((code, reason))
         }
         Ending::Restart => {
@@ -343,6 +384,9 @@ impl Session {
         let rooms = self.state.rooms.clone();
         match message {
             ClientMessage::Hello { .. } => {} // answered above
+            ClientMessage::Resume { session, state } => {
+                self.resume(&user, &name, session, &state).await?;
+            }
             ClientMessage::CreateRoom {
                 name: title,
                 capacity,
@@ -363,6 +407,7 @@ impl Session {
                 };
                 let entered = rooms.create(visitor, settings, offer).await?;
                 self.entered(entered);
+                self.reseal().await;
             }
             ClientMessage::Join {
                 room,
@@ -386,6 +431,7 @@ impl Session {
                 let visitor = self.visitor(&user, &name);
                 let entered = rooms.join(visitor, &room, offer).await?;
                 self.entered(entered);
+                self.reseal().await;
             }
             ClientMessage::Leave if self.knocking.is_some() => {
                 self.stop_knocking().await;
@@ -400,6 +446,7 @@ impl Session {
                 self.outbox.send(ServerMessage::Left {
                     reason: LeftReason::Left,
                 });
+                self.reseal().await;
             }
             ClientMessage::SetMuted { muted } => {
                 let (room, me) = self.in_room()?;
@@ -409,6 +456,7 @@ impl Session {
                 let (room, me) = self.in_room()?;
                 let answer = rooms.reconnect_media(&room, &me, offer).await?;
                 self.outbox.send(ServerMessage::MediaAnswer { answer });
+                self.reseal().await;
             }
             ClientMessage::LeaveGroup => {
                 let (room, me) = self.in_room()?;
@@ -724,6 +772,7 @@ impl Session {
             user: user.clone(),
             user_token,
             account: account.as_ref().map(crate::people::account_info),
+            session: self.session_id.clone(),
         });
         if let Some(account) = account {
             self.state
@@ -796,7 +845,7 @@ impl Session {
     /// connection, or a moderator removed it, meanwhile).
     fn in_room(&mut self) -> Result<(RoomId, ParticipantId), Failure> {
         match &self.current {
-            Some((room, me)) if self.state.rooms.registry.contains(room, me) => {
+            Some((room, me)) if self.state.rooms.registry.owned_by(room, me, &self.outbox) => {
                 Ok((room.clone(), me.clone()))
             }
             _ => {
@@ -818,7 +867,10 @@ impl Session {
             Ok(true) => {
                 let visitor = self.visitor(&user, &name);
                 match self.state.rooms.join(visitor, &room, offer).await {
-                    Ok(entered) => self.entered(entered),
+                    Ok(entered) => {
+                        self.entered(entered);
+                        self.reseal().await;
+                    }
                     Err(failure) => self.fail(failure),
                 }
             }
@@ -846,11 +898,166 @@ impl Session {
         }
     }
 
-    /// Leave the current room, if any (the session is ending).
+    /// Leave the current room, if any (the session is ending). A presence a resume took
+    /// over is the new session's: nothing to leave.
     async fn leave(&mut self, reason: LeftReason) {
         self.stop_knocking().await;
-        if let Some((room, me)) = self.current.take() {
+        if let Some((room, me)) = self.current.take()
+            && self.state.rooms.registry.owned_by(&room, &me, &self.outbox)
+        {
             self.state.rooms.leave(&room, &me, reason).await;
+        }
+    }
+
+    /// The socket broke: the place in the room waits for a resume (then leaves).
+    async fn detach(&mut self) {
+        self.stop_knocking().await;
+        if let Some((room, me)) = self.current.take()
+            && self.state.rooms.registry.owned_by(&room, &me, &self.outbox)
+        {
+            self.state.rooms.detach(room, me, self.outbox.clone());
+        }
+    }
+
+    /// Seal the session's state as it is now and send it (after every change of it,
+    /// and before the last one expires). The counter is recorded first: a blob the
+    /// store does not know the counter of could never resume.
+    async fn reseal(&mut self) {
+        let Some((user, name)) = self.user.clone() else {
+            return;
+        };
+        let rooms = &self.state.rooms;
+        let room = self.current.as_ref().and_then(|(room, me)| {
+            let record = rooms
+                .registry
+                .record(room, me)
+                .filter(|_| rooms.registry.owned_by(room, me, &self.outbox))?;
+            Some(InRoom {
+                room: room.clone(),
+                participant: me.clone(),
+                sfu: record.sfu?,
+                muted: record.self_muted,
+            })
+        });
+        let now = unix_now();
+        let state = SessionState {
+            session: self.session_id.clone(),
+            counter: self.sealed + 1,
+            expires: now + STATE_TTL.as_secs(),
+            user,
+            name,
+            signed_in: self.signed_in,
+            room,
+            call: None,
+        };
+        let blob = match self.state.sealer.seal(&state, now) {
+            Ok(blob) => blob,
+            Err(e) => {
+                tracing::error!(error = %e, "session state not sealed");
+                return;
+            }
+        };
+        if let Err(e) = rooms
+            .store()
+            .session_sealed(&self.session_id, state.counter, STATE_TTL)
+            .await
+        {
+            tracing::warn!(error = %e, "session state not recorded; the client keeps its last one");
+            return;
+        }
+        self.sealed = state.counter;
+        self.reseal_at = Some(Instant::now() + STATE_REFRESH);
+        self.outbox.send(ServerMessage::Session {
+            state: blob,
+            expires: state.expires,
+        });
+    }
+
+    /// Take up the session `state` was sealed for: its place in the room, its media as
+    /// it is. Any refusal leaves the room as it was; the client then joins as usual.
+    async fn resume(
+        &mut self,
+        user: &UserId,
+        name: &str,
+        session: SessionId,
+        state: &str,
+    ) -> Result<(), Failure> {
+        self.not_in_room()?;
+        if self.knocking.is_some() {
+            return Err((
+                ErrorCode::AlreadyInRoom,
+                "you are waiting to come into a room; leave it first".into(),
+            ));
+        }
+        let sealed = self
+            .state
+            .sealer
+            .open(&session, state, unix_now())
+            .map_err(|e| {
+                let code = match e {
+                    OpenError::Expired => ErrorCode::SessionExpired,
+                    _ => ErrorCode::SessionInvalid,
+                };
+                (code, format!("{e}; joining again"))
+            })?;
+        if &sealed.user != user {
+            return Err((
+                ErrorCode::SessionInvalid,
+                "the saved session belongs to another user; joining again".into(),
+            ));
+        }
+        let taken = self
+            .state
+            .rooms
+            .store()
+            .session_resume(&session, sealed.counter, STATE_TTL)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot check a session's counter");
+                (
+                    ErrorCode::TemporarilyUnavailable,
+                    "the server cannot check your session right now; try again in a moment".into(),
+                )
+            })?;
+        if !taken {
+            return Err((
+                ErrorCode::SessionReplayed,
+                "this saved session is out of date (a newer one was issued, or it was resumed already); joining again"
+                    .into(),
+            ));
+        }
+        // From here on this is that session, one seal further.
+        self.session_id = session;
+        self.sealed = sealed.counter;
+        let Some(place) = sealed.room else {
+            self.reseal().await;
+            return Err((
+                ErrorCode::ResumeFailed,
+                "the saved session was in no room".into(),
+            ));
+        };
+        let visitor = self.visitor(user, name);
+        let resumed = self.state.rooms.resume(visitor, &place).await;
+        match resumed {
+            Ok(resumed) => {
+                self.current = Some((place.room.clone(), place.participant.clone()));
+                self.outbox.send(ServerMessage::Resumed {
+                    room: resumed.room,
+                    you: resumed.you,
+                    participants: resumed.participants,
+                });
+                if !resumed.knocks.is_empty() {
+                    self.outbox.send(ServerMessage::Knocks {
+                        knocks: resumed.knocks,
+                    });
+                }
+                self.reseal().await;
+                Ok(())
+            }
+            Err(failure) => {
+                self.reseal().await;
+                Err(failure)
+            }
         }
     }
 
@@ -863,6 +1070,15 @@ impl Session {
             return;
         };
         let rooms = &self.state.rooms;
+        if !rooms.registry.owned_by(&room, &me, &self.outbox) {
+            return;
+        }
+        if self.state.media_outlives_stop && !rooms.is_fleet() {
+            // The SFU goes on: the media stays there, and the node that starts next
+            // adopts it when this session resumes (nobody is told anything changed).
+            rooms.registry.forget(&room, &me);
+            return;
+        }
         if rooms
             .registry
             .remove(&room, &me, LeftReason::ServerRestarting, true)
@@ -871,4 +1087,10 @@ impl Session {
             rooms.sfu_remove(&room, &me).await;
         }
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

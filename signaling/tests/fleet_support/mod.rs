@@ -330,6 +330,42 @@ impl SignalingNode {
         let _ = self.child.wait();
     }
 
+    /// Start the node again (after [`Self::kill`]) on the same address and data folder,
+    /// alone in front of the SFU at `sfu_url`, with `extra` arguments.
+    pub fn start_again_alone(&mut self, key: &TokenKey, sfu_url: &str, extra: &[&str]) {
+        let listen = self
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let mut args = vec!["--sfu", sfu_url];
+        args.extend_from_slice(extra);
+        // The port was this node's a moment ago; a new listener may need a few tries.
+        for attempt in 0.. {
+            let command = Command::new(env!("CARGO_BIN_EXE_chorus-signaling"));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Self::spawn_with(
+                    command,
+                    &listen,
+                    key,
+                    &self.id,
+                    self.data_dir.clone(),
+                    &args,
+                )
+            }));
+            match result {
+                Ok(mut node) => {
+                    std::mem::swap(&mut self.child, &mut node.child);
+                    // `node` now holds the dead child; its folder is ours: keep it.
+                    node.data_dir = temp_dir(&format!("{}-spent", self.id));
+                    return;
+                }
+                Err(_) if attempt < 20 => std::thread::sleep(std::time::Duration::from_millis(250)),
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        }
+    }
+
     /// The server API key of this node.
     pub fn api_key(&self) -> chorus_proto::api_key::ApiKey {
         chorus_bench::rest::api_key_in(&self.data_dir).unwrap()

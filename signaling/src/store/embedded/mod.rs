@@ -8,7 +8,7 @@ mod people;
 use std::path::Path;
 use std::sync::Arc;
 
-use chorus_proto::{GroupId, RoomId};
+use chorus_proto::{GroupId, RoomId, SessionId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{Change, Store, StoreError, UpdateError};
@@ -20,6 +20,8 @@ const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("group_chats")
 const ROOMS: TableDefinition<&str, &str> = TableDefinition::new("rooms");
 /// Tokens used once (server-API nonces) and until when (Unix ms) they are remembered.
 const USED: TableDefinition<&str, u64> = TableDefinition::new("used_once");
+/// Session id → (latest sealed counter, until when it is kept, Unix ms).
+const SESSIONS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("session_counters");
 /// Every this many first uses, expired entries are swept.
 const SWEEP_EVERY: u64 = 512;
 
@@ -51,6 +53,7 @@ impl EmbeddedStore {
         txn.open_table(GROUPS).map_err(backend)?;
         txn.open_table(ROOMS).map_err(backend)?;
         txn.open_table(USED).map_err(backend)?;
+        txn.open_table(SESSIONS).map_err(backend)?;
         txn.open_table(people::ACCOUNTS).map_err(backend)?;
         txn.open_table(people::ACCOUNT_USERS).map_err(backend)?;
         txn.open_table(people::CALLS).map_err(backend)?;
@@ -122,6 +125,76 @@ impl Store for EmbeddedStore {
             };
             txn.commit().map_err(backend)?;
             Ok(first)
+        })
+        .await?
+    }
+
+    async fn session_sealed(
+        &self,
+        session: &SessionId,
+        counter: u64,
+        ttl: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let session = session.to_string();
+        let sweep = self
+            .uses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .is_multiple_of(SWEEP_EVERY);
+        self.blocking(move |db| {
+            let now = unix_ms();
+            let until = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut table = txn.open_table(SESSIONS).map_err(backend)?;
+                if sweep {
+                    table.retain(|_, (_, until)| until > now).map_err(backend)?;
+                }
+                let latest = table
+                    .get(session.as_str())
+                    .map_err(backend)?
+                    .map(|v| v.value())
+                    .filter(|(_, until)| *until > now)
+                    .map(|(c, _)| c);
+                if latest.is_none_or(|c| counter > c) {
+                    table
+                        .insert(session.as_str(), (counter, until))
+                        .map_err(backend)?;
+                }
+            }
+            txn.commit().map_err(backend)
+        })
+        .await?
+    }
+
+    async fn session_resume(
+        &self,
+        session: &SessionId,
+        counter: u64,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let session = session.to_string();
+        self.blocking(move |db| {
+            let now = unix_ms();
+            let until = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+            let txn = db.begin_write().map_err(backend)?;
+            let taken = {
+                let mut table = txn.open_table(SESSIONS).map_err(backend)?;
+                let latest = table
+                    .get(session.as_str())
+                    .map_err(backend)?
+                    .map(|v| v.value())
+                    .filter(|(_, until)| *until > now)
+                    .map(|(c, _)| c);
+                let taken = latest == Some(counter);
+                if taken {
+                    table
+                        .insert(session.as_str(), (counter.saturating_add(1), until))
+                        .map_err(backend)?;
+                }
+                taken
+            };
+            txn.commit().map_err(backend)?;
+            Ok(taken)
         })
         .await?
     }
@@ -286,6 +359,14 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn contract_session_counter_is_latest_once() {
+        let (store, path) = temp_store("sessions");
+        let store = Arc::new(store);
+        contract::session_counter_is_latest_once(store.clone(), store).await;
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[tokio::test]
     async fn contract_first_use_is_once() {
         let (store, path) = temp_store("once");
         let store = Arc::new(store);

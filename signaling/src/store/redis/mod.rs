@@ -14,7 +14,7 @@ mod people;
 use std::time::Duration;
 
 use chorus_proto::fleet::keys;
-use chorus_proto::{GroupId, RoomId};
+use chorus_proto::{GroupId, RoomId, SessionId};
 use redis::Script;
 
 use super::{Change, Store, StoreError, UpdateError};
@@ -30,6 +30,8 @@ pub struct RedisStore {
     compare_and_set: Script,
     by_room: Script,
     delete: Script,
+    session_sealed: Script,
+    session_resume: Script,
 }
 
 fn backend(e: redis::RedisError) -> StoreError {
@@ -66,6 +68,24 @@ impl RedisStore {
                 r"
                 if redis.call('GET', KEYS[1]) == ARGV[1] then
                     redis.call('SET', KEYS[1], ARGV[2])
+                    return 1
+                end
+                return 0",
+            ),
+            // KEYS[1] session counter; ARGV[1] counter, ARGV[2] ttl ms.
+            session_sealed: Script::new(
+                r"
+                local latest = tonumber(redis.call('GET', KEYS[1]) or '-1')
+                if tonumber(ARGV[1]) > latest then
+                    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+                end
+                return 1",
+            ),
+            // KEYS[1] session counter; ARGV[1] counter presented, ARGV[2] ttl ms.
+            session_resume: Script::new(
+                r"
+                if redis.call('GET', KEYS[1]) == ARGV[1] then
+                    redis.call('SET', KEYS[1], tostring(tonumber(ARGV[1]) + 1), 'PX', ARGV[2])
                     return 1
                 end
                 return 0",
@@ -179,6 +199,42 @@ impl Store for RedisStore {
         Ok(set.is_some())
     }
 
+    async fn session_sealed(
+        &self,
+        session: &SessionId,
+        counter: u64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut conn = self.redis.conn();
+        let mut call = self.session_sealed.key(keys::session_counter(session));
+        call.arg(counter).arg(ms);
+        let _: i64 = self
+            .redis
+            .timed(call.invoke_async(&mut conn))
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn session_resume(
+        &self,
+        session: &SessionId,
+        counter: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut conn = self.redis.conn();
+        let mut call = self.session_resume.key(keys::session_counter(session));
+        call.arg(counter).arg(ms);
+        let taken: i64 = self
+            .redis
+            .timed(call.invoke_async(&mut conn))
+            .await
+            .map_err(backend)?;
+        Ok(taken == 1)
+    }
+
     async fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError> {
         let mut conn = self.redis.conn();
         let mut call = self.delete.key(keys::group(id));
@@ -286,6 +342,17 @@ mod tests {
         use crate::store::attachments::contract as attachments;
         let (store, _redis) = store().await;
         attachments::records_and_references(&store).await;
+    }
+
+    #[tokio::test]
+    async fn session_counters_across_two_stores() {
+        let (a, redis) = store().await;
+        let b = RedisStore::new(
+            Redis::connect(&redis.url())
+                .await
+                .expect("second connection"),
+        );
+        contract::session_counter_is_latest_once(Arc::new(a), Arc::new(b)).await;
     }
 
     #[tokio::test]
