@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chorus_bench::webrtc_peer::WebrtcPeer;
 use chorus_proto::signal::{ClientMessage, LeftReason};
 use fleet_support::Fleet;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::{Api, close_all, hears, join_connected, peer_config, wait_info};
 
 const STEP: Duration = Duration::from_secs(20);
@@ -257,7 +257,7 @@ async fn capacity(fleet: &Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), Stri
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_signaling_node_leaves_no_ghosts_and_its_clients_rejoin_elsewhere() {
+async fn a_killed_signaling_nodes_clients_resume_elsewhere_and_leave_no_ghosts() {
     let mut fleet = Fleet::start(1, 2);
     let mut peers = Vec::new();
     let outcome = signaling_killed(&mut fleet, &mut peers).await;
@@ -267,6 +267,10 @@ async fn a_killed_signaling_node_leaves_no_ghosts_and_its_clients_rejoin_elsewhe
     }
 }
 
+/// Node B dies mid-call. Moved's client takes its session to node A by its sealed
+/// state: same participant, still seated, its audio never paused, and Stay (on A) sees
+/// nobody leave. Ghost, also on B, never comes back: once the resume grace is over the
+/// fleet clears it (no ghost) and its place is given back.
 async fn signaling_killed(fleet: &mut Fleet, peers: &mut Vec<WebrtcPeer>) -> Result<(), String> {
     let api = Api::new(&fleet.nodes[0].url, fleet.nodes[0].api_key());
     let created = api
@@ -276,8 +280,8 @@ async fn signaling_killed(fleet: &mut Fleet, peers: &mut Vec<WebrtcPeer>) -> Res
     let (a_ws, b_ws) = (fleet.nodes[0].ws_url.clone(), fleet.nodes[1].ws_url.clone());
     peers.push(join_connected(peer_config(&a_ws, &room, "Stay", None, None), STEP).await?);
     peers.push(join_connected(peer_config(&b_ws, &room, "Moved", Some(550.0), None), STEP).await?);
-    let moved = peers[1].id().clone();
-    let moved_token = peers[1].user_token().to_owned();
+    peers.push(join_connected(peer_config(&b_ws, &room, "Ghost", None, None), STEP).await?);
+    let (moved, ghost) = (peers[1].id().clone(), peers[2].id().clone());
     peers[1]
         .send(&ClientMessage::RequestSeat)
         .map_err(|e| e.to_string())?;
@@ -285,47 +289,74 @@ async fn signaling_killed(fleet: &mut Fleet, peers: &mut Vec<WebrtcPeer>) -> Res
         p.speaker
     })
     .await?;
+    wait_info(&peers[0], &ghost, "Stay sees Ghost connected", STEP, |p| {
+        p.connected
+    })
+    .await?;
     hears(&peers[0], 550.0, 5, STEP).await?;
+    peers[1]
+        .wait_for("Moved's sealed state", STEP, |v| {
+            v.sealed.as_ref().map(|_| ())
+        })
+        .await
+        .map_err(|e| format!("Moved holds no sealed state: {e}"))?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
-    // Node B dies with Moved's session: within the heartbeat TTL and a sweep, Stay sees
-    // it leave (no ghost), and the store no longer holds its seat.
     let killed = Instant::now();
     fleet.nodes[1].kill();
-    let departure = peers[0]
-        .wait_for_departure(&moved, Duration::from_secs(15))
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    peers[1]
+        .resume(&a_ws)
         .await
-        .map_err(|e| format!("Stay never saw Moved's node die: {e}"))?;
+        .map_err(|e| format!("Moved could not resume on node A: {e}"))?;
+    let resumed = killed.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (from, until) = (killed - Duration::from_millis(500), Instant::now());
+    let missed = support::missing_frames(&peers[0], 1, from, until);
+    let (gap, at) = support::longest_gap(&peers[0], from, until);
     eprintln!(
-        "ghost cleared {:?} after the kill ({departure:?})",
-        killed.elapsed()
+        "node B killed: Moved resumed on A after {resumed:?}; Stay missed {missed} frames; \
+         longest pause in arrivals {gap:?} ({at:?} after kill − 500 ms)"
     );
+    // 100 ms of audio at most (late packets on a busy machine are not missed ones), and
+    // no stall.
+    if missed > 5 || gap > Duration::from_secs(1) {
+        return Err(format!(
+            "Stay's audio from Moved broke while Moved moved nodes: {missed} frames missed, a pause of {gap:?}"
+        ));
+    }
+    let me = peers[1].view().participants.get(&moved).cloned();
+    if !me.as_ref().is_some_and(|p| p.speaker) {
+        return Err(format!("Moved resumed as {me:?}, not seated"));
+    }
+    // Ghost never resumes: cleared after the grace (5 s in tests), told as disconnected.
+    let departure = peers[0]
+        .wait_for_departure(&ghost, STEP)
+        .await
+        .map_err(|e| format!("Stay never saw Ghost, on the dead node, leave: {e}"))?;
+    eprintln!("ghost cleared {:?} after the kill", killed.elapsed());
     if departure != LeftReason::Disconnected {
-        return Err(format!("Moved left as {departure:?}, not disconnected"));
+        return Err(format!("Ghost left as {departure:?}, not disconnected"));
+    }
+    let departures = peers[0].view().departures;
+    if departures.iter().any(|(who, _)| who == &moved) {
+        return Err(format!("Stay saw Moved leave: {departures:?}"));
     }
     let (_, view) = api.room(&room).await;
-    if view["present"] != 1 {
-        return Err(format!("presences after the sweep: {view}"));
+    if view["present"] != 2 {
+        return Err(format!(
+            "presences after the sweep (Stay and Moved): {view}"
+        ));
     }
-    // Moved's client comes back through node A as the same user and is heard again.
-    let mut old = peers.remove(1);
-    old.close().await;
-    peers.push(
-        join_connected(
-            peer_config(&a_ws, &room, "Moved", Some(550.0), Some(&moved_token)),
-            STEP,
-        )
-        .await?,
-    );
+    // Moved, now on A, is whole: it leaves, and Stay sees that.
     peers[1]
-        .send(&ClientMessage::RequestSeat)
-        .map_err(|e| e.to_string())?;
-    hears(&peers[0], 550.0, 5, STEP)
+        .leave()
         .await
-        .map_err(|e| format!("Moved, rejoined on node A: {e}"))?;
-    let members: Vec<Value> = api.members(&room).await;
-    if members.len() != 3 {
-        return Err(format!("the same user rejoined: members {members:?}"));
-    }
+        .map_err(|e| format!("Moved's leave: {e}"))?;
+    peers[0]
+        .wait_for_departure(&moved, STEP)
+        .await
+        .map_err(|e| format!("Stay never saw Moved leave from node A: {e}"))?;
     Ok(())
 }
 

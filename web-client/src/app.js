@@ -116,6 +116,9 @@ window.chorus = {
   get phase() { return client.state.phase; },
   get room() { return client.state.room; },
   get participants() { return [...client.people.values()]; },
+  /** How many times the session resumed over the same peer connection, and the last refusal's code. */
+  get resumes() { return client.resumes; },
+  get lastResumeError() { return client.lastResumeError; },
   get state() { return page.state; },
   chat,
   attachments,
@@ -138,6 +141,7 @@ const LEFT_WORDS = {
   connection_lost: 'Your audio connection was lost.',
   disconnected: 'You were disconnected.',
   replaced: 'You joined this room from another tab or device.',
+  resumed_elsewhere: 'This session was taken up in another tab or window.',
   room_full: 'The room filled up while your audio was connecting: others got in first. Try again in a moment.',
 };
 

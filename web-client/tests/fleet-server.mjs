@@ -161,6 +161,79 @@ export async function startFleet() {
   }
 }
 
+/**
+ * A split deployment without Redis: one `chorus-sfu` and one `chorus-signaling --sfu`
+ * in front of it (its own data folder and token key), so that signaling can die and
+ * start again while the SFU, and the audio it carries, go on. Resolves with
+ * { dir, url, port, sfu: { grpc, pid }, signaling: { pid }, startedAt, killSignaling(signal),
+ * startSignaling(), output, stop }: `startSignaling()` starts it again on the same port
+ * with the same data folder and key (`startedAt` is then the Date.now() of its ready
+ * line). Every process is stopped by its pid, also when starting fails.
+ */
+export async function startSplit({ extraArgs = [] } = {}) {
+  const bins = fleetBins();
+  const dir = await mkdtemp(path.join(tmpdir(), 'chorus-split-test-'));
+  const dataDir = path.join(dir, 'signaling');
+  await mkdir(dataDir);
+  const keyFile = path.join(dir, 'token-key.pem');
+  const logs = [];
+  const split = { dir, dataDir, port: 0, url: null, sfu: null, signaling: null, sig: null, startedAt: 0 };
+  let sfuProc = null;
+  split.output = () => [sfuProc, ...logs].filter(Boolean).map((p) => p.output()).join('\n');
+  split.stop = async () => {
+    if (split.sig) {
+      await stopProcess(split.sig, 'SIGINT').catch(() => {});
+    }
+    if (sfuProc) {
+      await stopProcess(sfuProc, 'SIGTERM').catch(() => {});
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  const spawnSignaling = (port) => startProcess(`signaling#${logs.length + 1}`, bins.signaling, [
+    '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--token-key', keyFile, '--sfu', split.sfu.grpc,
+    '--web-dir', webClientDir, ...extraArgs,
+  ], /Chorus signaling is running: open (https?:\/\/\S+?)\/?\s*$/, { env: { CHORUS_WEB_DIR: webClientDir } });
+  split.startSignaling = async () => {
+    // The port was just ours; after a SIGKILL the listener may need a moment.
+    let last;
+    for (let i = 0; i < 20; i += 1) {
+      try {
+        const p = await spawnSignaling(split.port);
+        split.startedAt = Date.now();
+        logs.push(p);
+        split.sig = p;
+        split.signaling = { pid: p.pid };
+        split.url = p.ready[1].replace(/\/$/, '');
+        split.port = Number(new URL(split.url).port);
+        return p;
+      } catch (e) {
+        last = e;
+        if (!split.port) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    throw last;
+  };
+  split.killSignaling = async (signal = 'SIGKILL') => {
+    if (split.sig) {
+      await stopProcess(split.sig, signal);
+    }
+  };
+  try {
+    const pub = await startProcess('public-key', bins.signaling, ['--token-key', keyFile, 'public-key'], /^([0-9a-f]{64})\s*$/);
+    sfuProc = await startProcess('sfu', bins.sfu, ['--grpc', '127.0.0.1:0', '--udp', '127.0.0.1:0',
+      '--token-public-key', pub.ready[1]], /^grpc (\S+)/);
+    const grpc = sfuProc.ready[1];
+    split.sfu = { grpc: /^https?:\/\//.test(grpc) ? grpc : `http://${grpc}`, pid: sfuProc.pid };
+    await split.startSignaling();
+    return split;
+  } catch (e) {
+    e.message += `\n${split.output()}`;
+    await split.stop();
+    throw e;
+  }
+}
+
 /** A server-API request signed as docs/api.md says; resolves with { status, body }. */
 export async function signedRequest(baseUrl, { key, secret }, method, apiPath, body) {
   const text = body === undefined ? '' : JSON.stringify(body);

@@ -29,7 +29,8 @@ export async function snap(page, engine, name, { fullPage = false } = {}) {
 }
 
 /**
- * Record the frames the page's WebSocket receives (window.__frames) and keep its sockets
+ * Record the frames the page's WebSocket receives (window.__frames) and sends
+ * (window.__sent), and keep its sockets
  * (window.__sockets), so a test can read the protocol or add synthetic frames. Works in
  * every engine (the page's WebSocket is subclassed before the page's own code runs).
  */
@@ -37,8 +38,14 @@ export function recordSocket(page) {
   return page.addInitScript(() => {
     const Native = window.WebSocket;
     window.__frames = [];
+    window.__sent = [];
     window.__sockets = [];
     window.WebSocket = class extends Native {
+      send(data) {
+        try { window.__sent.push(JSON.parse(data)); } catch { /* not JSON */ }
+        return super.send(data);
+      }
+
       constructor(...args) {
         super(...args);
         window.__sockets.push(this);

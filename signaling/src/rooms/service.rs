@@ -1276,18 +1276,8 @@ impl RoomService {
                     continue;
                 }
             };
-            for orphan in orphans {
-                tracing::info!(room = %orphan.room, participant = %orphan.participant, node = %orphan.record.node, "clearing a presence left by a node that is gone");
-                self.registry.tell_left(
-                    &orphan.room,
-                    &orphan.participant,
-                    LeftReason::Disconnected,
-                );
-                self.sfu_remove(&orphan.room, &orphan.participant).await;
-                let group = self.resolve(&orphan.room).await.ok();
-                self.after_departure(group, &orphan.room, &orphan.record.user)
-                    .await;
-            }
+            // Their sessions may resume on any node: see `resume.rs`.
+            self.swept(orphans).await;
         }
     }
 

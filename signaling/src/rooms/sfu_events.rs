@@ -233,7 +233,7 @@ async fn apply(rooms: &RoomService, sfu: &NodeId, event: RoomEvent) {
                         reason => rooms.on_left(&room, &p, reason).await,
                     }
                 } else {
-                    rooms.orphan_left(&room, &p);
+                    rooms.orphan_left(&room, &p).await;
                 }
             }
         }

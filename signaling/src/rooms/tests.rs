@@ -472,6 +472,14 @@ impl RoomBus for ScriptedBus {
     async fn claim_orphans(&self) -> Result<Vec<Orphan>, BusError> {
         Ok(Vec::new())
     }
+
+    async fn take_over(
+        &self,
+        _room: &RoomId,
+        _participant: &ParticipantId,
+    ) -> Result<Option<PresenceRecord>, BusError> {
+        Ok(None)
+    }
 }
 
 #[tokio::test]

@@ -295,7 +295,10 @@ impl SignalingNode {
         args: &[&str],
     ) -> Self {
         let log = data_dir.join("stderr.log");
+        // Sessions wait 5 s for a resume (not 30): a test that lets one lapse need not
+        // wait long. `--resume-grace-secs` in `args` wins.
         let mut child = command
+            .env("CHORUS_RESUME_GRACE_SECS", "5")
             .args(["--listen", listen, "--data-dir"])
             .arg(&data_dir)
             .arg("--token-key")

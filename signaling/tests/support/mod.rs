@@ -479,3 +479,34 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// How continuous a peer's received audio was (`session_resume`, `fleet`).
+/// Frames a peer hearing `speakers` should have received within `from..until` but did
+/// not (20 ms frames).
+pub fn missing_frames(peer: &WebrtcPeer, speakers: i64, from: Instant, until: Instant) -> i64 {
+    let got = peer
+        .arrivals()
+        .into_iter()
+        .filter(|(_, at)| *at >= from && *at <= until)
+        .count();
+    let expected = speakers * i64::try_from(until.duration_since(from).as_millis() / 20).unwrap();
+    expected - i64::try_from(got).unwrap()
+}
+
+/// The longest pause between two payloads a peer received within `from..until`, and
+/// when it began (after `from`).
+pub fn longest_gap(peer: &WebrtcPeer, from: Instant, until: Instant) -> (Duration, Duration) {
+    let mut times: Vec<Instant> = peer
+        .arrivals()
+        .into_iter()
+        .map(|(_, at)| at)
+        .filter(|at| *at >= from && *at <= until)
+        .collect();
+    times.insert(0, from);
+    times.push(until);
+    times
+        .windows(2)
+        .map(|w| (w[1].duration_since(w[0]), w[0].duration_since(from)))
+        .max()
+        .unwrap_or((Duration::MAX, Duration::ZERO))
+}

@@ -22,7 +22,11 @@ export { hashFile } from './sha256.js';
  * - `joining`: socket, microphone, offer, `join`/`create_room` in flight;
  * - `live`: in the room (its `room.state` may still be `pending` for a new room);
  * - `reconnecting`: the socket or the media was lost; the client rejoins by itself with
- *   back-off, as the same user (stored token), into the same seat and role. With
+ *   back-off, as the same user (stored token), into the same seat and role. After a lost
+ *   socket it first `resume`s the session with its latest sealed state while the peer
+ *   connection keeps flowing (transition `resumed`: same participant, seat and role, the
+ *   audio never stopped); only if that is refused does it make a new peer connection and
+ *   `join` again (transition `rejoined`). With
  *   `state.reason` `media_moved` the socket is fine and only the audio is moving to
  *   another SFU node (the server's `reconnect_media`): the session keeps its place, seat
  *   and role, the room's updates keep coming, and it is `live` again once the new peer
@@ -41,6 +45,13 @@ export const PHASE_EDGES = Object.freeze({
 
 /** Where the user token is kept: shared by rooms and calls (sdk/calls.js), one user per browser. */
 export const TOKEN_KEY = 'chorus.user_token';
+/**
+ * Where the latest sealed session state is mirrored (sessionStorage: one per tab):
+ * `{ session, state, expires, room }`.
+ */
+export const SESSION_KEY = 'chorus.session';
+/** `error` codes that refuse a `resume`: the client then joins again with a fresh offer. */
+export const RESUME_REFUSALS = Object.freeze(['session_expired', 'session_invalid', 'session_replayed', 'resume_failed']);
 const ENTER_TIMEOUT_MS = 20_000;
 /** A knock waits this long for a moderator (the server's own limit is 5 minutes). */
 const KNOCK_WAIT_MS = 5 * 60_000 + 10_000;
@@ -78,6 +89,32 @@ export function defaultStorage() {
   };
 }
 
+/** The session state mirrored in sessionStorage (this tab only), or null. */
+function readSession() {
+  try {
+    const raw = globalThis.sessionStorage && globalThis.sessionStorage.getItem(SESSION_KEY);
+    const s = raw ? JSON.parse(raw) : null;
+    return s && typeof s.session === 'string' && typeof s.state === 'string' ? s : null;
+  } catch {
+    return null;
+  }
+}
+
+function writeSession(s) {
+  try {
+    if (!globalThis.sessionStorage) {
+      return;
+    }
+    if (s) {
+      globalThis.sessionStorage.setItem(SESSION_KEY, JSON.stringify(s));
+    } else {
+      globalThis.sessionStorage.removeItem(SESSION_KEY);
+    }
+  } catch {
+    // private modes may refuse: memory is enough
+  }
+}
+
 const sleep = (ms, signal) => new Promise((resolve) => {
   const t = setTimeout(resolve, ms);
   signal.wake = () => { clearTimeout(t); resolve(); };
@@ -104,6 +141,10 @@ const sleep = (ms, signal) => new Promise((resolve) => {
  *   `connected` (a new peer connection is live: new `track` events, play them as at
  *   join) or `failed` (`error`; the client falls back to rejoining, as after a lost
  *   socket).
+ * - `resume` `{ status, error }` — after a lost socket: `resumed` (the same peer connection
+ *   goes on, no new `track`s) or `refused` (`error.code`: `session_expired`,
+ *   `session_invalid`, `session_replayed`, `resume_failed`; the client joins again with a
+ *   new peer connection).
  *
  * @example
  * const client = new ChorusClient();
@@ -144,6 +185,12 @@ export class ChorusClient extends EventTarget {
     this._noticeTimer = null;
     this._run = 0; // bumps on every entry/exit, so stale async work knows it is stale
     this._sleeper = {};
+    /** The latest sealed session state: { session, state, expires, room }, or null. */
+    this._session = readSession();
+    /** How many times the session was resumed with its media untouched. */
+    this.resumes = 0;
+    /** The code of the last refused `resume` (e.g. `resume_failed`), or null: kept after later resumes. */
+    this.lastResumeError = null;
     this._state = Object.freeze({
       phase: 'idle',
       net: 'offline', // offline | connecting | online
@@ -240,6 +287,7 @@ export class ChorusClient extends EventTarget {
     }
     const run = ++this._run;
     this._rollback = null;
+    this._session = null; // a new session: its own state comes after `joined`
     if (deviceId !== undefined) {
       this._deviceId = deviceId;
     }
@@ -280,7 +328,7 @@ export class ChorusClient extends EventTarget {
     }
     const signal = new Signal(socketUrl(this.server));
     this._signal = signal;
-    signal.addEventListener('message', (ev) => { if (this._signal === signal) this._onMessage(ev.detail); });
+    signal.addEventListener('message', (ev) => { if (this._signal === signal) this._onMessage(ev.detail, signal); });
     signal.addEventListener('server-error', (ev) => { if (this._signal === signal) this._onServerError(ev.detail); });
     signal.addEventListener('closed', (ev) => { if (this._signal === signal) this._onSocketClosed(ev.detail); });
     this._patch({ net: 'connecting' }, 'connecting');
@@ -426,12 +474,46 @@ export class ChorusClient extends EventTarget {
 
   // ------------------------------------------------------------------ reconnecting
 
-  _onSocketClosed() {
+  _onSocketClosed(detail) {
     this._signal = null;
     this._patch({ net: 'offline' }, 'socket_closed');
-    if (this._state.phase === 'live') {
+    const { phase } = this._state;
+    if (detail && detail.code === 4003 && (phase === 'live' || phase === 'reconnecting')) {
+      // Another connection took this session up (resumed elsewhere): not ours to reconnect.
+      this._session = null;
+      writeSession(null);
+      this._finish('left', { reason: 'resumed_elsewhere' }, 'resumed_elsewhere');
+      return;
+    }
+    if (phase === 'live') {
       this._startReconnect('socket_lost');
     }
+  }
+
+  /**
+   * A `session` frame: the latest sealed state of this socket's session. Its id is the
+   * one `welcome` gave, or the one this socket took up with `resume`.
+   */
+  _keepSession(msg, signal) {
+    const session = signal && (signal.sessionId || (signal.welcome && signal.welcome.session));
+    if (!session || typeof msg.state !== 'string') {
+      return;
+    }
+    this._session = { session, state: msg.state, expires: Number(msg.expires) || 0, room: this._state.roomId };
+    writeSession(this._session);
+  }
+
+  /** The state to present in `resume`, when it may still take our media up again. */
+  _resumable() {
+    const s = this._session;
+    const pc = this._pc;
+    if (!s || !pc || pc.connectionState === 'failed' || pc.connectionState === 'closed') {
+      return null;
+    }
+    if (s.room !== this._state.roomId || (s.expires && s.expires * 1000 <= Date.now())) {
+      return null;
+    }
+    return s;
   }
 
   _startReconnect(why) {
@@ -441,7 +523,11 @@ export class ChorusClient extends EventTarget {
       return;
     }
     this._dropNotices();
-    this._closePeer();
+    // Only a lost socket leaves the media as it was: the session resumes over it. The
+    // media lost (or the server taking us off the SFU) means a new peer connection.
+    if (why !== 'socket_lost') {
+      this._closePeer();
+    }
     this._clearLevels();
     const mine = this.me();
     this._wasSpeaker = Boolean(mine && mine.speaker);
@@ -461,6 +547,19 @@ export class ChorusClient extends EventTarget {
       }
       try {
         const signal = await this._ensureSignal(this._state.name);
+        if (run !== this._run || this._state.phase !== 'reconnecting') {
+          return;
+        }
+        const saved = this._resumable();
+        if (saved) {
+          const resumed = await this._tryResume(signal, saved, run);
+          if (resumed === 'stale') {
+            return;
+          }
+          if (resumed) {
+            return;
+          }
+        }
         const offer = await this._newPeer();
         const joined = await signal.request({ type: 'join', room: this._state.roomId, offer }, 'joined', ENTER_TIMEOUT_MS);
         if (run !== this._run || this._state.phase !== 'reconnecting') {
@@ -474,7 +573,9 @@ export class ChorusClient extends EventTarget {
         if (run !== this._run || this._state.phase !== 'reconnecting') {
           return;
         }
-        this._closePeer();
+        if (!this._resumable()) {
+          this._closePeer(); // a half-made rejoin; a resumable pc is kept for the next try
+        }
         if (e.code === 'room_not_found') {
           this._finish('ended', { reason: 'room_closed' }, 'rejoin_refused');
           return;
@@ -489,9 +590,66 @@ export class ChorusClient extends EventTarget {
   }
 
   /**
-   * After a rejoin: a seat survives a server restart (it is in the group's record), but
-   * today's server gives a member's seat up when its socket closes while the server
-   * stays up. In an open room we take a free seat again; in a moderated one we say so.
+   * Present the saved state on the new socket. Resolves true once `resumed` is taken in
+   * (phase `live`, the same peer connection), false when the server refused it (the
+   * caller then closes the peer and joins again, in this same attempt), 'stale' when the
+   * user left meanwhile. Other failures (the socket dropped again, no answer) throw, and
+   * the next attempt presents the state again with the peer connection still kept.
+   */
+  async _tryResume(signal, saved, run) {
+    let resumed;
+    try {
+      resumed = await signal.request({ type: 'resume', session: saved.session, state: saved.state },
+        'resumed', ENTER_TIMEOUT_MS);
+    } catch (e) {
+      if (run !== this._run || this._state.phase !== 'reconnecting') {
+        return 'stale';
+      }
+      if (!RESUME_REFUSALS.includes(e.code)) {
+        throw e;
+      }
+      this.lastResumeError = e.code;
+      if (e.code === 'resume_failed') {
+        signal.sessionId = saved.session; // the socket took that session up, without a place
+      }
+      this._emit('resume', { status: 'refused', error: e });
+      this._closePeer();
+      return false;
+    }
+    signal.sessionId = saved.session;
+    if (run !== this._run || this._state.phase !== 'reconnecting') {
+      signal.send({ type: 'leave' }); // the user left meanwhile: leave no presence behind
+      return 'stale';
+    }
+    this._takeResumed(resumed);
+    return true;
+  }
+
+  /** Take in a `resumed` frame: the same participant and media; keep whom we knew. */
+  _takeResumed(resumed) {
+    // Those listed are present now; others may still be resuming: a `participant_left`
+    // takes them out, nothing else does.
+    for (const p of resumed.participants || []) {
+      this.people.set(p.id, p);
+    }
+    this.resumes += 1;
+    this._to('live', {
+      room: resumed.room, roomId: resumed.room.id, you: resumed.you, attempt: 0, error: null, reason: null,
+      knocking: false,
+    }, 'resumed');
+    this._emit('participants', { updated: [...this.people.keys()], removed: [] });
+    this._emit('resume', { status: 'resumed' });
+    this._applyMic();
+    if (this._state.selfMuted) {
+      this._signal.send({ type: 'set_muted', muted: true });
+    }
+  }
+
+  /**
+   * After a rejoin (never after a resume, which keeps the seat): a seat survives a server
+   * restart (it is in the group's record), but it may be gone when the session could not
+   * be resumed (the grace ran out, the socket was closed with a close frame). In an open
+   * room we take a free seat again; in a moderated one we say so.
    */
   _restoreSeat() {
     const mine = this.me();
@@ -655,8 +813,12 @@ export class ChorusClient extends EventTarget {
     }
   }
 
-  _onMessage(msg) {
+  _onMessage(msg, signal) {
     const { phase } = this._state;
+    if (msg.type === 'session') {
+      this._keepSession(msg, signal);
+      return;
+    }
     if (msg.type === 'knocking' && phase === 'joining') {
       // The join waits at the door: as long as a moderator may take to answer.
       this._signal.extend('joined', KNOCK_WAIT_MS);

@@ -186,6 +186,15 @@ pub trait RoomBus: Send + Sync + 'static {
     ) -> Result<Vec<(ParticipantId, PresenceRecord)>, BusError>;
     /// Presences whose node is gone, each claimed by exactly one caller.
     async fn claim_orphans(&self) -> Result<Vec<Orphan>, BusError>;
+    /// Take one presence of another node out of the directory if that node is gone (its
+    /// heartbeat expired): for a session resuming here before any sweep claimed it.
+    /// `Some` with what was known of it when this caller won; `None` when its node is
+    /// alive, or the presence was already claimed.
+    async fn take_over(
+        &self,
+        room: &RoomId,
+        participant: &ParticipantId,
+    ) -> Result<Option<PresenceRecord>, BusError>;
 }
 
 /// The bus of a node alone: every presence is local, nobody else to tell.
@@ -241,5 +250,13 @@ impl RoomBus for LocalBus {
 
     async fn claim_orphans(&self) -> Result<Vec<Orphan>, BusError> {
         Ok(Vec::new())
+    }
+
+    async fn take_over(
+        &self,
+        _room: &RoomId,
+        _participant: &ParticipantId,
+    ) -> Result<Option<PresenceRecord>, BusError> {
+        Ok(None)
     }
 }

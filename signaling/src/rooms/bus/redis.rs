@@ -289,6 +289,48 @@ impl RoomBus for RedisBus {
             .collect())
     }
 
+    async fn take_over(
+        &self,
+        room: &RoomId,
+        participant: &ParticipantId,
+    ) -> Result<Option<PresenceRecord>, BusError> {
+        let json: Option<String> = self
+            .redis
+            .query(
+                redis::cmd("HGET")
+                    .arg(keys::presences(room))
+                    .arg(participant.as_str()),
+            )
+            .await
+            .map_err(unavailable)?;
+        let Some(record) = json.and_then(|j| serde_json::from_str::<PresenceRecord>(&j).ok())
+        else {
+            return Ok(None);
+        };
+        if record.node == self.node {
+            return Ok(None);
+        }
+        let alive: bool = self
+            .redis
+            .query(redis::cmd("EXISTS").arg(keys::signaling_node(&record.node)))
+            .await
+            .map_err(unavailable)?;
+        if alive {
+            return Ok(None);
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hdel(keys::presences(room), participant.as_str())
+            .srem(
+                keys::node_presences(&record.node),
+                keys::presence_member(room, participant),
+            )
+            .ignore();
+        // HDEL's answer decides who has it, as in the sweep: one taker, once.
+        let (removed,): (i64,) = self.redis.pipe(&pipe).await.map_err(unavailable)?;
+        Ok((removed == 1).then_some(record))
+    }
+
     async fn claim_orphans(&self) -> Result<Vec<Orphan>, BusError> {
         if !self.standing.may_sweep() {
             return Ok(Vec::new());

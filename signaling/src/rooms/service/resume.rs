@@ -7,11 +7,13 @@
 //! - **Detached here**: its socket broke (no close frame) while this node stayed up. The
 //!   presence stays for `resume_grace`, its frames going nowhere; a resume re-attaches
 //!   it to the new socket, and if none comes it leaves as disconnected.
-//! - **Orphaned at an SFU**: this node (re)started and an SFU node still carries media
-//!   no presence of any node knows (the node before it crashed or restarted; the media
-//!   never stopped). The follower's re-sync lists them; a resume adopts one; those not
-//!   adopted within `resume_grace` are removed at the SFU and the room is told they
-//!   left, so nobody stays listed who is not coming back.
+//! - **Orphaned at an SFU**: an SFU node still carries media no presence of any node
+//!   knows — this node (re)started and the one before it crashed or stopped (the
+//!   follower's first re-sync lists them), or, in a fleet, another signaling node died
+//!   and this one swept its presences. The media never stopped; a resume on any node
+//!   adopts it; what is not adopted within `resume_grace` is removed at the SFU and the
+//!   room told it left (and, when the user is known, its seat given back), so nobody
+//!   stays listed who is not coming back.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,27 +21,35 @@ use std::time::Instant;
 
 use chorus_proto::session::InRoom;
 use chorus_proto::signal::{ErrorCode, LeftReason};
-use chorus_proto::{NodeId, ParticipantId, RoomId};
+use chorus_proto::{NodeId, ParticipantId, RoomId, UserId};
 
 use super::{Failure, RoomService, Visitor, knockers_of};
 use crate::rooms::{Presence, room_info};
 use chorus_proto::fleet::PresenceRecord;
 
-/// Media at an SFU node that no presence knows, waiting to be adopted by a resume.
+/// How long a resume waits for the node holding its presence to be known dead (its
+/// heartbeat's TTL, and a beat).
+const TAKE_OVER_WAIT: std::time::Duration =
+    std::time::Duration::from_millis(chorus_proto::fleet::NODE_TTL_MS + 1500);
+
+/// Media at an SFU node that no presence knows, waiting to be adopted by a resume: its
+/// node and, when known (a swept presence), its user.
 #[derive(Default)]
-pub struct Orphans(Mutex<HashMap<(RoomId, ParticipantId), (NodeId, Instant)>>);
+pub struct Orphans(Mutex<HashMap<(RoomId, ParticipantId), Orphaned>>);
+
+#[derive(Clone)]
+struct Orphaned {
+    sfu: NodeId,
+    user: Option<UserId>,
+}
 
 impl Orphans {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(RoomId, ParticipantId), (NodeId, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(RoomId, ParticipantId), Orphaned>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn take(&self, room: &RoomId, id: &ParticipantId) -> Option<NodeId> {
-        self.lock()
-            .remove(&(room.clone(), id.clone()))
-            .map(|(node, _)| node)
+    fn take(&self, room: &RoomId, id: &ParticipantId) -> Option<Orphaned> {
+        self.lock().remove(&(room.clone(), id.clone()))
     }
 }
 
@@ -115,22 +125,52 @@ impl RoomService {
         place: &InRoom,
     ) -> Result<(), Failure> {
         let (room, id) = (&place.room, &place.participant);
+        let mut taken = None;
         if self.bus.is_shared()
             && let Ok(remote) = self.bus.presences(room).await
             && remote.iter().any(|(p, _)| p == id)
         {
-            return Err(refused(
-                "that place is still held by another server; joining again",
-            ));
+            // Held by a node that died, before any sweep claimed it: take it over. A
+            // client is back sooner than the dead node's heartbeat expires, so wait for
+            // that (a node that is alive, its socket half-open there, keeps it).
+            let until = Instant::now() + TAKE_OVER_WAIT;
+            taken = loop {
+                match self.bus.take_over(room, id).await {
+                    Ok(Some(record)) if &record.user == visitor.user => break Some(record),
+                    Ok(Some(_)) => {
+                        return Err(refused("that place in the room is someone else's"));
+                    }
+                    Ok(None) | Err(_) if Instant::now() < until => {
+                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    }
+                    Ok(None) | Err(_) => {
+                        return Err(refused(
+                            "that place is still held by another server; joining again",
+                        ));
+                    }
+                }
+                // Claimed meanwhile by a sweep (here or on another node): an orphan now.
+                if !self.held_elsewhere(room, id).await {
+                    break None;
+                }
+            };
         }
         if group.member(visitor.user).is_none() {
             return Err(refused("you are no longer a member of this room"));
         }
-        // Listed by the re-sync, or (a resume quicker than the first re-sync after a
-        // start) asked of the node now.
-        let listed = self.orphans.take(room, id);
-        let node = listed.clone().unwrap_or_else(|| place.sfu.clone());
+        // Listed by a re-sync or a sweep of this node; else (a presence just taken over,
+        // a resume quicker than the first re-sync after a start) asked of the node now.
+        let listed = self.orphans.take(room, id).map(|o| o.sfu);
+        let took_over = taken.is_some();
+        let node = listed
+            .clone()
+            .or_else(|| taken.and_then(|r| r.sfu))
+            .unwrap_or_else(|| place.sfu.clone());
         if listed.is_none() && !self.sfu_carries(&node, room, id).await {
+            if took_over {
+                // Out of the directory already: it is gone, and the room must hear so.
+                self.gone(room, id, Some(visitor.user)).await;
+            }
             return Err(refused(
                 "your audio connection ended meanwhile; joining again",
             ));
@@ -187,26 +227,69 @@ impl RoomService {
     }
 
     /// The re-sync with `node` found media no presence here knows: unless another node
-    /// holds it, keep it for a resume for `resume_grace`, then take it out (spawned).
-    pub async fn found_orphans(&self, node: &NodeId, mut found: Vec<(RoomId, ParticipantId)>) {
-        let mut i = 0;
-        while i < found.len() {
-            let (room, id) = &found[i];
-            if self.held_elsewhere(room, id).await {
-                found.swap_remove(i);
-            } else {
-                i += 1;
+    /// holds it, keep it for a resume for `resume_grace`, then take it out.
+    pub async fn found_orphans(&self, node: &NodeId, found: Vec<(RoomId, ParticipantId)>) {
+        let mut waiting = Vec::new();
+        for (room, id) in found {
+            if !self.held_elsewhere(&room, &id).await {
+                waiting.push((room, id, None));
             }
         }
-        if found.is_empty() {
+        if !waiting.is_empty() {
+            tracing::info!(sfu = %node, count = waiting.len(), "media nobody holds: waiting for the sessions to resume");
+        }
+        self.hold_orphans(node, waiting);
+    }
+
+    /// Presences of a signaling node that is gone, claimed by this node's sweep: those
+    /// whose media an SFU carries wait for their sessions to resume (on any node); the
+    /// rest are gone at once. Either way the room is told only when they are gone.
+    pub async fn swept(&self, orphans: Vec<crate::rooms::bus::Orphan>) {
+        let mut by_node: HashMap<NodeId, Vec<(RoomId, ParticipantId, Option<UserId>)>> =
+            HashMap::new();
+        for orphan in orphans {
+            match orphan
+                .record
+                .sfu
+                .clone()
+                .filter(|_| orphan.record.connected)
+            {
+                Some(sfu) => {
+                    tracing::info!(room = %orphan.room, participant = %orphan.participant, node = %orphan.record.node, "a presence left by a node that is gone: waiting for its session to resume");
+                    by_node.entry(sfu).or_default().push((
+                        orphan.room,
+                        orphan.participant,
+                        Some(orphan.record.user),
+                    ));
+                }
+                None => {
+                    tracing::info!(room = %orphan.room, participant = %orphan.participant, node = %orphan.record.node, "clearing a presence left by a node that is gone");
+                    self.sfu_remove(&orphan.room, &orphan.participant).await;
+                    self.gone(&orphan.room, &orphan.participant, Some(&orphan.record.user))
+                        .await;
+                }
+            }
+        }
+        for (node, waiting) in by_node {
+            self.hold_orphans(&node, waiting);
+        }
+    }
+
+    /// Keep orphans for `resume_grace`; those not adopted by then are gone (spawned).
+    fn hold_orphans(&self, node: &NodeId, waiting: Vec<(RoomId, ParticipantId, Option<UserId>)>) {
+        if waiting.is_empty() {
             return;
         }
-        tracing::info!(sfu = %node, count = found.len(), "media nobody holds: waiting for the sessions to resume");
-        let now = Instant::now();
         {
             let mut orphans = self.orphans.lock();
-            for key in &found {
-                orphans.insert(key.clone(), (node.clone(), now));
+            for (room, id, user) in &waiting {
+                orphans.insert(
+                    (room.clone(), id.clone()),
+                    Orphaned {
+                        sfu: node.clone(),
+                        user: user.clone(),
+                    },
+                );
             }
         }
         let Some(service) = self.me.upgrade() else {
@@ -215,32 +298,42 @@ impl RoomService {
         let grace = self.timeouts.resume_grace;
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
-            for (room, id) in found {
-                let Some(_) = service.orphans.take(&room, &id) else {
+            for (room, id, _) in waiting {
+                let Some(orphan) = service.orphans.take(&room, &id) else {
                     continue; // resumed, or gone meanwhile
                 };
-                // A presence that was still on its way to the directory is not an orphan.
+                // Resumed on this node or another (or a presence that was still on its
+                // way to the directory): not an orphan.
                 if service.registry.contains(&room, &id) || service.held_elsewhere(&room, &id).await
                 {
                     continue;
                 }
                 tracing::info!(room = %room, participant = %id, "not resumed in time: taken out");
                 service.sfu_remove(&room, &id).await;
-                service
-                    .registry
-                    .tell_left(&room, &id, LeftReason::Disconnected);
+                service.gone(&room, &id, orphan.user.as_ref()).await;
             }
         });
     }
 
-    /// The SFU says a participant's media ended: if it was an orphan, the room is told
-    /// it left (nobody else would). True when it was one.
-    pub fn orphan_left(&self, room: &RoomId, id: &ParticipantId) -> bool {
-        if self.orphans.take(room, id).is_none() {
-            return false;
-        }
-        tracing::info!(room = %room, participant = %id, "media nobody held ended");
+    /// An orphan is gone for good: the room is told, and its user's seat and held place
+    /// are given back (when the user is known; otherwise the start's reconciliation
+    /// does it after the rejoin grace).
+    async fn gone(&self, room: &RoomId, id: &ParticipantId, user: Option<&UserId>) {
         self.registry.tell_left(room, id, LeftReason::Disconnected);
+        if let Some(user) = user {
+            let group = self.resolve(room).await.ok();
+            self.after_departure(group, room, user).await;
+        }
+    }
+
+    /// The SFU says a participant's media ended: if it was an orphan, it is gone (nobody
+    /// else would say so). True when it was one.
+    pub async fn orphan_left(&self, room: &RoomId, id: &ParticipantId) -> bool {
+        let Some(orphan) = self.orphans.take(room, id) else {
+            return false;
+        };
+        tracing::info!(room = %room, participant = %id, "media nobody held ended");
+        self.gone(room, id, orphan.user.as_ref()).await;
         true
     }
 
