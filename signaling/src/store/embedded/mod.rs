@@ -71,6 +71,13 @@ impl EmbeddedStore {
         })
     }
 
+    /// Whether this use of the short-lived records should also sweep the lapsed ones.
+    fn sweep_due(&self) -> bool {
+        self.uses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .is_multiple_of(SWEEP_EVERY)
+    }
+
     /// Run blocking redb work off the async threads.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -90,6 +97,25 @@ fn read_group(db: &Database, id: &str) -> Result<Option<GroupChat>, StoreError> 
     value.map(|v| decode(v.value())).transpose()
 }
 
+/// Until when something kept for `ttl` from `now` (Unix ms) is kept.
+fn until_ms(now: u64, ttl: std::time::Duration) -> u64 {
+    now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The latest counter sealed for a session, unless its time is up.
+fn latest_counter(
+    table: &redb::Table<'_, &str, (u64, u64)>,
+    session: &str,
+    now: u64,
+) -> Result<Option<u64>, StoreError> {
+    Ok(table
+        .get(session)
+        .map_err(backend)?
+        .map(|v| v.value())
+        .filter(|(_, until)| *until > now)
+        .map(|(c, _)| c))
+}
+
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -101,13 +127,10 @@ fn unix_ms() -> u64 {
 impl Store for EmbeddedStore {
     async fn first_use(&self, token: &str, ttl: std::time::Duration) -> Result<bool, StoreError> {
         let token = token.to_owned();
-        let sweep = self
-            .uses
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            .is_multiple_of(SWEEP_EVERY);
+        let sweep = self.sweep_due();
         self.blocking(move |db| {
             let now = unix_ms();
-            let until = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+            let until = until_ms(now, ttl);
             let txn = db.begin_write().map_err(backend)?;
             let first = {
                 let mut used = txn.open_table(USED).map_err(backend)?;
@@ -136,25 +159,17 @@ impl Store for EmbeddedStore {
         ttl: std::time::Duration,
     ) -> Result<(), StoreError> {
         let session = session.to_string();
-        let sweep = self
-            .uses
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            .is_multiple_of(SWEEP_EVERY);
+        let sweep = self.sweep_due();
         self.blocking(move |db| {
             let now = unix_ms();
-            let until = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+            let until = until_ms(now, ttl);
             let txn = db.begin_write().map_err(backend)?;
             {
                 let mut table = txn.open_table(SESSIONS).map_err(backend)?;
                 if sweep {
                     table.retain(|_, (_, until)| until > now).map_err(backend)?;
                 }
-                let latest = table
-                    .get(session.as_str())
-                    .map_err(backend)?
-                    .map(|v| v.value())
-                    .filter(|(_, until)| *until > now)
-                    .map(|(c, _)| c);
+                let latest = latest_counter(&table, &session, now)?;
                 if latest.is_none_or(|c| counter > c) {
                     table
                         .insert(session.as_str(), (counter, until))
@@ -175,16 +190,11 @@ impl Store for EmbeddedStore {
         let session = session.to_string();
         self.blocking(move |db| {
             let now = unix_ms();
-            let until = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+            let until = until_ms(now, ttl);
             let txn = db.begin_write().map_err(backend)?;
             let taken = {
                 let mut table = txn.open_table(SESSIONS).map_err(backend)?;
-                let latest = table
-                    .get(session.as_str())
-                    .map_err(backend)?
-                    .map(|v| v.value())
-                    .filter(|(_, until)| *until > now)
-                    .map(|(c, _)| c);
+                let latest = latest_counter(&table, &session, now)?;
                 let taken = latest == Some(counter);
                 if taken {
                     table

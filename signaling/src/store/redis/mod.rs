@@ -59,6 +59,24 @@ fn group_key_prefix() -> String {
 }
 
 impl RedisStore {
+    /// Run one of the session counter scripts on `session` with `counter` and `ttl`.
+    async fn session_counter(
+        &self,
+        script: &Script,
+        session: &SessionId,
+        counter: u64,
+        ttl: Duration,
+    ) -> Result<i64, StoreError> {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut conn = self.redis.conn();
+        let mut call = script.key(keys::session_counter(session));
+        call.arg(counter).arg(ms);
+        self.redis
+            .timed(call.invoke_async(&mut conn))
+            .await
+            .map_err(backend)
+    }
+
     /// A store on `redis`.
     pub fn new(redis: Redis) -> Self {
         Self {
@@ -205,16 +223,9 @@ impl Store for RedisStore {
         counter: u64,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut conn = self.redis.conn();
-        let mut call = self.session_sealed.key(keys::session_counter(session));
-        call.arg(counter).arg(ms);
-        let _: i64 = self
-            .redis
-            .timed(call.invoke_async(&mut conn))
+        self.session_counter(&self.session_sealed, session, counter, ttl)
             .await
-            .map_err(backend)?;
-        Ok(())
+            .map(|_| ())
     }
 
     async fn session_resume(
@@ -223,16 +234,9 @@ impl Store for RedisStore {
         counter: u64,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut conn = self.redis.conn();
-        let mut call = self.session_resume.key(keys::session_counter(session));
-        call.arg(counter).arg(ms);
-        let taken: i64 = self
-            .redis
-            .timed(call.invoke_async(&mut conn))
+        self.session_counter(&self.session_resume, session, counter, ttl)
             .await
-            .map_err(backend)?;
-        Ok(taken == 1)
+            .map(|taken| taken == 1)
     }
 
     async fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError> {
